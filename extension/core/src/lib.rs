@@ -1,0 +1,7 @@
+//! Server-independent logic of the `spock` extension.
+//!
+//! Everything here is plain Rust with no PostgreSQL headers behind it, so
+//! `cargo test` at the top of the workspace exercises it without a server.
+//! The pgrx glue in `extension/src` calls into this crate.
+
+pub mod version;

@@ -1,0 +1,153 @@
+//! Building the `spock` extension with cargo-pgrx against a server the
+//! toolkit built, and installing it into that server's tree.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::cmd::{self, tool};
+use crate::flags::Profile;
+use crate::pgbuild::Installed;
+use crate::{fsutil, layout, tools, ui};
+
+/// The extension crate.
+pub fn crate_dir() -> PathBuf {
+    layout::project_root().join("extension")
+}
+
+/// Hash of everything the installed extension depends on: its sources, the
+/// workspace manifest and lock file, the server build it is compiled against,
+/// and the cargo-pgrx version. A changed hash means rebuild.
+fn fingerprint(installed: &Installed) -> Result<String> {
+    let mut files = Vec::new();
+    collect_files(&crate_dir(), &mut files)?;
+    let root = layout::project_root();
+    files.push(root.join("Cargo.toml"));
+    files.push(root.join("Cargo.lock"));
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(format!(
+        "server {} {} {}\ncargo-pgrx {}\n",
+        installed.core.postgresql_version,
+        installed.core.series_hash,
+        installed.core.profile,
+        tools::CARGO_PGRX_VERSION
+    ));
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap_or(&file);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?);
+        h.update([0]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            collect_files(&entry.path(), out)?;
+        } else if ty.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `PGRX_HOME/config.toml` naming every server built in this checkout,
+/// so plain `cargo pgrx` commands in `extension/` find them too.
+fn write_pgrx_config(installed: &Installed) -> Result<()> {
+    let home = layout::pgrx_home();
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let path = home.join("config.toml");
+    let mut configs: toml::Table = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("configs").and_then(|c| c.as_table()).cloned())
+        .unwrap_or_default();
+    configs.insert(
+        format!("pg{}", installed.dirs.major),
+        toml::Value::String(installed.dirs.pg_config().display().to_string()),
+    );
+    let mut doc = toml::Table::new();
+    doc.insert("configs".into(), toml::Value::Table(configs));
+    fsutil::write_atomic(&path, toml::to_string(&doc).expect("serialisable").as_bytes())
+}
+
+/// Builds and installs the extension into `installed` unless the same
+/// sources are already installed there.
+pub fn ensure_installed(installed: &Installed) -> Result<()> {
+    let dirs = &installed.dirs;
+    let stamp = dirs.root.join("extension.stamp");
+    let fingerprint = fingerprint(installed)?;
+    let lib = installed.pkglibdir()?.join("spock.so");
+    let control = installed.sharedir()?.join("extension").join("spock.control");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
+        && lib.exists()
+        && control.exists()
+    {
+        ui::note(format!("extension spock is up to date in {}", dirs.install().display()));
+        return Ok(());
+    }
+    let pgrx_dir = tools::cargo_pgrx_dir()?;
+    write_pgrx_config(installed)?;
+    let path = std::env::join_paths(
+        std::iter::once(pgrx_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .context("PATH contains an invalid entry")?;
+
+    let manifest = crate_dir().join("Cargo.toml");
+    let feature = format!("pg{}", dirs.major);
+    let mut args: Vec<String> = vec![
+        "pgrx".into(),
+        "install".into(),
+        "--manifest-path".into(),
+        manifest.display().to_string(),
+        "--pg-config".into(),
+        dirs.pg_config().display().to_string(),
+        "--no-default-features".into(),
+        "--features".into(),
+        feature,
+    ];
+    if dirs.profile == Profile::Release {
+        args.push("--release".into());
+    }
+    let step = ui::Step::start(format!(
+        "Building the spock extension for PostgreSQL {}",
+        installed.core.postgresql_version
+    ));
+    std::fs::remove_file(&stamp).ok();
+    cmd::run_logged(
+        tool("cargo", &args)
+            .env("PATH", path)
+            .env("PGRX_HOME", layout::pgrx_home())
+            .env("CARGO_TARGET_DIR", dirs.extension_target())
+            .env("NO_COLOR", "1")
+            .env("CARGO_TERM_COLOR", "never"),
+        "cargo pgrx install",
+        &dirs.logs().join("extension.log"),
+    )?;
+    std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
+    step.done(&format!("installed {}", lib.display()));
+    Ok(())
+}
+
+impl Installed {
+    fn pg_config_dir(&self, flag: &str) -> Result<PathBuf> {
+        let out = cmd::read(tool(self.dirs.pg_config(), [flag]), &format!("pg_config {flag}"))?;
+        Ok(PathBuf::from(out.trim()))
+    }
+    pub fn pkglibdir(&self) -> Result<PathBuf> {
+        self.pg_config_dir("--pkglibdir")
+    }
+    pub fn sharedir(&self) -> Result<PathBuf> {
+        self.pg_config_dir("--sharedir")
+    }
+}

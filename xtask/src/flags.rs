@@ -1,0 +1,179 @@
+//! Command-line flags of `cargo xtask`, one struct per task.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::versions::PgRequest;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, test and run the patched PostgreSQL with the spock extension",
+    after_help = "Supported PostgreSQL majors: 15, 16, 17, 18. `--pg` takes a major (18), an exact \
+                  version (18.6) or a comma-separated list (15,18)."
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+    /// Stream the output of configure, make, cargo-pgrx and the servers to
+    /// the terminal as well as to the log files.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Fetch, verify, patch, build and install PostgreSQL and the extension.
+    Build(Build),
+    /// Download and verify the source tarball into the cache only.
+    Fetch(Fetch),
+    /// Unpack a fresh tree and apply the patch series (or check / refresh it).
+    Patch(Patch),
+    /// The whole test suite: unit tests, then build and check every major
+    /// whose source can be had on this machine.
+    Test(Test),
+    /// List missing prerequisites and install them (as root on Debian) or
+    /// print the command that does.
+    Doctor(Doctor),
+    /// Remove build products under target/ (the download cache is kept
+    /// unless --cache is given).
+    Clean(Clean),
+}
+
+/// How PostgreSQL is configured.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// `--enable-debug --enable-cassert`, extension built without optimisation.
+    #[default]
+    Dev,
+    /// `--enable-debug` only, extension built with `--release`.
+    Release,
+}
+
+#[derive(Args, Debug)]
+pub struct Build {
+    /// PostgreSQL major(s) or exact version(s): 18, 17.12, 15,18.
+    #[arg(long, value_delimiter = ',', required = true, value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Use this source tarball instead of the cache or a download. It is
+    /// still verified when its version is pinned. Only with a single --pg.
+    #[arg(long, value_name = "FILE")]
+    pub source_tarball: Option<PathBuf>,
+    /// Build profile.
+    #[arg(long, value_enum, default_value_t = Profile::Dev)]
+    pub profile: Profile,
+    /// Also apply the patches listed in the major's OPTIONAL file.
+    #[arg(long)]
+    pub with_optional: bool,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct Fetch {
+    /// PostgreSQL major(s) or exact version(s).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Verify this tarball and put it into the cache. Only with a single --pg.
+    #[arg(long, value_name = "FILE")]
+    pub source_tarball: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct Patch {
+    /// PostgreSQL major(s) or exact version(s).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Only report whether every patch applies cleanly; change nothing.
+    #[arg(long, conflicts_with = "refresh")]
+    pub check: bool,
+    /// Apply with patch's own fuzz and rewrite each patch file so that it
+    /// applies with none (for rebasing onto another minor release).
+    #[arg(long)]
+    pub refresh: bool,
+    /// Use this source tarball instead of the cache or a download.
+    #[arg(long, value_name = "FILE")]
+    pub source_tarball: Option<PathBuf>,
+    /// Also apply the patches listed in the major's OPTIONAL file.
+    #[arg(long)]
+    pub with_optional: bool,
+    /// Build profile whose source tree is prepared.
+    #[arg(long, value_enum, default_value_t = Profile::Dev)]
+    pub profile: Profile,
+}
+
+#[derive(Args, Debug)]
+pub struct Test {
+    /// Majors to build and check (default: all supported majors; those whose
+    /// source cannot be had here are reported and skipped).
+    #[arg(long, value_delimiter = ',', value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Skip the unit tests (`cargo test`).
+    #[arg(long)]
+    pub no_unit: bool,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct Doctor {
+    /// Only report; never install anything.
+    #[arg(long)]
+    pub check_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Clean {
+    /// Only these majors (default: all build products).
+    #[arg(long, value_delimiter = ',', value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Also remove the download and tools cache shared by checkouts.
+    #[arg(long)]
+    pub cache: bool,
+}
+
+impl Xtask {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.cmd {
+            Cmd::Build(flags) => flags.run(),
+            Cmd::Fetch(flags) => flags.run(),
+            Cmd::Patch(flags) => flags.run(),
+            Cmd::Test(flags) => flags.run(),
+            Cmd::Doctor(flags) => flags.run(),
+            Cmd::Clean(flags) => flags.run(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Xtask, clap::Error> {
+        Xtask::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn pg_accepts_majors_versions_and_lists() {
+        let Cmd::Build(b) = parse(&["build", "--pg", "15,18.6"]).unwrap().cmd else { panic!("not a build") };
+        assert_eq!(b.pg.len(), 2);
+        assert_eq!(b.pg[0].to_string(), "15");
+        assert_eq!(b.pg[1].to_string(), "18.6");
+    }
+
+    #[test]
+    fn unsupported_major_lists_the_supported_ones() {
+        let err = parse(&["build", "--pg", "14"]).unwrap_err().to_string();
+        assert!(err.contains("15, 16, 17, 18"), "{err}");
+    }
+
+    #[test]
+    fn malformed_version_is_rejected() {
+        let err = parse(&["build", "--pg", "17.x"]).unwrap_err().to_string();
+        assert!(err.contains("17.x"), "{err}");
+    }
+}

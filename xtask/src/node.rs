@@ -1,0 +1,288 @@
+//! One PostgreSQL server of a toolkit build, driven the way PostgreSQL's own
+//! test cluster API drives its nodes: `init`, `start`, `stop`, `restart`,
+//! `kill9`, `safe_psql`, `poll_query_until`, `log_tail`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::account::RunAs;
+use crate::cmd::{self, tool};
+use crate::pgbuild::Installed;
+
+/// The database superuser of toolkit-made nodes.
+pub const SUPERUSER: &str = "postgres";
+
+/// How `stop` asks the server to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    Fast,
+    Immediate,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub installed: Installed,
+    /// Directory holding `data/` and `server.log`, owned by the server account.
+    pub base: PathBuf,
+    pub port: u16,
+    /// Private directory of the Unix socket.
+    pub socket_dir: PathBuf,
+    pub run_as: RunAs,
+}
+
+/// Asks the kernel for a free TCP port on the loopback interface.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot probe for a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether something listens on (or holds) a loopback port.
+pub fn port_in_use(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+impl Node {
+    pub fn data(&self) -> PathBuf {
+        self.base.join("data")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.base.join("server.log")
+    }
+
+    /// Runs initdb in `base/data` (as the server account) and writes the
+    /// configuration: port, socket directory, and `conf` appended verbatim.
+    pub fn init(
+        name: &str,
+        installed: &Installed,
+        base: &Path,
+        socket_dir: &Path,
+        port: u16,
+        run_as: &RunAs,
+        conf: &str,
+    ) -> Result<Node> {
+        if base.join("data").exists() {
+            bail!("{} already exists; remove it or pick another directory", base.join("data").display());
+        }
+        run_as.make_owned_dir(base)?;
+        run_as.make_owned_dir(socket_dir)?;
+        std::fs::set_permissions(socket_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        run_as.ensure_reachable(&installed.dirs.install())?;
+        run_as.ensure_reachable(base)?;
+        let node = Node {
+            name: name.to_string(),
+            installed: installed.clone(),
+            base: base.to_path_buf(),
+            port,
+            socket_dir: socket_dir.to_path_buf(),
+            run_as: run_as.clone(),
+        };
+        let data = node.data().display().to_string();
+        let log = node.base.join("initdb.log");
+        cmd::run_logged(
+            run_as.cmd(
+                installed.bin("initdb"),
+                ["-D", &data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            ),
+            &format!("initdb for node {name}"),
+            &log,
+        )?;
+        let mut text = format!(
+            "\n# Written by cargo xtask for node {name}\nport = {port}\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\n",
+            socket_dir.display()
+        );
+        text.push_str(conf);
+        let conf_path = node.data().join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path)
+            .with_context(|| format!("cannot read {}", conf_path.display()))?;
+        existing.push_str(&text);
+        std::fs::write(&conf_path, existing)
+            .with_context(|| format!("cannot write {}", conf_path.display()))?;
+        Ok(node)
+    }
+
+    fn pg_ctl(&self, args: &[&str], what: &str) -> Result<()> {
+        let data = self.data().display().to_string();
+        let mut full = vec!["-D", data.as_str()];
+        full.extend_from_slice(args);
+        let out = self
+            .run_as
+            .cmd(self.installed.bin("pg_ctl"), &full)
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run pg_ctl for node {}", self.name))?;
+        if !out.status.success() {
+            bail!(
+                "{what} of node {} failed: {}\n--- last lines of {} ---\n{}\n--- end ---",
+                self.name,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                self.log_file().display(),
+                self.log_tail(30)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<()> {
+        if port_in_use(self.port) {
+            bail!(
+                "port {} for node {} is already in use; stop whatever listens there or pick another port",
+                self.port,
+                self.name
+            );
+        }
+        let log = self.log_file().display().to_string();
+        self.pg_ctl(&["-l", &log, "-w", "-t", "120", "start"], "start")
+    }
+
+    pub fn stop(&self, mode: StopMode) -> Result<()> {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        self.pg_ctl(&["-m", mode, "-w", "-t", "120", "stop"], "stop")
+    }
+
+    pub fn restart(&self) -> Result<()> {
+        self.stop(StopMode::Fast)?;
+        self.start()
+    }
+
+    /// Whether the postmaster of this node is running.
+    pub fn is_running(&self) -> bool {
+        self.postmaster_pid().is_some_and(|pid| nix::sys::signal::kill(pid, None).is_ok())
+    }
+
+    fn postmaster_pid(&self) -> Option<nix::unistd::Pid> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        Some(nix::unistd::Pid::from_raw(pid))
+    }
+
+    /// Kills the postmaster with SIGKILL and waits until its children are gone,
+    /// as a crash would leave the node.
+    pub fn kill9(&self) -> Result<()> {
+        let pid =
+            self.postmaster_pid().with_context(|| format!("node {} has no postmaster.pid", self.name))?;
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
+            .with_context(|| format!("cannot kill the postmaster of node {}", self.name))?;
+        // Children exit once they notice the postmaster died; the socket and
+        // port are free again when they are gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if nix::sys::signal::kill(pid, None).is_err() && !port_in_use(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("processes of node {} are still alive 30 s after kill -9", self.name)
+    }
+
+    /// Runs SQL with psql (unaligned, tuples only, stop on the first error)
+    /// and returns its standard output without the final newline.
+    pub fn safe_psql(&self, db: &str, sql: &str) -> Result<String> {
+        let port = self.port.to_string();
+        let socket = self.socket_dir.display().to_string();
+        let out = tool(
+            self.installed.bin("psql"),
+            [
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &socket,
+                "-p",
+                &port,
+                "-U",
+                SUPERUSER,
+                "-d",
+                db,
+                "-f",
+                "-",
+            ],
+        )
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin_bytes(sql.as_bytes().to_vec())
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run psql")?;
+        if !out.status.success() {
+            bail!(
+                "SQL on node {} ({db}) failed:\n{}\n{}",
+                self.name,
+                sql.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        Ok(text)
+    }
+
+    /// Runs `sql` until it returns `t`, or fails after `timeout`.
+    pub fn poll_query_until(&self, db: &str, sql: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.safe_psql(db, sql) {
+                Ok(out) if out.trim() == "t" => return Ok(()),
+                Ok(out) => last = out,
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!(
+            "node {}: `{}` did not return true within {:?}; last result: {last}",
+            self.name,
+            sql.trim(),
+            timeout
+        )
+    }
+
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> String {
+        cmd::tail_lines(&self.log_file(), n).unwrap_or_else(|e| format!("(no server log: {e})"))
+    }
+}
+
+/// The configuration every toolkit-made node gets, sized for a mesh of
+/// `nodes` nodes: logical WAL, the spock library preloaded, commit
+/// timestamps, enough workers, slots and WAL senders, and
+/// `output_plugin_libraries` only where the server has that setting (an
+/// unknown setting would stop the server from starting).
+pub fn base_conf(installed: &Installed, nodes: usize) -> String {
+    let peers = nodes.max(2);
+    let mut conf = format!(
+        "wal_level = logical\n\
+         shared_preload_libraries = 'spock'\n\
+         track_commit_timestamp = on\n\
+         max_worker_processes = {workers}\n\
+         max_replication_slots = {slots}\n\
+         max_wal_senders = {slots}\n\
+         log_line_prefix = '%m [%p] %q%a '\n",
+        workers = 16 + 2 * peers,
+        slots = 4 + 2 * peers,
+    );
+    if installed.dirs.major >= 18 {
+        conf.push_str(&format!("max_active_replication_origins = {}\n", 4 + 2 * peers));
+    }
+    if installed.core.output_plugin_libraries {
+        conf.push_str("output_plugin_libraries = 'pgoutput, test_decoding, spock_output'\n");
+    }
+    conf
+}

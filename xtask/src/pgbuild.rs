@@ -1,0 +1,177 @@
+//! Building and installing PostgreSQL from the patched tree: configure in an
+//! out-of-tree build directory, `make world-bin`, `make install-world-bin`,
+//! with stamps so that an unchanged tree is not rebuilt.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::{self, tool};
+use crate::flags::Profile;
+use crate::fsutil;
+use crate::layout::PgDirs;
+use crate::patches::SeriesRecord;
+use crate::ui;
+
+/// Written in `build/` after a successful configure.
+const CONFIGURE_STAMP: &str = ".spock-configure.json";
+/// Written in `install/` after a successful install.
+const INSTALL_STAMP: &str = ".spock-install.json";
+/// Name of the manifest of applied patches in the server's share directory.
+pub const CORE_PATCHES_FILE: &str = "spock-core-patches.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct ConfigureStamp {
+    series: SeriesRecord,
+    args: Vec<String>,
+}
+
+/// What `$(pg_config --sharedir)/spock-core-patches.json` says about a build.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CorePatches {
+    pub postgresql_version: String,
+    pub tarball_sha256: String,
+    pub extra_version: String,
+    pub series_hash: String,
+    pub patches: Vec<crate::patches::RecordedPatch>,
+    pub skipped_optional: Vec<crate::patches::RecordedPatch>,
+    /// Whether the server knows the `output_plugin_libraries` setting.
+    pub output_plugin_libraries: bool,
+    pub profile: String,
+}
+
+/// An installed server built by the toolkit.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    pub dirs: PgDirs,
+    pub core: CorePatches,
+}
+
+impl Installed {
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.dirs.bin().join(program)
+    }
+
+    /// Reads the installed server's record, if a completed install exists.
+    pub fn load(dirs: &PgDirs) -> Option<Installed> {
+        let stamp: CorePatches = fsutil::read_json(&dirs.install().join(INSTALL_STAMP))?;
+        Some(Installed { dirs: dirs.clone(), core: stamp })
+    }
+}
+
+/// The configure arguments for a profile and series.
+pub fn configure_args(dirs: &PgDirs, record: &SeriesRecord) -> Vec<String> {
+    let mut args = vec![
+        format!("--prefix={}", dirs.install().display()),
+        format!("--with-extra-version={}", record.extra_version()),
+        "--with-openssl".into(),
+        "--with-icu".into(),
+        "--enable-debug".into(),
+    ];
+    if dirs.profile == Profile::Dev {
+        args.push("--enable-cassert".into());
+    }
+    args
+}
+
+/// Configures, builds and installs the server unless an install of exactly
+/// this tree and these flags exists. `fresh_tree` says the source tree was just
+/// replaced, which invalidates any earlier build.
+pub fn ensure_built(
+    dirs: &PgDirs,
+    record: &SeriesRecord,
+    fresh_tree: bool,
+    jobs: usize,
+) -> Result<Installed> {
+    let args = configure_args(dirs, record);
+    let stamp = ConfigureStamp { series: record.clone(), args: args.clone() };
+    let profile = match dirs.profile {
+        Profile::Dev => "dev",
+        Profile::Release => "release",
+    };
+    let configured: Option<ConfigureStamp> = fsutil::read_json(&dirs.build().join(CONFIGURE_STAMP));
+    if !fresh_tree
+        && configured.as_ref() == Some(&stamp)
+        && let Some(installed) = Installed::load(dirs)
+        && installed.core.series_hash == record.series_hash
+        && installed.core.profile == profile
+    {
+        ui::note(format!(
+            "PostgreSQL {} ({profile}) is built and installed in {}; nothing to do",
+            record.postgresql_version,
+            dirs.install().display()
+        ));
+        return Ok(installed);
+    }
+
+    let logs = dirs.logs();
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    if fresh_tree || configured.as_ref() != Some(&stamp) {
+        // A new tree or new flags: start the build directory and install over.
+        fsutil::remove_dir_all_if_exists(&dirs.build())?;
+        fsutil::remove_dir_all_if_exists(&dirs.install())?;
+        std::fs::create_dir_all(dirs.build())?;
+        let step = ui::Step::start(format!(
+            "Configuring PostgreSQL {}{}",
+            record.postgresql_version,
+            record.extra_version()
+        ));
+        let configure = dirs.src().join("configure");
+        cmd::run_logged(tool(&configure, &args).dir(dirs.build()), "configure", &logs.join("configure.log"))
+            .context("configure failed; `cargo xtask doctor` checks the prerequisites")?;
+        fsutil::write_json(&dirs.build().join(CONFIGURE_STAMP), &stamp)?;
+        step.done("");
+    }
+
+    let jobs_arg = format!("-j{jobs}");
+    let step = ui::Step::start(format!(
+        "Building PostgreSQL {} (make {jobs_arg} world-bin)",
+        record.postgresql_version
+    ));
+    cmd::run_logged(
+        tool("make", [jobs_arg.as_str(), "world-bin"]).dir(dirs.build()),
+        "make world-bin",
+        &logs.join("make.log"),
+    )?;
+    step.done("");
+
+    let step = ui::Step::start(format!("Installing into {}", dirs.install().display()));
+    // A partial install must not be mistaken for a finished one.
+    std::fs::remove_file(dirs.install().join(INSTALL_STAMP)).ok();
+    cmd::run_logged(
+        tool("make", ["install-world-bin"]).dir(dirs.build()),
+        "make install-world-bin",
+        &logs.join("install.log"),
+    )?;
+    let core = CorePatches {
+        postgresql_version: record.postgresql_version.clone(),
+        tarball_sha256: record.tarball_sha256.clone(),
+        extra_version: record.extra_version(),
+        series_hash: record.series_hash.clone(),
+        patches: record.patches.clone(),
+        skipped_optional: record.skipped_optional.clone(),
+        output_plugin_libraries: knows_setting(&dirs.bin().join("postgres"), "output_plugin_libraries")?,
+        profile: profile.into(),
+    };
+    let sharedir = cmd::read(tool(dirs.pg_config(), ["--sharedir"]), "pg_config --sharedir")?;
+    fsutil::write_json(&Path::new(sharedir.trim()).join(CORE_PATCHES_FILE), &core)?;
+    fsutil::write_json(&dirs.install().join(INSTALL_STAMP), &core)?;
+    step.done(if core.output_plugin_libraries {
+        "server has output_plugin_libraries"
+    } else {
+        "server has no output_plugin_libraries setting"
+    });
+    Ok(Installed { dirs: dirs.clone(), core })
+}
+
+/// Whether `postgres --describe-config` lists a setting. (The server answers
+/// this without starting, and also when run as root.)
+pub fn knows_setting(postgres: &Path, name: &str) -> Result<bool> {
+    let out = cmd::read(tool(postgres, ["--describe-config"]), "postgres --describe-config")?;
+    let known = out.lines().any(|l| l.split('\t').next() == Some(name));
+    if !known && !out.lines().any(|l| l.starts_with("shared_buffers\t")) {
+        bail!("postgres --describe-config printed no settings; the installed server looks broken");
+    }
+    Ok(known)
+}
