@@ -40,10 +40,75 @@ pub enum Cmd {
     /// Remove build products under target/ (the download cache is kept
     /// unless --cache is given).
     Clean(Clean),
+    /// A local cluster of nodes for people: up, down, status, psql.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Start a fresh cluster and run the multi-node regression scenarios
+    /// (tests/regress) and the cluster integration tests against it.
+    TestCluster(TestCluster),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Build if needed, start the nodes, create the extension on each (and,
+    /// once the extension replicates, wire them as a full mesh).
+    Up(ClusterUp),
+    /// Stop the nodes (and with --destroy remove their data).
+    Down(ClusterDown),
+    /// Show each node's port, data directory and state.
+    Status,
+    /// Open psql on a node: `cargo xtask cluster psql n2 [-- PSQL ARGS]`.
+    Psql(ClusterPsql),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterUp {
+    /// PostgreSQL major or exact version (default 18).
+    #[arg(long, value_parser = PgRequest::parse)]
+    pub pg: Option<PgRequest>,
+    /// Number of nodes (default 3).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Build profile of the server the nodes run.
+    #[arg(long, value_enum, default_value_t = Profile::Dev)]
+    pub profile: Profile,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterDown {
+    /// Also remove the data directories.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterPsql {
+    /// Node name: n1, n2, ...
+    pub node: String,
+    /// Further arguments for psql (after --).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestCluster {
+    /// PostgreSQL major(s) or exact version(s) (default 18).
+    #[arg(long, value_delimiter = ',', value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Nodes to start (default: as many as the selected scenarios need).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Write the actual output of the selected scenarios as their expected
+    /// output (review the diff before committing).
+    #[arg(long)]
+    pub accept: bool,
+    /// Scenarios to run (default: the whole schedule, then the integration tests).
+    pub scenarios: Vec<String>,
 }
 
 /// How PostgreSQL is configured.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// `--enable-debug --enable-cassert`, extension built without optimisation.
     #[default]
@@ -145,6 +210,8 @@ impl Xtask {
             Cmd::Test(flags) => flags.run(),
             Cmd::Doctor(flags) => flags.run(),
             Cmd::Clean(flags) => flags.run(),
+            Cmd::Cluster(flags) => flags.run(),
+            Cmd::TestCluster(flags) => flags.run(),
         }
     }
 }

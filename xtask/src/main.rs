@@ -1,35 +1,9 @@
-//! `cargo xtask`: the toolkit that turns a checkout into a patched PostgreSQL
-//! with the `spock` extension, and tests it.
-//!
-//! Each task lives in its own module as a method on its flags struct
-//! (see `flags.rs`); shared machinery (paths, commands, progress output,
-//! the server account) lives in the other modules. `docs/ARCHITECTURE.md`
-//! has the code map.
-
-mod account;
-mod build;
-mod cmd;
-mod debsrc;
-mod doctor;
-mod extension;
-mod fetch;
-mod flags;
-mod fsutil;
-mod layout;
-mod node;
-mod patches;
-mod pgbuild;
-mod tarball;
-mod test;
-#[cfg(test)]
-mod test_support;
-mod tools;
-mod ui;
-mod versions;
+//! `cargo xtask`: command-line entry point of the toolkit (see `lib.rs`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use xtask::{flags, ui};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();

@@ -134,11 +134,13 @@ impl Node {
     pub fn start(&self) -> Result<()> {
         if port_in_use(self.port) {
             bail!(
-                "port {} for node {} is already in use; stop whatever listens there or pick another port",
+                "port {} of node {} is already in use by another program; stop it, or recreate the node \
+                 on another port",
                 self.port,
                 self.name
             );
         }
+        self.remove_stale_pid_file()?;
         let log = self.log_file().display().to_string();
         self.pg_ctl(&["-l", &log, "-w", "-t", "120", "start"], "start")
     }
@@ -156,15 +158,44 @@ impl Node {
         self.start()
     }
 
-    /// Whether the postmaster of this node is running.
+    /// Whether the postmaster of this node is running: its pid file names a
+    /// live process that runs this build's `postgres`.
     pub fn is_running(&self) -> bool {
-        self.postmaster_pid().is_some_and(|pid| nix::sys::signal::kill(pid, None).is_ok())
+        self.postmaster_pid().is_some_and(|pid| self.is_our_postmaster(pid))
+    }
+
+    fn is_our_postmaster(&self, pid: nix::unistd::Pid) -> bool {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            return false;
+        }
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => self.installed.bin("postgres").canonicalize().is_ok_and(|ours| ours == exe),
+            // Not allowed to look (another user's process): trust the pid file.
+            Err(_) => true,
+        }
     }
 
     fn postmaster_pid(&self) -> Option<nix::unistd::Pid> {
         let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
         Some(nix::unistd::Pid::from_raw(pid))
+    }
+
+    /// A `postmaster.pid` left by a crash whose pid now belongs to another
+    /// process would stop the server from starting; remove it, and say so.
+    fn remove_stale_pid_file(&self) -> Result<()> {
+        let Some(pid) = self.postmaster_pid() else { return Ok(()) };
+        if self.is_our_postmaster(pid) {
+            bail!("node {} is running already (postmaster pid {pid}); stop it first", self.name);
+        }
+        let file = self.data().join("postmaster.pid");
+        let whose = if nix::sys::signal::kill(pid, None).is_ok() {
+            "now belongs to another process"
+        } else {
+            "is no longer running"
+        };
+        crate::ui::note(format!("node {}: removing stale {} (pid {pid} {whose})", self.name, file.display()));
+        std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))
     }
 
     /// Kills the postmaster with SIGKILL and waits until its children are gone,
@@ -184,6 +215,11 @@ impl Node {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("processes of node {} are still alive 30 s after kill -9", self.name)
+    }
+
+    /// A libpq connection string for a database of this node.
+    pub fn connstr(&self, db: &str) -> String {
+        format!("host={} port={} dbname={db} user={SUPERUSER}", self.socket_dir.display(), self.port)
     }
 
     /// Runs SQL with psql (unaligned, tuples only, stop on the first error)

@@ -15,7 +15,7 @@ use crate::layout::{self, PgDirs};
 use crate::node::{self, Node, StopMode};
 use crate::pgbuild::{CORE_PATCHES_FILE, CorePatches, Installed};
 use crate::versions::{Manifest, PgRequest, SUPPORTED_MAJORS};
-use crate::{build, doctor, fetch, fsutil, patches, ui};
+use crate::{build, doctor, fetch, fsutil, patches, regress, ui};
 
 enum Outcome {
     Passed(Duration),
@@ -77,6 +77,12 @@ impl Test {
                 };
                 let installed = build::build_one(&resolved, None, Profile::Dev, false, jobs)?;
                 smoke_test(&installed)?;
+                let schedule = regress::regress_dir().join("schedule");
+                let names = regress::parse_schedule(&std::fs::read_to_string(&schedule)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", schedule.display()))?;
+                if !regress::run_suite(&installed, &names, None, false, true)? {
+                    bail!("the multi-node regression suite failed on PostgreSQL {version}");
+                }
                 Ok(Outcome::Passed(t0.elapsed()))
             })()
             .unwrap_or_else(Outcome::Failed);
@@ -98,7 +104,7 @@ impl Test {
         for (version, outcome) in &results {
             match outcome {
                 Outcome::Passed(d) => println!(
-                    "  PostgreSQL {:<10} passed   {:>8}  built, server started, CREATE EXTENSION spock checked",
+                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, multi-node scenarios and cluster tests passed",
                     version.to_string(),
                     ui::human(*d)
                 ),

@@ -1,0 +1,223 @@
+//! Local multi-node clusters: N nodes of a toolkit build side by side, each
+//! with its own data directory, port and log, sharing a private socket
+//! directory. The state is kept in `cluster.json` so that later commands
+//! (`status`, `psql`, `down`) find the nodes again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::account::RunAs;
+use crate::flags::Profile;
+use crate::fsutil;
+use crate::layout::PgDirs;
+use crate::node::{self, Node, StopMode};
+use crate::pgbuild::Installed;
+
+pub mod task;
+
+const STATE_FILE: &str = "cluster.json";
+
+/// Memory a node is allowed for in the node limit (shared buffers, WAL
+/// buffers, workers and a few backends).
+const NODE_MEMORY_MB: u64 = 300;
+/// Upper bound on the node count whatever the memory: every node runs a
+/// mesh of walsenders and apply workers on the same CPUs.
+const NODE_CAP: usize = 16;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct State {
+    postgresql_version: String,
+    major: u32,
+    profile: Profile,
+    socket_dir: PathBuf,
+    nodes: Vec<NodeState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct NodeState {
+    name: String,
+    port: u16,
+    base: PathBuf,
+}
+
+/// A cluster of nodes of one build.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub installed: Installed,
+    pub socket_dir: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+/// How many nodes this machine can run side by side, and why.
+pub fn max_nodes() -> (usize, String) {
+    let available_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024);
+    match available_mb {
+        Some(mb) if (mb / NODE_MEMORY_MB) < NODE_CAP as u64 => (
+            (mb / NODE_MEMORY_MB) as usize,
+            format!("{mb} MB of memory available, about {NODE_MEMORY_MB} MB per node"),
+        ),
+        _ => (NODE_CAP, format!("at most {NODE_CAP} nodes run side by side")),
+    }
+}
+
+impl Cluster {
+    /// Initialises `count` nodes `n1..nK` in `dir` (which must not hold a
+    /// cluster yet) with the base configuration for a mesh of that size plus
+    /// `extra_conf`. The nodes are not started.
+    pub fn create(
+        dir: &Path,
+        installed: &Installed,
+        count: usize,
+        run_as: &RunAs,
+        extra_conf: &str,
+    ) -> Result<Cluster> {
+        if count == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        let (limit, why) = max_nodes();
+        if count > limit {
+            bail!("{count} nodes are too many for this machine ({why}); use --nodes {limit} or fewer");
+        }
+        if dir.join(STATE_FILE).exists() {
+            bail!("{} already holds a cluster", dir.display());
+        }
+        run_as.make_owned_dir(dir)?;
+        let socket_dir = tempfile::Builder::new()
+            .prefix("spock-cluster-")
+            .tempdir()
+            .context("cannot create the socket directory")?
+            .keep();
+        let mut ports = Vec::new();
+        while ports.len() < count {
+            let port = node::free_port()?;
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let mut conf = node::base_conf(installed, count);
+        conf.push_str(extra_conf);
+        let mut nodes = Vec::new();
+        for (i, port) in ports.into_iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let node = Node::init(&name, installed, &dir.join(&name), &socket_dir, port, run_as, &conf)
+                .with_context(|| format!("cannot initialise node {name}"))?;
+            nodes.push(node);
+        }
+        let cluster = Cluster { dir: dir.to_path_buf(), installed: installed.clone(), socket_dir, nodes };
+        cluster.save()?;
+        Ok(cluster)
+    }
+
+    fn save(&self) -> Result<()> {
+        let state = State {
+            postgresql_version: self.installed.core.postgresql_version.clone(),
+            major: self.installed.dirs.major,
+            profile: self.installed.dirs.profile,
+            socket_dir: self.socket_dir.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeState { name: n.name.clone(), port: n.port, base: n.base.clone() })
+                .collect(),
+        };
+        fsutil::write_json(&self.dir.join(STATE_FILE), &state)
+    }
+
+    /// The cluster recorded in `dir`, if any.
+    pub fn load(dir: &Path) -> Result<Option<Cluster>> {
+        let path = dir.join(STATE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let state: State = fsutil::read_json(&path).with_context(|| {
+            format!("{} is malformed; remove {} to start over", path.display(), dir.display())
+        })?;
+        let dirs = PgDirs::new(state.major, state.profile);
+        let installed = Installed::load(&dirs).with_context(|| {
+            format!(
+                "the cluster in {} was made with PostgreSQL {}, which is no longer installed in {}; \
+                 rebuild it (cargo xtask build --pg {}) or remove the cluster (cargo xtask cluster down --destroy)",
+                dir.display(),
+                state.postgresql_version,
+                dirs.install().display(),
+                state.major
+            )
+        })?;
+        let run_as = RunAs::detect()?;
+        if !state.socket_dir.exists() {
+            // /tmp may have been cleaned since the cluster was made.
+            run_as.make_owned_dir(&state.socket_dir)?;
+            std::fs::set_permissions(&state.socket_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        }
+        let nodes = state
+            .nodes
+            .iter()
+            .map(|n| Node {
+                name: n.name.clone(),
+                installed: installed.clone(),
+                base: n.base.clone(),
+                port: n.port,
+                socket_dir: state.socket_dir.clone(),
+                run_as: run_as.clone(),
+            })
+            .collect();
+        Ok(Some(Cluster { dir: dir.to_path_buf(), installed, socket_dir: state.socket_dir, nodes }))
+    }
+
+    pub fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.iter().find(|n| n.name == name).with_context(|| {
+            format!(
+                "no node {name:?} in the cluster; its nodes are {}",
+                self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Starts every node that is not running.
+    pub fn start(&self) -> Result<()> {
+        for node in &self.nodes {
+            if !node.is_running() {
+                node.start()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every running node.
+    pub fn stop(&self, mode: StopMode) -> Result<()> {
+        let mut first_error = None;
+        for node in &self.nodes {
+            if node.is_running()
+                && let Err(e) = node.stop(mode)
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub fn any_running(&self) -> bool {
+        self.nodes.iter().any(Node::is_running)
+    }
+
+    /// Stops every node (immediately if a fast stop fails) and removes the
+    /// data directories and the socket directory.
+    pub fn destroy(self) -> Result<()> {
+        if self.stop(StopMode::Fast).is_err() {
+            self.stop(StopMode::Immediate)?;
+        }
+        fsutil::remove_dir_all_if_exists(&self.dir)?;
+        fsutil::remove_dir_all_if_exists(&self.socket_dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! The `cargo xtask cluster up/down/status/psql` task: a local cluster for
+//! people, kept in `target/cluster`.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use super::Cluster;
+use crate::account::RunAs;
+use crate::flags::{ClusterCmd, ClusterDown, ClusterPsql, ClusterUp, Profile};
+use crate::node::{Node, SUPERUSER, StopMode};
+use crate::versions::{Manifest, PgRequest};
+use crate::{build, doctor, layout, ui};
+
+/// The database every cluster node uses for spock.
+pub const DATABASE: &str = "postgres";
+
+/// Where `cargo xtask cluster` keeps its cluster.
+pub fn cluster_dir() -> PathBuf {
+    layout::target_dir().join("cluster")
+}
+
+impl ClusterCmd {
+    pub fn run(self) -> Result<()> {
+        match self {
+            ClusterCmd::Up(flags) => flags.run(),
+            ClusterCmd::Down(flags) => flags.run(),
+            ClusterCmd::Status => status(),
+            ClusterCmd::Psql(flags) => flags.run(),
+        }
+    }
+}
+
+/// Whether the installed extension has the replication API (node and
+/// subscription functions) that wiring a mesh needs.
+pub fn can_replicate(node: &Node, db: &str) -> Result<bool> {
+    let n = node.safe_psql(
+        db,
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = 'spock' AND p.proname IN ('node_create', 'sub_create')",
+    )?;
+    Ok(n == "2")
+}
+
+impl ClusterUp {
+    pub fn run(self) -> Result<()> {
+        let dir = cluster_dir();
+        let cluster = match Cluster::load(&dir)? {
+            Some(cluster) => {
+                let existing_major = cluster.installed.dirs.major;
+                let (count, requested) = (cluster.nodes.len(), self.pg.map(|r| r.major()));
+                if cluster.any_running() {
+                    ui::note(format!(
+                        "a cluster of {count} node(s) of PostgreSQL {} already runs in {}; nothing done \
+                         (`cargo xtask cluster down` stops it)",
+                        cluster.installed.core.postgresql_version,
+                        dir.display()
+                    ));
+                    return print_status(&cluster);
+                }
+                if requested.is_some_and(|m| m != existing_major) || self.nodes.is_some_and(|n| n != count) {
+                    bail!(
+                        "a stopped cluster of {count} node(s) of PostgreSQL {existing_major} exists in {}; \
+                         start it with `cargo xtask cluster up`, or remove it first with \
+                         `cargo xtask cluster down --destroy`",
+                        dir.display()
+                    );
+                }
+                let step = ui::Step::start(format!("Starting the {count} node(s) in {}", dir.display()));
+                cluster.start()?;
+                step.done("");
+                cluster
+            }
+            None => {
+                doctor::ensure(true)?;
+                let manifest = Manifest::builtin();
+                let resolved = manifest.resolve(self.pg.unwrap_or(PgRequest::Major(18)));
+                let installed = build::build_one(&resolved, None, self.profile, false, build::jobs(None))?;
+                let count = self.nodes.unwrap_or(3);
+                let step = ui::Step::start(format!("Creating {count} node(s) in {}", dir.display()));
+                let cluster = Cluster::create(&dir, &installed, count, &RunAs::detect()?, "")?;
+                step.done("");
+                let step = ui::Step::start("Starting the nodes");
+                cluster.start()?;
+                for node in &cluster.nodes {
+                    node.safe_psql(DATABASE, "CREATE EXTENSION IF NOT EXISTS spock")?;
+                }
+                step.done("extension spock created on every node");
+                cluster
+            }
+        };
+        if can_replicate(&cluster.nodes[0], DATABASE)? {
+            bail!(
+                "the installed spock can replicate, but this toolkit cannot wire a mesh yet; update the toolkit"
+            );
+        }
+        ui::note(format!(
+            "not wiring the nodes into a mesh: the installed spock {} has no replication API yet \
+             (spock.node_create, spock.sub_create); the nodes run independently",
+            cluster.nodes[0].safe_psql(DATABASE, "SELECT spock.spock_version()")?
+        ));
+        print_status(&cluster)
+    }
+}
+
+fn status() -> Result<()> {
+    match Cluster::load(&cluster_dir())? {
+        Some(cluster) => print_status(&cluster),
+        None => {
+            println!("no cluster in {} (`cargo xtask cluster up` makes one)", cluster_dir().display());
+            Ok(())
+        }
+    }
+}
+
+fn print_status(cluster: &Cluster) -> Result<()> {
+    println!(
+        "cluster in {}: PostgreSQL {}{} ({}), {} node(s), sockets in {}, database {DATABASE}",
+        cluster.dir.display(),
+        cluster.installed.core.postgresql_version,
+        cluster.installed.core.extra_version,
+        match cluster.installed.dirs.profile {
+            Profile::Dev => "dev",
+            Profile::Release => "release",
+        },
+        cluster.nodes.len(),
+        cluster.socket_dir.display()
+    );
+    println!("{:<5} {:<6} {:<8} data directory", "node", "port", "state");
+    for node in &cluster.nodes {
+        println!(
+            "{:<5} {:<6} {:<8} {}",
+            node.name,
+            node.port,
+            if node.is_running() { "running" } else { "stopped" },
+            node.data().display()
+        );
+    }
+    if let Some(node) = cluster.nodes.iter().find(|n| n.is_running())
+        && !can_replicate(node, DATABASE).unwrap_or(false)
+    {
+        println!("subscriptions: none (the installed spock has no replication API yet)");
+    }
+    println!("connect with: cargo xtask cluster psql n1");
+    Ok(())
+}
+
+impl ClusterDown {
+    pub fn run(self) -> Result<()> {
+        let dir = cluster_dir();
+        let Some(cluster) = Cluster::load(&dir)? else {
+            println!("no cluster in {}; nothing to stop", dir.display());
+            return Ok(());
+        };
+        if self.destroy {
+            let step = ui::Step::start(format!("Stopping the cluster and removing {}", dir.display()));
+            cluster.destroy()?;
+            step.done("");
+        } else {
+            let step = ui::Step::start("Stopping the cluster");
+            cluster.stop(StopMode::Fast)?;
+            step.done(&format!("data kept in {}; `cluster up` starts it again", dir.display()));
+        }
+        Ok(())
+    }
+}
+
+impl ClusterPsql {
+    pub fn run(self) -> Result<()> {
+        let cluster = Cluster::load(&cluster_dir())?
+            .context("there is no cluster; start one with `cargo xtask cluster up`")?;
+        let node = cluster.node(&self.node)?;
+        if !node.is_running() {
+            bail!("node {} is not running; start the cluster with `cargo xtask cluster up`", node.name);
+        }
+        let err = std::process::Command::new(node.installed.bin("psql"))
+            .args(["-h", &node.socket_dir.display().to_string(), "-p", &node.port.to_string()])
+            .args(["-U", SUPERUSER, "-d", DATABASE])
+            .args(&self.args)
+            .env("PSQL_HISTORY", cluster.dir.join(format!(".psql_history-{}", node.name)))
+            .exec();
+        Err(err).context("cannot start psql")
+    }
+}

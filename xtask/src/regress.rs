@@ -1,0 +1,530 @@
+//! The multi-node regression runner (`cargo xtask test-cluster`): pg_regress
+//! style scenarios in `tests/regress/sql/<name>.sql`, run by psql with one
+//! variable per node (`:n1`, `:n2`, ...) against a fresh cluster, their
+//! output compared with `tests/regress/expected/<name>.out`.
+//!
+//! A scenario may start with a header line
+//! `-- cluster: nodes=3 layout=instances|databases`; `layout=databases`
+//! makes the nodes databases of one server. Lines starting with `--! ` are
+//! directives the runner carries out between psql runs:
+//! `kill9 nK`, `start nK`, `stop nK`, `restart nK`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::account::RunAs;
+use crate::cluster::Cluster;
+use crate::cmd::{self, tool};
+use crate::flags::{Profile, TestCluster};
+use crate::layout::{self, PgDirs};
+use crate::node::{Node, StopMode};
+use crate::pgbuild::Installed;
+use crate::versions::{Manifest, PgRequest};
+use crate::{build, doctor, fsutil, ui};
+
+/// `tests/regress`.
+pub fn regress_dir() -> PathBuf {
+    layout::project_root().join("tests").join("regress")
+}
+
+/// Whether a scenario's nodes are separate servers or databases of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Instances,
+    Databases,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub nodes: usize,
+    pub layout: Layout,
+}
+
+/// Parses the optional `-- cluster: ...` header of a scenario.
+pub fn parse_header(sql: &str) -> Result<Header, String> {
+    let mut header = Header { nodes: 2, layout: Layout::Instances };
+    let Some(line) = sql.lines().find(|l| l.starts_with("-- cluster:")) else { return Ok(header) };
+    for item in line["-- cluster:".len()..].split_whitespace() {
+        match item.split_once('=') {
+            Some(("nodes", n)) => {
+                header.nodes = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| format!("nodes={n}: expected a number from 1 to 16"))?
+            }
+            Some(("layout", "instances")) => header.layout = Layout::Instances,
+            Some(("layout", "databases")) => header.layout = Layout::Databases,
+            _ => {
+                return Err(format!(
+                    "unknown item {item:?} in `{line}`; expected nodes=N and layout=instances|databases"
+                ));
+            }
+        }
+    }
+    Ok(header)
+}
+
+/// A runner directive between psql runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Kill9(String),
+    Start(String),
+    Stop(String),
+    Restart(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Sql(String),
+    Directive { line: String, action: Action },
+}
+
+/// Splits a scenario at its `--! ` directive lines.
+pub fn split_segments(sql: &str) -> Result<Vec<Segment>, String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.split_inclusive('\n') {
+        let Some(directive) = line.strip_prefix("--! ") else {
+            current.push_str(line);
+            continue;
+        };
+        let words: Vec<&str> = directive.split_whitespace().collect();
+        let action = match words.as_slice() {
+            ["kill9", node] => Action::Kill9(node.to_string()),
+            ["start", node] => Action::Start(node.to_string()),
+            ["stop", node] => Action::Stop(node.to_string()),
+            ["restart", node] => Action::Restart(node.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown directive `{}`; known: kill9 nK, start nK, stop nK, restart nK",
+                    line.trim_end()
+                ));
+            }
+        };
+        if !current.trim().is_empty() {
+            out.push(Segment::Sql(std::mem::take(&mut current)));
+        }
+        current.clear();
+        out.push(Segment::Directive { line: line.to_string(), action });
+    }
+    if !current.trim().is_empty() {
+        out.push(Segment::Sql(current));
+    }
+    Ok(out)
+}
+
+/// Reads a schedule: `test: name [name...]` lines, `#` comments.
+pub fn parse_schedule(text: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("test:") else {
+            return Err(format!("schedule line {}: expected `test: <scenario> ...`, found `{line}`", i + 1));
+        };
+        for name in rest.split_whitespace() {
+            check_name(name)?;
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Scenario names double as database names.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.as_bytes()[0].is_ascii_lowercase();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("scenario name {name:?} must be lower-case letters, digits and _ (at most 40)"))
+    }
+}
+
+/// Replaces run-specific strings (connection strings, socket directory,
+/// ports) with stable placeholders.
+pub fn normalize(output: &str, replacements: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = replacements.iter().collect();
+    sorted.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    let mut out = output.to_string();
+    for (from, to) in sorted {
+        if !from.is_empty() {
+            out = out.replace(from.as_str(), to);
+        }
+    }
+    out
+}
+
+/// Expected-output files of a scenario: `<name>.out`, then alternatives
+/// `<name>_1.out`, `<name>_2.out`, ... (for output that differs by major).
+fn expected_files(name: &str) -> Vec<PathBuf> {
+    let dir = regress_dir().join("expected");
+    let mut files = vec![dir.join(format!("{name}.out"))];
+    for i in 1..10 {
+        files.push(dir.join(format!("{name}_{i}.out")));
+    }
+    files.into_iter().filter(|p| p.exists()).collect()
+}
+
+struct Outcome {
+    name: String,
+    passed: bool,
+    seconds: f64,
+}
+
+/// Runs the selected scenarios against a fresh cluster of `installed` in
+/// `work`. Returns whether all passed; on failure the cluster is kept.
+pub fn run_scenarios(
+    installed: &Installed,
+    work: &Path,
+    names: &[String],
+    nodes: Option<usize>,
+    accept: bool,
+) -> Result<bool> {
+    let mut scenarios = Vec::new();
+    for name in names {
+        check_name(name).map_err(anyhow::Error::msg)?;
+        let path = regress_dir().join("sql").join(format!("{name}.sql"));
+        let sql = std::fs::read_to_string(&path)
+            .with_context(|| format!("no scenario {name}: cannot read {}", path.display()))?;
+        let header = parse_header(&sql).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let segments = split_segments(&sql).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        scenarios.push((name.clone(), header, segments));
+    }
+    let needed = scenarios
+        .iter()
+        .map(|(_, h, _)| if h.layout == Layout::Instances { h.nodes } else { 1 })
+        .max()
+        .unwrap_or(1);
+    let count = nodes.unwrap_or(needed);
+    if count < needed {
+        bail!("the selected scenarios need {needed} nodes; --nodes {count} is too few");
+    }
+
+    // A fresh cluster for this run.
+    let cluster_dir = work.join("cluster");
+    if let Some(old) = Cluster::load(&cluster_dir).ok().flatten() {
+        old.destroy()?;
+    }
+    fsutil::remove_dir_all_if_exists(&cluster_dir)?;
+    let results = work.join("results");
+    fsutil::remove_dir_all_if_exists(&results)?;
+    std::fs::create_dir_all(&results)?;
+    let step = ui::Step::start(format!(
+        "Starting a {count}-node cluster of PostgreSQL {}",
+        installed.core.postgresql_version
+    ));
+    let cluster = Cluster::create(&cluster_dir, installed, count, &RunAs::detect()?, "fsync = off\n")?;
+    cluster.start()?;
+    step.done("");
+
+    let mut outcomes = Vec::new();
+    for (name, header, segments) in &scenarios {
+        let t0 = Instant::now();
+        let result = run_one(&cluster, name, header, segments, &results, accept);
+        let passed = match result {
+            Ok(passed) => passed,
+            Err(e) => {
+                ui::error(&e);
+                false
+            }
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        println!("{} {name:<32} {seconds:>6.2}s", if passed { "ok    " } else { "FAILED" });
+        outcomes.push(Outcome { name: name.clone(), passed, seconds });
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
+    let total: f64 = outcomes.iter().map(|o| o.seconds).sum();
+    println!("{} of {} scenario(s) passed in {total:.1}s", outcomes.len() - failed.len(), outcomes.len());
+    if failed.is_empty() {
+        cluster.destroy()?;
+        return Ok(true);
+    }
+    for node in &cluster.nodes {
+        println!(
+            "\n--- last lines of {} (node {}) ---\n{}",
+            node.log_file().display(),
+            node.name,
+            node.log_tail(30)
+        );
+    }
+    cluster.stop(StopMode::Immediate).ok();
+    println!(
+        "\nFailed: {}. Actual output is in {}; the data directories are kept in {}.",
+        failed.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "),
+        results.display(),
+        cluster_dir.display()
+    );
+    Ok(false)
+}
+
+/// The nodes a scenario sees, as (variable name, node, database).
+fn scenario_nodes<'a>(cluster: &'a Cluster, name: &str, header: &Header) -> Vec<(String, &'a Node, String)> {
+    (1..=header.nodes)
+        .map(|i| match header.layout {
+            Layout::Instances => (format!("n{i}"), &cluster.nodes[i - 1], name.to_string()),
+            Layout::Databases => (format!("n{i}"), &cluster.nodes[0], format!("{name}_{i}")),
+        })
+        .collect()
+}
+
+fn run_one(
+    cluster: &Cluster,
+    name: &str,
+    header: &Header,
+    segments: &[Segment],
+    results: &Path,
+    accept: bool,
+) -> Result<bool> {
+    let nodes = scenario_nodes(cluster, name, header);
+    for (_, node, db) in &nodes {
+        drop_database(node, db)?;
+        node.safe_psql("postgres", &format!("CREATE DATABASE {db}"))?;
+    }
+    let mut replacements: Vec<(String, String)> = Vec::new();
+    for (var, node, db) in &nodes {
+        replacements.push((node.connstr(db), format!(":{var}")));
+    }
+    replacements.push((cluster.socket_dir.display().to_string(), "<socket dir>".into()));
+    for node in &cluster.nodes {
+        replacements.push((format!("port {}", node.port), format!("port <{}>", node.name)));
+        replacements.push((format!("port={}", node.port), format!("port=<{}>", node.name)));
+    }
+
+    let mut output = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Sql(sql) => output.push_str(&psql(&nodes, sql)?),
+            Segment::Directive { line, action } => {
+                output.push_str(line);
+                act(cluster, action)?;
+            }
+        }
+    }
+    for (_, node, db) in &nodes {
+        if node.is_running() {
+            drop_database(node, db)?;
+        }
+    }
+    let actual = normalize(&output, &replacements);
+    let actual_path = results.join(format!("{name}.out"));
+    std::fs::write(&actual_path, &actual)?;
+
+    let expected = expected_files(name);
+    if accept {
+        let target = expected
+            .first()
+            .cloned()
+            .unwrap_or_else(|| regress_dir().join("expected").join(format!("{name}.out")));
+        std::fs::create_dir_all(target.parent().unwrap())?;
+        std::fs::write(&target, &actual)?;
+        ui::note(format!("accepted: wrote {}", target.display()));
+        return Ok(true);
+    }
+    if expected.is_empty() {
+        ui::note(format!(
+            "{name}: no expected output in tests/regress/expected; review {} and run with --accept",
+            actual_path.display()
+        ));
+        return Ok(false);
+    }
+    for file in &expected {
+        if std::fs::read_to_string(file).ok().as_deref() == Some(actual.as_str()) {
+            return Ok(true);
+        }
+    }
+    let diff = tool("diff", ["-u", &expected[0].display().to_string(), &actual_path.display().to_string()])
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+    let text = String::from_utf8_lossy(&diff.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    println!("{}", lines[..lines.len().min(200)].join("\n"));
+    if lines.len() > 200 {
+        println!("... ({} more diff lines)", lines.len() - 200);
+    }
+    Ok(false)
+}
+
+/// Runs one psql over a scenario segment, output and errors together, the
+/// way pg_regress does (`-a -q`: echo the input, no notices about `\c`).
+fn psql(nodes: &[(String, &Node, String)], sql: &str) -> Result<String> {
+    let (_, first, first_db) = &nodes[0];
+    let mut args: Vec<String> =
+        vec!["-X".into(), "-a".into(), "-q".into(), "-d".into(), first.connstr(first_db)];
+    for (var, node, db) in nodes {
+        args.push("-v".into());
+        args.push(format!("{var}={}", node.connstr(db)));
+    }
+    args.push("-f".into());
+    args.push("-".into());
+    let out = tool(first.installed.bin("psql"), &args)
+        .env("PGTZ", "UTC")
+        .env("PGDATESTYLE", "ISO, MDY")
+        .env("PGAPPNAME", "regress")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin_bytes(sql.as_bytes().to_vec())
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("cannot run psql")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn act(cluster: &Cluster, action: &Action) -> Result<()> {
+    match action {
+        Action::Kill9(n) => cluster.node(n)?.kill9(),
+        Action::Start(n) => cluster.node(n)?.start(),
+        Action::Stop(n) => cluster.node(n)?.stop(StopMode::Fast),
+        Action::Restart(n) => cluster.node(n)?.restart(),
+    }
+}
+
+/// Drops a scenario database and what it leaves outside itself: its
+/// sessions and workers, and replication slots of that database.
+fn drop_database(node: &Node, db: &str) -> Result<()> {
+    node.safe_psql(
+        "postgres",
+        &format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{db}' AND active_pid IS NOT NULL;\n\
+             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}' AND NOT active;\n\
+             DROP DATABASE IF EXISTS {db} WITH (FORCE);"
+        ),
+    )
+    .map(|_| ())
+}
+
+impl TestCluster {
+    pub fn run(self) -> Result<()> {
+        doctor::ensure(true)?;
+        let manifest = Manifest::builtin();
+        let requests = if self.pg.is_empty() { vec![PgRequest::Major(18)] } else { self.pg.clone() };
+        let names = if self.scenarios.is_empty() {
+            let schedule = regress_dir().join("schedule");
+            let text = std::fs::read_to_string(&schedule)
+                .with_context(|| format!("cannot read {}", schedule.display()))?;
+            parse_schedule(&text).map_err(|e| anyhow::anyhow!("{}: {e}", schedule.display()))?
+        } else {
+            self.scenarios.clone()
+        };
+        let mut failed = Vec::new();
+        for request in requests {
+            let resolved = manifest.resolve(request);
+            let installed = build::build_one(&resolved, None, Profile::Dev, false, build::jobs(None))?;
+            if !run_suite(&installed, &names, self.nodes, self.accept, self.scenarios.is_empty())? {
+                failed.push(resolved.version.to_string());
+            }
+        }
+        if !failed.is_empty() {
+            bail!("the multi-node regression suite failed on PostgreSQL {}", failed.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// Scenarios, then (when the whole suite runs) the cluster integration tests
+/// in `xtask/tests/`. Prints the suite's run time.
+pub fn run_suite(
+    installed: &Installed,
+    names: &[String],
+    nodes: Option<usize>,
+    accept: bool,
+    integration: bool,
+) -> Result<bool> {
+    let t0 = Instant::now();
+    let work = PgDirs::new(installed.dirs.major, installed.dirs.profile).root.join("regress");
+    eprintln!("==> Multi-node regression suite on PostgreSQL {}", installed.core.postgresql_version);
+    let mut ok = run_scenarios(installed, &work, names, nodes, accept)?;
+    if integration && ok {
+        let step = ui::Step::start("Cluster integration tests (cargo test -p xtask --test cluster)");
+        let log = work.join("integration.log");
+        let result = cmd::run_logged(
+            tool(
+                "cargo",
+                ["test", "-p", "xtask", "--test", "cluster", "--", "--ignored", "--test-threads=1"],
+            )
+            .dir(layout::project_root())
+            .env("SPOCK_TEST_PG_MAJOR", installed.dirs.major.to_string()),
+            "the cluster integration tests",
+            &log,
+        );
+        match result {
+            Ok(()) => {
+                step.done("");
+            }
+            Err(e) => {
+                drop(step);
+                ui::error(&e);
+                ok = false;
+            }
+        }
+    }
+    ui::note(format!(
+        "multi-node suite on PostgreSQL {} took {}",
+        installed.core.postgresql_version,
+        ui::human(t0.elapsed())
+    ));
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_defaults_and_parses() {
+        assert_eq!(parse_header("SELECT 1;").unwrap(), Header { nodes: 2, layout: Layout::Instances });
+        let h = parse_header("-- cluster: nodes=3 layout=databases\nSELECT 1;").unwrap();
+        assert_eq!(h, Header { nodes: 3, layout: Layout::Databases });
+        assert!(parse_header("-- cluster: nodes=0").is_err());
+        assert!(parse_header("-- cluster: layout=cloud").is_err());
+    }
+
+    #[test]
+    fn directives_split_the_scenario() {
+        let sql = "\\c :n1\nSELECT 1;\n--! kill9 n2\n--! start n2\n\\c :n2\nSELECT 2;\n";
+        let segs = split_segments(sql).unwrap();
+        assert_eq!(segs.len(), 4);
+        assert_eq!(segs[0], Segment::Sql("\\c :n1\nSELECT 1;\n".into()));
+        assert!(matches!(&segs[1], Segment::Directive { action: Action::Kill9(n), .. } if n == "n2"));
+        assert!(matches!(&segs[2], Segment::Directive { action: Action::Start(n), .. } if n == "n2"));
+        assert!(split_segments("--! reboot n1\n").unwrap_err().contains("unknown directive"));
+    }
+
+    #[test]
+    fn schedule_is_parsed_and_names_checked() {
+        let names = parse_schedule("# first\ntest: a b\n\ntest: c_1\n").unwrap();
+        assert_eq!(names, ["a", "b", "c_1"]);
+        assert!(parse_schedule("tests: a").is_err());
+        assert!(parse_schedule("test: Bad-Name").is_err());
+    }
+
+    #[test]
+    fn normalize_prefers_longer_matches() {
+        let r = vec![
+            ("host=/tmp/x port=5 dbname=a".to_string(), ":n1".to_string()),
+            ("/tmp/x".to_string(), "<socket dir>".into()),
+        ];
+        assert_eq!(normalize("c host=/tmp/x port=5 dbname=a in /tmp/x", &r), "c :n1 in <socket dir>");
+    }
+
+    #[test]
+    fn the_real_schedule_names_existing_scenarios() {
+        let text = std::fs::read_to_string(regress_dir().join("schedule")).unwrap();
+        for name in parse_schedule(&text).unwrap() {
+            let sql = regress_dir().join("sql").join(format!("{name}.sql"));
+            let text = std::fs::read_to_string(&sql).unwrap_or_else(|_| panic!("{} missing", sql.display()));
+            parse_header(&text).unwrap();
+            split_segments(&text).unwrap();
+            assert!(!expected_files(&name).is_empty(), "{name} has no expected output");
+        }
+    }
+}
