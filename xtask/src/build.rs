@@ -35,6 +35,19 @@ pub fn build_one(
     Ok(installed)
 }
 
+/// The unpatched build of a major (dev profile) with the extension: what the
+/// negative controls run on. It reports the plain version, as stock does.
+pub fn build_stock(resolved: &Resolved, jobs: usize) -> Result<Installed> {
+    let major = resolved.version.major;
+    let series = patches::Series { major, patches: Vec::new(), skipped_optional: Vec::new() };
+    let source = fetch::obtain(resolved, None)?;
+    let dirs = PgDirs::stock(major);
+    let (record, fresh) = patches::ensure_tree(&dirs, &source, &series)?;
+    let installed = pgbuild::ensure_built(&dirs, &record, fresh, jobs)?;
+    extension::ensure_installed(&installed)?;
+    Ok(installed)
+}
+
 impl Build {
     pub fn run(self) -> Result<()> {
         if self.source_tarball.is_some() && self.pg.len() != 1 {
@@ -100,14 +113,18 @@ impl Clean {
     pub fn run(self) -> Result<()> {
         let target = layout::target_dir();
         if self.pg.is_empty() {
-            for dir in [target.join("pg"), layout::pgrx_home()] {
-                ui::note(format!("removing {}", dir.display()));
-                fsutil::remove_dir_all_if_exists(&dir)?;
-            }
+            let dir = target.join("pg");
+            ui::note(format!("removing {}", dir.display()));
+            fsutil::remove_dir_all_if_exists(&dir)?;
         } else {
             for request in &self.pg {
-                for profile in [Profile::Dev, Profile::Release] {
-                    let dir = PgDirs::new(request.major(), profile).root;
+                let major = request.major();
+                let roots = [
+                    PgDirs::new(major, Profile::Dev).root,
+                    PgDirs::new(major, Profile::Release).root,
+                    PgDirs::stock(major).root,
+                ];
+                for dir in roots {
                     if dir.exists() {
                         ui::note(format!("removing {}", dir.display()));
                         fsutil::remove_dir_all_if_exists(&dir)?;

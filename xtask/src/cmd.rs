@@ -118,13 +118,33 @@ pub fn read(expr: Expression, what: &str) -> Result<String> {
     String::from_utf8(output.stdout).with_context(|| format!("{what} printed invalid UTF-8"))
 }
 
-/// "`what` failed (`status`)", the last `n` lines of `log`, and its path.
+/// "`what` failed (`status`)", the first error lines of `log` (compilers and
+/// make report the cause long before the end), its last `n` lines, and its path.
 pub fn failure_message(what: &str, status: &str, log: &Path, n: usize) -> String {
     let tail = tail_lines(log, n).unwrap_or_else(|e| format!("(cannot read the log: {e})"));
+    let errors = error_lines(log, 10);
+    let errors = if errors.is_empty() {
+        String::new()
+    } else {
+        format!("--- first errors in {} ---\n{}\n", log.display(), errors.join("\n"))
+    };
     format!(
-        "{what} failed ({status}).\n--- last lines of {log} ---\n{tail}\n--- end ---\nFull log: {log}",
+        "{what} failed ({status}).\n{errors}--- last lines of {log} ---\n{tail}\n--- end ---\nFull log: {log}",
         log = log.display()
     )
+}
+
+/// Up to `max` lines of a log that report an error (`error:` from compilers,
+/// `ERROR:` from PostgreSQL tools, `FATAL:`).
+fn error_lines(log: &Path, max: usize) -> Vec<String> {
+    let Ok(file) = File::open(log) else { return Vec::new() };
+    BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .filter(|l| l.contains("error:") || l.contains("ERROR:") || l.contains("FATAL:"))
+        .take(max)
+        .collect()
 }
 
 /// The last `n` lines of a text file.

@@ -1,5 +1,6 @@
-//! Building the `spock` extension with cargo-pgrx against a server the
-//! toolkit built, and installing it into that server's tree.
+//! Building pgrx extensions of this workspace (`spock`, and the test-only
+//! `spock_patch_probe`) with cargo-pgrx against a server the toolkit built,
+//! and installing them into that server's tree.
 
 use std::path::{Path, PathBuf};
 
@@ -11,17 +12,35 @@ use crate::flags::Profile;
 use crate::pgbuild::Installed;
 use crate::{fsutil, layout, tools, ui};
 
-/// The extension crate.
-pub fn crate_dir() -> PathBuf {
-    layout::project_root().join("extension")
+/// A pgrx crate of the workspace: its directory and the library (and
+/// extension) name it installs.
+#[derive(Clone, Debug)]
+pub struct PgrxCrate {
+    pub dir: PathBuf,
+    pub name: &'static str,
 }
 
-/// Hash of everything the installed extension depends on: its sources, the
+/// The spock extension.
+pub fn spock() -> PgrxCrate {
+    PgrxCrate { dir: layout::project_root().join("extension"), name: "spock" }
+}
+
+/// The test-only probe of the core patches' exported functions (never shipped).
+pub fn patch_probe() -> PgrxCrate {
+    PgrxCrate { dir: layout::project_root().join("tests").join("patch-probe"), name: "spock_patch_probe" }
+}
+
+/// The extension crate.
+pub fn crate_dir() -> PathBuf {
+    spock().dir
+}
+
+/// Hash of everything an installed extension depends on: its sources, the
 /// workspace manifest and lock file, the server build it is compiled against,
 /// and the cargo-pgrx version. A changed hash means rebuild.
-fn fingerprint(installed: &Installed) -> Result<String> {
+fn fingerprint(installed: &Installed, krate: &PgrxCrate) -> Result<String> {
     let mut files = Vec::new();
-    collect_files(&crate_dir(), &mut files)?;
+    collect_files(&krate.dir, &mut files)?;
     let root = layout::project_root();
     files.push(root.join("Cargo.toml"));
     files.push(root.join("Cargo.lock"));
@@ -61,17 +80,13 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Writes `PGRX_HOME/config.toml` naming every server built in this checkout,
-/// so plain `cargo pgrx` commands in `extension/` find them too.
+/// Writes the server's `PGRX_HOME/config.toml`, naming its `pg_config`, so
+/// that plain `cargo pgrx` commands with that `PGRX_HOME` find it too.
 fn write_pgrx_config(installed: &Installed) -> Result<()> {
-    let home = layout::pgrx_home();
+    let home = installed.dirs.pgrx_home();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let path = home.join("config.toml");
-    let mut configs: toml::Table = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("configs").and_then(|c| c.as_table()).cloned())
-        .unwrap_or_default();
+    let mut configs = toml::Table::new();
     configs.insert(
         format!("pg{}", installed.dirs.major),
         toml::Value::String(installed.dirs.pg_config().display().to_string()),
@@ -81,19 +96,26 @@ fn write_pgrx_config(installed: &Installed) -> Result<()> {
     fsutil::write_atomic(&path, toml::to_string(&doc).expect("serialisable").as_bytes())
 }
 
-/// Builds and installs the extension into `installed` unless the same
+/// Builds and installs the spock extension into `installed` unless the same
 /// sources are already installed there.
 pub fn ensure_installed(installed: &Installed) -> Result<()> {
+    ensure_crate_installed(installed, &spock())
+}
+
+/// Builds and installs a pgrx crate into `installed` unless the same sources
+/// are already installed there.
+pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Result<()> {
     let dirs = &installed.dirs;
-    let stamp = dirs.root.join("extension.stamp");
-    let fingerprint = fingerprint(installed)?;
-    let lib = installed.pkglibdir()?.join("spock.so");
-    let control = installed.sharedir()?.join("extension").join("spock.control");
+    let name = krate.name;
+    let stamp = dirs.root.join(format!("{name}.stamp"));
+    let fingerprint = fingerprint(installed, krate)?;
+    let lib = installed.pkglibdir()?.join(format!("{name}.so"));
+    let control = installed.sharedir()?.join("extension").join(format!("{name}.control"));
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
         && lib.exists()
         && control.exists()
     {
-        ui::note(format!("extension spock is up to date in {}", dirs.install().display()));
+        ui::note(format!("extension {name} is up to date in {}", dirs.install().display()));
         return Ok(());
     }
     let pgrx_dir = tools::cargo_pgrx_dir()?;
@@ -103,7 +125,7 @@ pub fn ensure_installed(installed: &Installed) -> Result<()> {
     )
     .context("PATH contains an invalid entry")?;
 
-    let manifest = crate_dir().join("Cargo.toml");
+    let manifest = krate.dir.join("Cargo.toml");
     let feature = format!("pg{}", dirs.major);
     let mut args: Vec<String> = vec![
         "pgrx".into(),
@@ -120,19 +142,19 @@ pub fn ensure_installed(installed: &Installed) -> Result<()> {
         args.push("--release".into());
     }
     let step = ui::Step::start(format!(
-        "Building the spock extension for PostgreSQL {}",
+        "Building the {name} extension for PostgreSQL {}",
         installed.core.postgresql_version
     ));
     std::fs::remove_file(&stamp).ok();
     cmd::run_logged(
         tool("cargo", &args)
             .env("PATH", path)
-            .env("PGRX_HOME", layout::pgrx_home())
+            .env("PGRX_HOME", dirs.pgrx_home())
             .env("CARGO_TARGET_DIR", dirs.extension_target())
             .env("NO_COLOR", "1")
             .env("CARGO_TERM_COLOR", "never"),
         "cargo pgrx install",
-        &dirs.logs().join("extension.log"),
+        &dirs.logs().join(format!("{name}-install.log")),
     )?;
     std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
     step.done(&format!("installed {}", lib.display()));

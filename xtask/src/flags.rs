@@ -46,6 +46,30 @@ pub enum Cmd {
     /// Start a fresh cluster and run the multi-node regression scenarios
     /// (tests/regress) and the cluster integration tests against it.
     TestCluster(TestCluster),
+    /// PostgreSQL's own regression suites and the core patch acceptance
+    /// tests (tests/patches, xtask/tests/patches.rs) on the patched build.
+    TestPatches(TestPatches),
+}
+
+#[derive(Args, Debug)]
+pub struct TestPatches {
+    /// PostgreSQL major(s) or exact version(s) (default: 15 and 18, the
+    /// majors whose source can be had on the development machine).
+    #[arg(long, value_delimiter = ',', value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Skip PostgreSQL's own suites (make check, test_decoding, commit_ts).
+    #[arg(long)]
+    pub no_core_suites: bool,
+    /// Also build the stock (unpatched) server of the same minor and check
+    /// that the extension and the tests notice the missing patches.
+    #[arg(long)]
+    pub negative_control: bool,
+    /// Write the actual output of the selected scenarios as their expected output.
+    #[arg(long)]
+    pub accept: bool,
+    /// Acceptance scenarios to run (default: the whole schedule, then the
+    /// integration tests).
+    pub scenarios: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +236,7 @@ impl Xtask {
             Cmd::Clean(flags) => flags.run(),
             Cmd::Cluster(flags) => flags.run(),
             Cmd::TestCluster(flags) => flags.run(),
+            Cmd::TestPatches(flags) => flags.run(),
         }
     }
 }

@@ -47,18 +47,16 @@ pub fn apt_dir() -> Result<PathBuf> {
     Ok(cache_dir()?.join("apt"))
 }
 
-/// pgrx's own state (`PGRX_HOME`), kept inside the checkout so the toolkit
-/// never edits a user's `~/.pgrx`.
-pub fn pgrx_home() -> PathBuf {
-    target_dir().join("pgrx-home")
-}
-
 /// The directories of one major's build: `target/pg/<major>` for the dev
-/// profile, `target/pg/<major>-release` for the release profile.
+/// profile, `target/pg/<major>-release` for the release profile, and
+/// `target/pg/<major>-stock` for the unpatched build the negative controls
+/// run on.
 #[derive(Clone, Debug)]
 pub struct PgDirs {
     pub major: u32,
     pub profile: Profile,
+    /// Built without the core patch series.
+    pub stock: bool,
     pub root: PathBuf,
 }
 
@@ -68,7 +66,17 @@ impl PgDirs {
             Profile::Dev => major.to_string(),
             Profile::Release => format!("{major}-release"),
         };
-        PgDirs { major, profile, root: target_dir().join("pg").join(name) }
+        PgDirs { major, profile, stock: false, root: target_dir().join("pg").join(name) }
+    }
+
+    /// The unpatched (stock) build of a major, dev profile.
+    pub fn stock(major: u32) -> PgDirs {
+        PgDirs {
+            major,
+            profile: Profile::Dev,
+            stock: true,
+            root: target_dir().join("pg").join(format!("{major}-stock")),
+        }
     }
 
     /// The patched source tree.
@@ -96,6 +104,12 @@ impl PgDirs {
     /// Cargo's target directory for the extension built against this server.
     pub fn extension_target(&self) -> PathBuf {
         self.root.join("extension-target")
+    }
+    /// pgrx's own state (`PGRX_HOME`) for builds against this server: inside
+    /// the checkout, so the toolkit never edits a user's `~/.pgrx`, and one per
+    /// server, so that pgrx never looks at another major's half-built tree.
+    pub fn pgrx_home(&self) -> PathBuf {
+        self.root.join("pgrx-home")
     }
     /// Scratch space for test servers (owned by the server account when root).
     pub fn scratch(&self) -> PathBuf {

@@ -20,6 +20,7 @@ pub mod flags;
 pub mod fsutil;
 pub mod layout;
 pub mod node;
+pub mod patch_tests;
 pub mod patches;
 pub mod pgbuild;
 pub mod regress;

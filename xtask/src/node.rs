@@ -90,28 +90,70 @@ impl Node {
             &format!("initdb for node {name}"),
             &log,
         )?;
-        let mut text = format!(
-            "\n# Written by cargo xtask for node {name}\nport = {port}\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\n",
-            socket_dir.display()
-        );
-        text.push_str(conf);
-        let conf_path = node.data().join("postgresql.conf");
-        let mut existing = std::fs::read_to_string(&conf_path)
-            .with_context(|| format!("cannot read {}", conf_path.display()))?;
-        existing.push_str(&text);
-        std::fs::write(&conf_path, existing)
-            .with_context(|| format!("cannot write {}", conf_path.display()))?;
+        node.append_conf(&node_conf(name, port, socket_dir, conf))?;
         Ok(node)
+    }
+
+    /// Makes a streaming standby of `primary` with `pg_basebackup -R` in
+    /// `base/data` (as the server account), on its own port. Not started.
+    pub fn init_standby(name: &str, primary: &Node, base: &Path, port: u16) -> Result<Node> {
+        if base.join("data").exists() {
+            bail!("{} already exists; remove it or pick another directory", base.join("data").display());
+        }
+        let run_as = &primary.run_as;
+        run_as.make_owned_dir(base)?;
+        let node = Node {
+            name: name.to_string(),
+            installed: primary.installed.clone(),
+            base: base.to_path_buf(),
+            port,
+            socket_dir: primary.socket_dir.clone(),
+            run_as: run_as.clone(),
+        };
+        let data = node.data().display().to_string();
+        let source = primary.connstr("postgres");
+        cmd::run_logged(
+            run_as.cmd(
+                primary.installed.bin("pg_basebackup"),
+                ["-D", &data, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync", "-d", &source],
+            ),
+            &format!("pg_basebackup for standby {name}"),
+            &base.join("basebackup.log"),
+        )?;
+        // The copied configuration names the primary's port; the last
+        // setting in the file wins.
+        node.append_conf(&node_conf(name, port, &primary.socket_dir, ""))?;
+        Ok(node)
+    }
+
+    /// Appends settings to the node's postgresql.conf (they take effect at
+    /// the next start or reload).
+    pub fn append_conf(&self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let path = self.data().join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Promotes a standby and waits until it accepts writes.
+    pub fn promote(&self) -> Result<()> {
+        self.pg_ctl(&["-w", "-t", "120", "promote"], "promote")
     }
 
     fn pg_ctl(&self, args: &[&str], what: &str) -> Result<()> {
         let data = self.data().display().to_string();
         let mut full = vec!["-D", data.as_str()];
         full.extend_from_slice(args);
+        // The server inherits pg_ctl's environment; a Rust backtrace setting
+        // would make pgrx append backtraces to error details.
         let out = self
             .run_as
             .cmd(self.installed.bin("pg_ctl"), &full)
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin_null()
             .stderr_to_stdout()
             .stdout_capture()
@@ -294,6 +336,16 @@ impl Node {
     pub fn log_tail(&self, n: usize) -> String {
         cmd::tail_lines(&self.log_file(), n).unwrap_or_else(|e| format!("(no server log: {e})"))
     }
+}
+
+/// The lines that place a node: its port, loopback, and its socket directory,
+/// then `conf`.
+fn node_conf(name: &str, port: u16, socket_dir: &Path, conf: &str) -> String {
+    format!(
+        "\n# Written by cargo xtask for node {name}\nport = {port}\nlisten_addresses = '127.0.0.1'\n\
+         unix_socket_directories = '{}'\n{conf}",
+        socket_dir.display()
+    )
 }
 
 /// The configuration every toolkit-made node gets, sized for a mesh of

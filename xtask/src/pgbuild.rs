@@ -62,13 +62,12 @@ impl Installed {
 
 /// The configure arguments for a profile and series.
 pub fn configure_args(dirs: &PgDirs, record: &SeriesRecord) -> Vec<String> {
-    let mut args = vec![
-        format!("--prefix={}", dirs.install().display()),
-        format!("--with-extra-version={}", record.extra_version()),
-        "--with-openssl".into(),
-        "--with-icu".into(),
-        "--enable-debug".into(),
-    ];
+    let mut args = vec![format!("--prefix={}", dirs.install().display())];
+    // A stock build must report the plain version, as a stock server does.
+    if !dirs.stock {
+        args.push(format!("--with-extra-version={}", record.extra_version()));
+    }
+    args.extend(["--with-openssl".into(), "--with-icu".into(), "--enable-debug".into()]);
     if dirs.profile == Profile::Dev {
         args.push("--enable-cassert".into());
     }
@@ -115,7 +114,11 @@ pub fn ensure_built(
         let step = ui::Step::start(format!(
             "Configuring PostgreSQL {}{}",
             record.postgresql_version,
-            record.extra_version()
+            if dirs.stock {
+                " (stock, without the core patches)".to_string()
+            } else {
+                record.extra_version()
+            }
         ));
         let configure = dirs.src().join("configure");
         cmd::run_logged(tool(&configure, &args).dir(dirs.build()), "configure", &logs.join("configure.log"))
@@ -147,7 +150,7 @@ pub fn ensure_built(
     let core = CorePatches {
         postgresql_version: record.postgresql_version.clone(),
         tarball_sha256: record.tarball_sha256.clone(),
-        extra_version: record.extra_version(),
+        extra_version: if dirs.stock { String::new() } else { record.extra_version() },
         series_hash: record.series_hash.clone(),
         patches: record.patches.clone(),
         skipped_optional: record.skipped_optional.clone(),

@@ -18,15 +18,71 @@ use crate::account::RunAs;
 use crate::cluster::Cluster;
 use crate::cmd::{self, tool};
 use crate::flags::{Profile, TestCluster};
-use crate::layout::{self, PgDirs};
+use crate::layout;
 use crate::node::{Node, StopMode};
 use crate::pgbuild::Installed;
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, fsutil, ui};
 
-/// `tests/regress`.
-pub fn regress_dir() -> PathBuf {
-    layout::project_root().join("tests").join("regress")
+/// A suite of scenarios: a folder with `schedule`, `sql/` and `expected/`,
+/// the integration-test target that goes with it, and what its cluster needs.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    /// How the suite is named in the output.
+    pub title: &'static str,
+    pub dir: PathBuf,
+    /// `xtask/tests/<name>.rs`, run after the scenarios when the whole suite runs.
+    pub integration_test: &'static str,
+    /// Configuration added to every node of the suite's cluster.
+    pub extra_conf: &'static str,
+}
+
+impl Suite {
+    /// The multi-node regression suite, `tests/regress`.
+    pub fn multi_node() -> Suite {
+        Suite {
+            title: "multi-node regression suite",
+            dir: layout::project_root().join("tests").join("regress"),
+            integration_test: "cluster",
+            extra_conf: "fsync = off\n",
+        }
+    }
+
+    /// The core patch acceptance suite, `tests/patches` (needs the
+    /// `spock_patch_probe` extension installed in the server).
+    pub fn patches() -> Suite {
+        Suite {
+            title: "core patch acceptance suite",
+            dir: layout::project_root().join("tests").join("patches"),
+            integration_test: "patches",
+            extra_conf: "fsync = off\nmax_prepared_transactions = 5\n",
+        }
+    }
+
+    /// Every scenario of the schedule, in order.
+    pub fn schedule(&self) -> Result<Vec<String>> {
+        let schedule = self.dir.join("schedule");
+        let text = std::fs::read_to_string(&schedule)
+            .with_context(|| format!("cannot read {}", schedule.display()))?;
+        parse_schedule(&text).map_err(|e| anyhow::anyhow!("{}: {e}", schedule.display()))
+    }
+
+    /// Expected-output files of a scenario: `<name>.out`, then alternatives
+    /// `<name>_1.out`, `<name>_2.out`, ... (for output that differs by major).
+    fn expected_files(&self, name: &str) -> Vec<PathBuf> {
+        let dir = self.dir.join("expected");
+        let mut files = vec![dir.join(format!("{name}.out"))];
+        for i in 1..10 {
+            files.push(dir.join(format!("{name}_{i}.out")));
+        }
+        files.into_iter().filter(|p| p.exists()).collect()
+    }
+
+    /// Where a run keeps its cluster and results: `target/pg/<major>/<folder>`.
+    fn work_dir(&self, installed: &Installed) -> PathBuf {
+        let folder = self.dir.file_name().expect("suite folder has a name");
+        installed.dirs.root.join(folder)
+    }
 }
 
 /// Whether a scenario's nodes are separate servers or databases of one.
@@ -162,17 +218,6 @@ pub fn normalize(output: &str, replacements: &[(String, String)]) -> String {
     out
 }
 
-/// Expected-output files of a scenario: `<name>.out`, then alternatives
-/// `<name>_1.out`, `<name>_2.out`, ... (for output that differs by major).
-fn expected_files(name: &str) -> Vec<PathBuf> {
-    let dir = regress_dir().join("expected");
-    let mut files = vec![dir.join(format!("{name}.out"))];
-    for i in 1..10 {
-        files.push(dir.join(format!("{name}_{i}.out")));
-    }
-    files.into_iter().filter(|p| p.exists()).collect()
-}
-
 struct Outcome {
     name: String,
     passed: bool,
@@ -183,6 +228,7 @@ struct Outcome {
 /// `work`. Returns whether all passed; on failure the cluster is kept.
 pub fn run_scenarios(
     installed: &Installed,
+    suite: &Suite,
     work: &Path,
     names: &[String],
     nodes: Option<usize>,
@@ -191,7 +237,7 @@ pub fn run_scenarios(
     let mut scenarios = Vec::new();
     for name in names {
         check_name(name).map_err(anyhow::Error::msg)?;
-        let path = regress_dir().join("sql").join(format!("{name}.sql"));
+        let path = suite.dir.join("sql").join(format!("{name}.sql"));
         let sql = std::fs::read_to_string(&path)
             .with_context(|| format!("no scenario {name}: cannot read {}", path.display()))?;
         let header = parse_header(&sql).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -221,14 +267,14 @@ pub fn run_scenarios(
         "Starting a {count}-node cluster of PostgreSQL {}",
         installed.core.postgresql_version
     ));
-    let cluster = Cluster::create(&cluster_dir, installed, count, &RunAs::detect()?, "fsync = off\n")?;
+    let cluster = Cluster::create(&cluster_dir, installed, count, &RunAs::detect()?, suite.extra_conf)?;
     cluster.start()?;
     step.done("");
 
     let mut outcomes = Vec::new();
     for (name, header, segments) in &scenarios {
         let t0 = Instant::now();
-        let result = run_one(&cluster, name, header, segments, &results, accept);
+        let result = run_one(&cluster, suite, name, header, segments, &results, accept);
         let passed = match result {
             Ok(passed) => passed,
             Err(e) => {
@@ -277,6 +323,7 @@ fn scenario_nodes<'a>(cluster: &'a Cluster, name: &str, header: &Header) -> Vec<
 
 fn run_one(
     cluster: &Cluster,
+    suite: &Suite,
     name: &str,
     header: &Header,
     segments: &[Segment],
@@ -317,12 +364,12 @@ fn run_one(
     let actual_path = results.join(format!("{name}.out"));
     std::fs::write(&actual_path, &actual)?;
 
-    let expected = expected_files(name);
+    let expected = suite.expected_files(name);
     if accept {
         let target = expected
             .first()
             .cloned()
-            .unwrap_or_else(|| regress_dir().join("expected").join(format!("{name}.out")));
+            .unwrap_or_else(|| suite.dir.join("expected").join(format!("{name}.out")));
         std::fs::create_dir_all(target.parent().unwrap())?;
         std::fs::write(&target, &actual)?;
         ui::note(format!("accepted: wrote {}", target.display()));
@@ -330,7 +377,8 @@ fn run_one(
     }
     if expected.is_empty() {
         ui::note(format!(
-            "{name}: no expected output in tests/regress/expected; review {} and run with --accept",
+            "{name}: no expected output in {}; review {} and run with --accept",
+            suite.dir.join("expected").display(),
             actual_path.display()
         ));
         return Ok(false);
@@ -407,58 +455,67 @@ impl TestCluster {
         doctor::ensure(true)?;
         let manifest = Manifest::builtin();
         let requests = if self.pg.is_empty() { vec![PgRequest::Major(18)] } else { self.pg.clone() };
-        let names = if self.scenarios.is_empty() {
-            let schedule = regress_dir().join("schedule");
-            let text = std::fs::read_to_string(&schedule)
-                .with_context(|| format!("cannot read {}", schedule.display()))?;
-            parse_schedule(&text).map_err(|e| anyhow::anyhow!("{}: {e}", schedule.display()))?
-        } else {
-            self.scenarios.clone()
-        };
+        let suite = Suite::multi_node();
+        let names = if self.scenarios.is_empty() { suite.schedule()? } else { self.scenarios.clone() };
         let mut failed = Vec::new();
         for request in requests {
             let resolved = manifest.resolve(request);
             let installed = build::build_one(&resolved, None, Profile::Dev, false, build::jobs(None))?;
-            if !run_suite(&installed, &names, self.nodes, self.accept, self.scenarios.is_empty())? {
+            if !run_suite(&installed, &suite, &names, self.nodes, self.accept, self.scenarios.is_empty())? {
                 failed.push(resolved.version.to_string());
             }
         }
         if !failed.is_empty() {
-            bail!("the multi-node regression suite failed on PostgreSQL {}", failed.join(", "));
+            bail!("the {} failed on PostgreSQL {}", suite.title, failed.join(", "));
         }
         Ok(())
     }
 }
 
-/// Scenarios, then (when the whole suite runs) the cluster integration tests
+/// Scenarios, then (when the whole suite runs) the suite's integration tests
 /// in `xtask/tests/`. Prints the suite's run time.
 pub fn run_suite(
     installed: &Installed,
+    suite: &Suite,
     names: &[String],
     nodes: Option<usize>,
     accept: bool,
     integration: bool,
 ) -> Result<bool> {
     let t0 = Instant::now();
-    let work = PgDirs::new(installed.dirs.major, installed.dirs.profile).root.join("regress");
-    eprintln!("==> Multi-node regression suite on PostgreSQL {}", installed.core.postgresql_version);
-    let mut ok = run_scenarios(installed, &work, names, nodes, accept)?;
+    let work = suite.work_dir(installed);
+    eprintln!("==> {} on PostgreSQL {}", suite.title, installed.core.postgresql_version);
+    let mut ok = run_scenarios(installed, suite, &work, names, nodes, accept)?;
     if integration && ok {
-        let step = ui::Step::start("Cluster integration tests (cargo test -p xtask --test cluster)");
-        let log = work.join("integration.log");
+        let target = suite.integration_test;
+        let step = ui::Step::start(format!("Integration tests (cargo test -p xtask --test {target})"));
+        let log = work.join(format!("{target}.log"));
         let result = cmd::run_logged(
             tool(
                 "cargo",
-                ["test", "-p", "xtask", "--test", "cluster", "--", "--ignored", "--test-threads=1"],
+                [
+                    "test",
+                    "-p",
+                    "xtask",
+                    "--test",
+                    target,
+                    "--",
+                    "--ignored",
+                    "--test-threads=1",
+                    "--nocapture",
+                ],
             )
             .dir(layout::project_root())
             .env("SPOCK_TEST_PG_MAJOR", installed.dirs.major.to_string()),
-            "the cluster integration tests",
+            &format!("the {target} integration tests"),
             &log,
         );
         match result {
             Ok(()) => {
-                step.done("");
+                step.done(&summarize_cargo_test(&log));
+                for figure in reported_figures(&log) {
+                    ui::note(figure);
+                }
             }
             Err(e) => {
                 drop(step);
@@ -468,11 +525,46 @@ pub fn run_suite(
         }
     }
     ui::note(format!(
-        "multi-node suite on PostgreSQL {} took {}",
+        "{} on PostgreSQL {} took {}",
+        suite.title,
         installed.core.postgresql_version,
         ui::human(t0.elapsed())
     ));
     Ok(ok)
+}
+
+/// Figures the integration tests print for the record: lines such as
+/// `B1: 20431 commits in WAL order, 0 not strictly increasing`.
+fn reported_figures(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        // With --nocapture the harness prints "test name ... " first.
+        .map(|l| l.rsplit_once(" ... ").map_or(l, |(_, rest)| rest))
+        .filter(|l| {
+            let mut chars = l.chars();
+            matches!(chars.next(), Some('A'..='Z'))
+                && l.split_once(": ").is_some_and(|(id, _)| {
+                    (2..=3).contains(&id.len()) && id[1..].chars().all(|c| c.is_ascii_digit())
+                })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// "N passed, M ignored" summed over the `test result:` lines of a cargo test log.
+pub fn summarize_cargo_test(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let (mut passed, mut ignored) = (0u64, 0u64);
+    for line in text.lines().filter(|l| l.starts_with("test result:")) {
+        let num = |label: &str| {
+            line.split(';').find_map(|part| {
+                part.trim().strip_suffix(label).and_then(|n| n.split_whitespace().last()?.parse::<u64>().ok())
+            })
+        };
+        passed += num("passed").unwrap_or(0);
+        ignored += num("ignored").unwrap_or(0);
+    }
+    format!("{passed} passed, {ignored} ignored")
 }
 
 #[cfg(test)]
@@ -517,14 +609,41 @@ mod tests {
     }
 
     #[test]
-    fn the_real_schedule_names_existing_scenarios() {
-        let text = std::fs::read_to_string(regress_dir().join("schedule")).unwrap();
-        for name in parse_schedule(&text).unwrap() {
-            let sql = regress_dir().join("sql").join(format!("{name}.sql"));
-            let text = std::fs::read_to_string(&sql).unwrap_or_else(|_| panic!("{} missing", sql.display()));
-            parse_header(&text).unwrap();
-            split_segments(&text).unwrap();
-            assert!(!expected_files(&name).is_empty(), "{name} has no expected output");
+    fn the_real_schedules_name_existing_scenarios() {
+        for suite in [Suite::multi_node(), Suite::patches()] {
+            for name in suite.schedule().unwrap() {
+                let sql = suite.dir.join("sql").join(format!("{name}.sql"));
+                let text =
+                    std::fs::read_to_string(&sql).unwrap_or_else(|_| panic!("{} missing", sql.display()));
+                parse_header(&text).unwrap();
+                split_segments(&text).unwrap();
+                assert!(!suite.expected_files(&name).is_empty(), "{name} has no expected output");
+            }
         }
+    }
+
+    #[test]
+    fn figures_are_picked_from_test_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("it.log");
+        std::fs::write(
+            &log,
+            "running 6 tests\ntest b1 ... B1: 100 commits\nBad: no\nC7: COMMIT took 5 ms\ntest x ... ok\n",
+        )
+        .unwrap();
+        assert_eq!(reported_figures(&log), ["B1: 100 commits", "C7: COMMIT took 5 ms"]);
+    }
+
+    #[test]
+    fn cargo_test_summary_is_summed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("unit.log");
+        std::fs::write(
+            &log,
+            "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.5s\n\
+             test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s\n",
+        )
+        .unwrap();
+        assert_eq!(summarize_cargo_test(&log), "15 passed, 1 ignored");
     }
 }

@@ -15,7 +15,10 @@ use crate::layout::{self, PgDirs};
 use crate::node::{self, Node, StopMode};
 use crate::pgbuild::{CORE_PATCHES_FILE, CorePatches, Installed};
 use crate::versions::{Manifest, PgRequest, SUPPORTED_MAJORS};
-use crate::{build, doctor, fetch, fsutil, patches, regress, ui};
+use crate::{build, doctor, fetch, fsutil, patch_tests, patches, regress, ui};
+
+/// The major whose stock build `cargo xtask test` also checks.
+const NEGATIVE_CONTROL_MAJOR: u32 = 18;
 
 enum Outcome {
     Passed(Duration),
@@ -32,14 +35,12 @@ impl Test {
         let unit = if self.no_unit {
             None
         } else {
-            let step = ui::Step::start("Unit tests (cargo test: xtask and spock-core)");
+            let step = ui::Step::start(
+                "Unit tests (cargo test: the workspace's default members, xtask and spock-core)",
+            );
             let log = layout::target_dir().join("test-logs").join("unit.log");
-            cmd::run_logged(
-                tool("cargo", ["test", "--workspace", "--exclude", "spock"]).dir(layout::project_root()),
-                "cargo test",
-                &log,
-            )?;
-            let summary = summarize_cargo_test(&log);
+            cmd::run_logged(tool("cargo", ["test"]).dir(layout::project_root()), "cargo test", &log)?;
+            let summary = regress::summarize_cargo_test(&log);
             Some((step.done(&summary), summary))
         };
 
@@ -77,10 +78,17 @@ impl Test {
                 };
                 let installed = build::build_one(&resolved, None, Profile::Dev, false, jobs)?;
                 smoke_test(&installed)?;
-                let schedule = regress::regress_dir().join("schedule");
-                let names = regress::parse_schedule(&std::fs::read_to_string(&schedule)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", schedule.display()))?;
-                if !regress::run_suite(&installed, &names, None, false, true)? {
+                if !patch_tests::run_for(&installed, true, &[], false)? {
+                    bail!("the core patch tests failed on PostgreSQL {version}");
+                }
+                // One major also gets the negative control on a stock build
+                // (one more server build); `test-patches --negative-control`
+                // runs it for any major.
+                if major == NEGATIVE_CONTROL_MAJOR {
+                    patch_tests::negative_control(&build::build_stock(&resolved, jobs)?)?;
+                }
+                let suite = regress::Suite::multi_node();
+                if !regress::run_suite(&installed, &suite, &suite.schedule()?, None, false, true)? {
                     bail!("the multi-node regression suite failed on PostgreSQL {version}");
                 }
                 Ok(Outcome::Passed(t0.elapsed()))
@@ -104,9 +112,14 @@ impl Test {
         for (version, outcome) in &results {
             match outcome {
                 Outcome::Passed(d) => println!(
-                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, multi-node scenarios and cluster tests passed",
+                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, PostgreSQL suites, patch and multi-node tests passed{}",
                     version.to_string(),
-                    ui::human(*d)
+                    ui::human(*d),
+                    if version.major == NEGATIVE_CONTROL_MAJOR {
+                        "; negative control on a stock build passed"
+                    } else {
+                        ""
+                    }
                 ),
                 Outcome::NotAvailable(_) => println!(
                     "  PostgreSQL {:<10} skipped            source not available on this machine (see above)",
@@ -124,22 +137,6 @@ impl Test {
         }
         Ok(())
     }
-}
-
-/// "N passed" summed over the `test result:` lines of a cargo test log.
-fn summarize_cargo_test(log: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let (mut passed, mut ignored) = (0u64, 0u64);
-    for line in text.lines().filter(|l| l.starts_with("test result:")) {
-        let num = |label: &str| {
-            line.split(';').find_map(|part| {
-                part.trim().strip_suffix(label).and_then(|n| n.split_whitespace().last()?.parse::<u64>().ok())
-            })
-        };
-        passed += num("passed").unwrap_or(0);
-        ignored += num("ignored").unwrap_or(0);
-    }
-    format!("{passed} passed, {ignored} ignored")
 }
 
 /// The extension's version from its Cargo.toml.
@@ -230,6 +227,19 @@ fn smoke_test(installed: &Installed) -> Result<()> {
         &ext_version,
     )?;
     check("spock.spock_version()", "SELECT spock.spock_version()", &ext_version)?;
+    let expected_patches: Vec<String> =
+        installed.core.patches.iter().map(|p| format!("{} {}=true/1", p.number, p.name)).collect();
+    check(
+        "spock.core_patches shows every patch of the build as present",
+        "SELECT string_agg(patch || '=' || present || '/' || coalesce(abi::text, 'null'), ',' ORDER BY patch) \
+         FROM spock.core_patches WHERE present",
+        &expected_patches.join(","),
+    )?;
+    let summary = log.lines().find(|l| l.contains("spock: core patches:")).unwrap_or("").to_string();
+    if installed.core.patches.iter().any(|p| !summary.contains(&format!("{} {} present", p.number, p.name))) {
+        bail!("the startup LOG line about core patches is missing or incomplete: {summary:?}");
+    }
+    ui::note("ok: startup log reports the core patches");
     let num: Vec<i32> = ext_version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     let expected_num = (num[0] * 10000 + num[1] * 100 + num[2]).to_string();
     check("spock.spock_version_num()", "SELECT spock.spock_version_num()", &expected_num)?;
@@ -301,21 +311,5 @@ fn stop_leftover(installed: &Installed, base: &std::path::Path, run_as: &RunAs) 
             .stderr_null()
             .unchecked()
             .run();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cargo_test_summary_is_summed() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("unit.log");
-        std::fs::write(
-            &log,
-            "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.5s\n\
-             test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s\n",
-        )
-        .unwrap();
-        assert_eq!(super::summarize_cargo_test(&log), "15 passed, 1 ignored");
     }
 }

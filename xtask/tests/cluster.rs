@@ -3,44 +3,18 @@
 //! server the toolkit built. `cargo xtask test-cluster` runs them (they are
 //! ignored by a plain `cargo test`, which has no server).
 
+mod common;
+
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use xtask::account::RunAs;
-use xtask::cluster::Cluster;
-use xtask::flags::Profile;
-use xtask::layout::PgDirs;
+use common::cluster;
 use xtask::node::StopMode;
-use xtask::pgbuild::Installed;
-
-fn installed() -> Installed {
-    let major: u32 = std::env::var("SPOCK_TEST_PG_MAJOR")
-        .expect("SPOCK_TEST_PG_MAJOR names the major to test (set by cargo xtask test-cluster)")
-        .parse()
-        .expect("SPOCK_TEST_PG_MAJOR is a number");
-    let dirs = PgDirs::new(major, Profile::Dev);
-    Installed::load(&dirs).unwrap_or_else(|| panic!("no server installed in {}", dirs.install().display()))
-}
-
-/// A fresh cluster in the build's scratch space, destroyed when the test passes.
-fn cluster(tag: &str, nodes: usize) -> Cluster {
-    let installed = installed();
-    let dir: PathBuf = installed.dirs.scratch().join(format!("it-{tag}"));
-    if let Some(old) = Cluster::load(&dir).unwrap() {
-        old.destroy().unwrap();
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let cluster =
-        Cluster::create(&dir, &installed, nodes, &RunAs::detect().unwrap(), "fsync = off\n").unwrap();
-    cluster.start().unwrap();
-    cluster
-}
 
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn every_acknowledged_commit_survives_kill9() {
-    let cluster = cluster("kill9", 1);
+    let cluster = cluster("kill9", 1, "fsync = off\n");
     let n1 = &cluster.nodes[0];
     n1.safe_psql("postgres", "CREATE TABLE acked (id int PRIMARY KEY)").unwrap();
 
@@ -79,7 +53,7 @@ fn every_acknowledged_commit_survives_kill9() {
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn stale_pid_file_is_cleared_and_busy_port_is_reported() {
-    let cluster = cluster("stale", 1);
+    let cluster = cluster("stale", 1, "fsync = off\n");
     let n1 = &cluster.nodes[0];
     n1.kill9().unwrap();
 

@@ -4,4 +4,5 @@
 //! `cargo test` at the top of the workspace exercises it without a server.
 //! The pgrx glue in `extension/src` calls into this crate.
 
+pub mod core_patches;
 pub mod version;

@@ -12,6 +12,8 @@ SELECT n.nspname, e.extrelocatable
  WHERE e.extname = 'spock';
 SELECT spock.spock_version() = extversion AS version_matches_catalog
   FROM pg_extension WHERE extname = 'spock';
+-- The build carries the core patches, and the extension found them.
+SELECT patch, present, abi FROM spock.core_patches ORDER BY patch;
 SELECT spock.spock_version() AS v1, spock.spock_version_num() AS num1 \gset
 SELECT system_identifier AS sys1 FROM pg_control_system() \gset
 SELECT :'v1' ~ '^\d+\.\d+\.\d+$' AS three_part_version,
