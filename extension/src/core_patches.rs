@@ -45,6 +45,18 @@ pub fn usable(patch: &CorePatch) -> bool {
     CORE_PATCHES.iter().zip(found()).any(|(p, s)| p.number == patch.number && s.usable())
 }
 
+/// The patches that are missing or not usable, as "patch 020 (column
+/// options), patch 030 (...)"; empty when all are usable.
+pub fn missing_summary() -> String {
+    CORE_PATCHES
+        .iter()
+        .zip(found())
+        .filter(|(_, s)| !s.usable())
+        .map(|(p, _)| p.label())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Called from `_PG_init` while preloading: detect, log one summary line and
 /// one WARNING per patch that is not usable, and guard column options.
 pub fn init() {

@@ -18,16 +18,23 @@ use crate::{fsutil, layout, tools, ui};
 pub struct PgrxCrate {
     pub dir: PathBuf,
     pub name: &'static str,
+    /// Other library names under which the same shared object is loaded
+    /// (`spock_output`, the output plugin walsenders load by name).
+    pub aliases: &'static [&'static str],
 }
 
 /// The spock extension.
 pub fn spock() -> PgrxCrate {
-    PgrxCrate { dir: layout::project_root().join("extension"), name: "spock" }
+    PgrxCrate { dir: layout::project_root().join("extension"), name: "spock", aliases: &["spock_output"] }
 }
 
 /// The test-only probe of the core patches' exported functions (never shipped).
 pub fn patch_probe() -> PgrxCrate {
-    PgrxCrate { dir: layout::project_root().join("tests").join("patch-probe"), name: "spock_patch_probe" }
+    PgrxCrate {
+        dir: layout::project_root().join("tests").join("patch-probe"),
+        name: "spock_patch_probe",
+        aliases: &[],
+    }
 }
 
 /// The extension crate.
@@ -114,6 +121,7 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
         && lib.exists()
         && control.exists()
+        && krate.aliases.iter().all(|a| lib.with_file_name(format!("{a}.so")).exists())
     {
         ui::note(format!("extension {name} is up to date in {}", dirs.install().display()));
         return Ok(());
@@ -150,15 +158,32 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
         tool("cargo", &args)
             .env("PATH", path)
             .env("PGRX_HOME", dirs.pgrx_home())
+            // extension/build.rs links libpq from this server's libdir.
+            .env("SPOCK_PG_CONFIG", dirs.pg_config())
             .env("CARGO_TARGET_DIR", dirs.extension_target())
             .env("NO_COLOR", "1")
             .env("CARGO_TERM_COLOR", "never"),
         "cargo pgrx install",
         &dirs.logs().join(format!("{name}-install.log")),
     )?;
+    for alias in krate.aliases {
+        link_alias(&lib, alias)?;
+    }
     std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
     step.done(&format!("installed {}", lib.display()));
     Ok(())
+}
+
+/// Makes `<alias>.so` a symbolic link to `lib` in the same directory. The
+/// server loads a library once per file, so the link and the original share
+/// one copy in a process that loads both.
+fn link_alias(lib: &Path, alias: &str) -> Result<()> {
+    let link = lib.with_file_name(format!("{alias}.so"));
+    let target = lib.file_name().expect("a library file name");
+    let tmp = lib.with_file_name(format!(".{alias}.so.tmp"));
+    std::fs::remove_file(&tmp).ok();
+    std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::fs::rename(&tmp, &link).with_context(|| format!("cannot create {}", link.display()))
 }
 
 impl Installed {

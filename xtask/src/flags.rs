@@ -49,6 +49,44 @@ pub enum Cmd {
     /// PostgreSQL's own regression suites and the core patch acceptance
     /// tests (tests/patches, xtask/tests/patches.rs) on the patched build.
     TestPatches(TestPatches),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Catch-up apply throughput on 2 nodes, one way: spock against
+    /// PostgreSQL's built-in publication/subscription on the same build.
+    Apply(BenchApply),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchApply {
+    /// PostgreSQL major or exact version (default 18).
+    #[arg(long, value_parser = PgRequest::parse)]
+    pub pg: Option<PgRequest>,
+    /// Build profile (release: no assertions, optimised extension).
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
+    /// TPC-B transactions in the backlog.
+    #[arg(long, default_value_t = 100_000)]
+    pub transactions: u64,
+    /// pgbench clients building the backlog.
+    #[arg(long, default_value_t = 4)]
+    pub clients: u32,
+    /// pgbench scale factor.
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
+    /// Rows of the single large transaction.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub large_rows: u64,
+    /// Seconds to wait for a catch-up before giving up.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Keep the benchmark cluster afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +275,7 @@ impl Xtask {
             Cmd::Cluster(flags) => flags.run(),
             Cmd::TestCluster(flags) => flags.run(),
             Cmd::TestPatches(flags) => flags.run(),
+            Cmd::Bench(flags) => flags.run(),
         }
     }
 }

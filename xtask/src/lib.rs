@@ -9,6 +9,7 @@
 //! `docs/ARCHITECTURE.md` has the code map.
 
 pub mod account;
+pub mod bench;
 pub mod build;
 pub mod cluster;
 pub mod cmd;

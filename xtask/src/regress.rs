@@ -355,6 +355,13 @@ fn run_one(
             }
         }
     }
+    // Subscriptions first, on every node, while their providers still exist
+    // (this also drops their slots and origins), then the databases.
+    for (_, node, db) in &nodes {
+        if node.is_running() {
+            drop_subscriptions(node, db)?;
+        }
+    }
     for (_, node, db) in &nodes {
         if node.is_running() {
             drop_database(node, db)?;
@@ -436,15 +443,41 @@ fn act(cluster: &Cluster, action: &Action) -> Result<()> {
     }
 }
 
+/// Drops the spock subscriptions a scenario left in its database, if spock
+/// is installed there.
+fn drop_subscriptions(node: &Node, db: &str) -> Result<()> {
+    let exists =
+        node.safe_psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"))?;
+    if exists != "1" {
+        return Ok(());
+    }
+    node.safe_psql(
+        db,
+        "DO $$ BEGIN
+             IF to_regclass('spock.subscription') IS NOT NULL THEN
+                 PERFORM spock.sub_drop(sub_name) FROM spock.subscription;
+             END IF;
+         END $$;",
+    )
+    .map(|_| ())
+}
+
 /// Drops a scenario database and what it leaves outside itself: its
-/// sessions and workers, and replication slots of that database.
+/// sessions and workers, replication slots of that database, and spock's
+/// replication origins (which belong to no database; the scenarios run one
+/// after another, so any left now are the dropped database's).
 fn drop_database(node: &Node, db: &str) -> Result<()> {
     node.safe_psql(
         "postgres",
         &format!(
             "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{db}' AND active_pid IS NOT NULL;\n\
              SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}' AND NOT active;\n\
-             DROP DATABASE IF EXISTS {db} WITH (FORCE);"
+             DROP DATABASE IF EXISTS {db} WITH (FORCE);\n\
+             DO $$ DECLARE o text; BEGIN\n\
+                 FOR o IN SELECT roname FROM pg_replication_origin WHERE roname LIKE 'spk\\_%' LOOP\n\
+                     BEGIN PERFORM pg_replication_origin_drop(o); EXCEPTION WHEN OTHERS THEN NULL; END;\n\
+                 END LOOP;\n\
+             END $$;"
         ),
     )
     .map(|_| ())

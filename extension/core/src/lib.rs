@@ -5,4 +5,8 @@
 //! The pgrx glue in `extension/src` calls into this crate.
 
 pub mod core_patches;
+pub mod dsn;
+pub mod naming;
+pub mod protocol;
+pub mod stream;
 pub mod version;

@@ -70,6 +70,11 @@ pub fn max_nodes() -> (usize, String) {
     }
 }
 
+/// Quotes a string as an SQL literal.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 impl Cluster {
     /// Initialises `count` nodes `n1..nK` in `dir` (which must not hold a
     /// cluster yet) with the base configuration for a mesh of that size plus
@@ -204,6 +209,79 @@ impl Cluster {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Wires the nodes of database `db` into a full mesh: a spock node on
+    /// each (named like the cluster node) and, on every node, a subscription
+    /// to every other node (`sub_<subscriber>_<provider>`), then waits until
+    /// every subscription replicates. Steps already done are skipped, so
+    /// calling it again on a wired cluster only waits.
+    pub fn wire_mesh(&self, db: &str, timeout: std::time::Duration) -> Result<()> {
+        for node in &self.nodes {
+            let exists = node.safe_psql(db, "SELECT count(*) FROM spock.local_node")?;
+            if exists == "0" {
+                node.safe_psql(
+                    db,
+                    &format!(
+                        "SELECT spock.node_create(node_name := {}, dsn := {})",
+                        sql_literal(&node.name),
+                        sql_literal(&node.connstr(db))
+                    ),
+                )?;
+            }
+        }
+        for sub in &self.nodes {
+            for provider in self.nodes.iter().filter(|p| p.name != sub.name) {
+                let name = format!("sub_{}_{}", sub.name, provider.name);
+                let exists = sub.safe_psql(
+                    db,
+                    &format!(
+                        "SELECT count(*) FROM spock.subscription WHERE sub_name = {}",
+                        sql_literal(&name)
+                    ),
+                )?;
+                if exists == "0" {
+                    sub.safe_psql(
+                        db,
+                        &format!(
+                            "SELECT spock.sub_create(subscription_name := {}, provider_dsn := {})",
+                            sql_literal(&name),
+                            sql_literal(&provider.connstr(db))
+                        ),
+                    )?;
+                }
+            }
+        }
+        for node in &self.nodes {
+            node.poll_query_until(
+                db,
+                "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()",
+                timeout,
+            )
+            .with_context(|| {
+                format!(
+                    "the subscriptions of node {} do not replicate; its log:\n{}",
+                    node.name,
+                    node.log_tail(30)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One line per subscription of every running node: node, subscription,
+    /// provider, status.
+    pub fn subscription_states(&self, db: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Ok(rows) = node.safe_psql(
+                db,
+                "SELECT subscription_name || '|' || provider_node || '|' || status FROM spock.sub_show_status()",
+            ) {
+                out.extend(rows.lines().filter(|l| !l.is_empty()).map(|l| format!("{}|{l}", node.name)));
+            }
+        }
+        out
     }
 
     pub fn any_running(&self) -> bool {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use super::Cluster;
 use crate::account::RunAs;
 use crate::flags::{ClusterCmd, ClusterDown, ClusterPsql, ClusterUp, Profile};
-use crate::node::{Node, SUPERUSER, StopMode};
+use crate::node::{SUPERUSER, StopMode};
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, layout, ui};
 
@@ -30,17 +30,6 @@ impl ClusterCmd {
             ClusterCmd::Psql(flags) => flags.run(),
         }
     }
-}
-
-/// Whether the installed extension has the replication API (node and
-/// subscription functions) that wiring a mesh needs.
-pub fn can_replicate(node: &Node, db: &str) -> Result<bool> {
-    let n = node.safe_psql(
-        db,
-        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-         WHERE n.nspname = 'spock' AND p.proname IN ('node_create', 'sub_create')",
-    )?;
-    Ok(n == "2")
 }
 
 impl ClusterUp {
@@ -90,16 +79,14 @@ impl ClusterUp {
                 cluster
             }
         };
-        if can_replicate(&cluster.nodes[0], DATABASE)? {
-            bail!(
-                "the installed spock can replicate, but this toolkit cannot wire a mesh yet; update the toolkit"
-            );
+        if cluster.nodes.len() > 1 {
+            let step = ui::Step::start(format!(
+                "Wiring the {} nodes into a full mesh (node_create on each, sub_create to every other)",
+                cluster.nodes.len()
+            ));
+            cluster.wire_mesh(DATABASE, std::time::Duration::from_secs(120))?;
+            step.done("every subscription replicates");
         }
-        ui::note(format!(
-            "not wiring the nodes into a mesh: the installed spock {} has no replication API yet \
-             (spock.node_create, spock.sub_create); the nodes run independently",
-            cluster.nodes[0].safe_psql(DATABASE, "SELECT spock.spock_version()")?
-        ));
         print_status(&cluster)
     }
 }
@@ -137,10 +124,17 @@ fn print_status(cluster: &Cluster) -> Result<()> {
             node.data().display()
         );
     }
-    if let Some(node) = cluster.nodes.iter().find(|n| n.is_running())
-        && !can_replicate(node, DATABASE).unwrap_or(false)
-    {
-        println!("subscriptions: none (the installed spock has no replication API yet)");
+    let subs = cluster.subscription_states(DATABASE);
+    if subs.is_empty() {
+        println!("subscriptions: none");
+    } else {
+        println!("{:<5} {:<14} {:<9} status", "node", "subscription", "provider");
+        for line in subs {
+            let f: Vec<&str> = line.split('|').collect();
+            if let [node, sub, provider, status] = f[..] {
+                println!("{node:<5} {sub:<14} {provider:<9} {status}");
+            }
+        }
     }
     println!("connect with: cargo xtask cluster psql n1");
     Ok(())

@@ -1,0 +1,50 @@
+//! The SQL API (sql-api.md §4): nodes and interfaces, replication sets,
+//! subscriptions, sync events and waiting, information functions. Each
+//! function's SQL signature is written out with the names, types and
+//! defaults the specification lists; the Rust side does the work.
+
+pub mod info;
+pub mod node;
+pub mod repset;
+pub mod sub;
+pub mod sync;
+
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+
+use crate::errors::raise;
+
+/// A `name` argument as a Rust string.
+pub fn name_arg(v: Option<&CStr>) -> Option<String> {
+    v.map(|c| c.to_string_lossy().into_owned())
+}
+
+/// A required argument of a non-STRICT function: NULL is `22004`.
+pub fn required<T>(v: Option<T>, arg: &str, function: &str) -> T {
+    v.unwrap_or_else(|| {
+        raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{arg} of {function} must not be NULL"))
+    })
+}
+
+/// The current database's name.
+pub fn current_database() -> String {
+    // SAFETY: MyDatabaseId is set in a backend connected to a database.
+    unsafe {
+        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if name.is_null() { String::new() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }
+    }
+}
+
+/// Whether the current user may call replication-level functions: a
+/// superuser or a role with the REPLICATION attribute.
+pub fn require_replication_privilege(what: &str) {
+    // SAFETY: reads the session's user.
+    let ok = unsafe { pg_sys::superuser() || pg_sys::has_rolreplication(pg_sys::GetUserId()) };
+    if !ok {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{what} needs superuser or the REPLICATION attribute"),
+        );
+    }
+}

@@ -1,0 +1,509 @@
+//! Replication sets (sql-api.md §4.3): create, alter, drop, and table
+//! membership. Membership and flag changes reach the output plugin in stream
+//! order: every change invalidates the relation cache entries of the tables
+//! it affects, and those invalidations are decoded at the changing
+//! transaction's commit.
+
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::{name_arg, required};
+use crate::catalog::{self, LocalNode};
+use crate::errors::{raise, raise_hint, require_superuser};
+
+/// A set of the local node.
+struct Set {
+    id: pg_sys::Oid,
+    update: bool,
+    delete: bool,
+}
+
+fn find_set(client: &SpiClient<'_>, node: &LocalNode, name: &str) -> Option<Set> {
+    client
+        .select(
+            "SELECT set_id, replicate_update, replicate_delete FROM spock.replication_set
+              WHERE set_nodeid = $1 AND set_name = $2",
+            None,
+            &[pg_sys::Oid::from(node.node_id).into(), name.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("cannot read spock.replication_set: {e}"))
+        .into_iter()
+        .next()
+        .map(|r| Set {
+            id: r.get(1).unwrap().unwrap(),
+            update: r.get(2).unwrap().unwrap_or(true),
+            delete: r.get(3).unwrap().unwrap_or(true),
+        })
+}
+
+fn require_set(client: &SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
+    find_set(client, node, name).unwrap_or_else(|| {
+        raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("replication set \"{name}\" does not exist"))
+    })
+}
+
+/// Invalidates the relation cache entry of a table, transactionally: the
+/// output plugin sees the invalidation at this transaction's commit.
+fn invalidate(reloid: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation for a relation id.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(reloid) };
+}
+
+fn members(client: &SpiClient<'_>, set: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    client
+        .select(
+            "SELECT set_reloid::oid FROM spock.replication_set_table WHERE set_id = $1",
+            None,
+            &[set.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("cannot read spock.replication_set_table: {e}"))
+        .into_iter()
+        .filter_map(|r| r.get::<pg_sys::Oid>(1).unwrap())
+        .collect()
+}
+
+/// Facts about a table that decide whether it can join a set.
+struct TableFacts {
+    qualified_name: String,
+    relkind: u8,
+    persistence: u8,
+    schema: String,
+    has_identity_index: bool,
+    is_partitioned: bool,
+}
+
+fn table_facts(reloid: pg_sys::Oid) -> TableFacts {
+    // SAFETY: opens and closes the relation under a lock the caller chose.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(reloid);
+        if rel.is_null() {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", reloid.to_u32()),
+            );
+        }
+        let form = (*rel).rd_rel;
+        let nsp = pg_sys::get_namespace_name((*form).relnamespace);
+        let schema =
+            if nsp.is_null() { String::new() } else { CStr::from_ptr(nsp).to_string_lossy().into_owned() };
+        let relname = CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned();
+        let has_identity_index = pg_sys::RelationGetReplicaIndex(rel) != pg_sys::InvalidOid;
+        let facts = TableFacts {
+            qualified_name: format!(
+                "{}.{}",
+                pgrx::spi::quote_identifier(&schema),
+                pgrx::spi::quote_identifier(&relname)
+            ),
+            relkind: (*form).relkind as u8,
+            persistence: (*form).relpersistence as u8,
+            is_partitioned: (*form).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE,
+            schema,
+            has_identity_index,
+        };
+        pg_sys::RelationClose(rel);
+        facts
+    }
+}
+
+/// Why a table cannot join a set (SQLSTATE and message), if it cannot.
+fn disqualification(
+    facts: &TableFacts,
+    set_name: &str,
+    set: &Set,
+) -> Option<(PgSqlErrorCode, String, Option<String>)> {
+    let name = &facts.qualified_name;
+    if facts.relkind != pg_sys::RELKIND_RELATION && facts.relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
+        return Some((
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{name} is not a table; only tables and partitioned tables can join a replication set"),
+            None,
+        ));
+    }
+    if facts.persistence != pg_sys::RELPERSISTENCE_PERMANENT {
+        return Some((
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{name} is a temporary or unlogged table; only permanent tables are replicated"),
+            None,
+        ));
+    }
+    if facts.schema.starts_with("pg_") || facts.schema == "information_schema" || facts.schema == "spock" {
+        return Some((
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{name} is in the reserved schema {}; its tables cannot be replicated", facts.schema),
+            None,
+        ));
+    }
+    if (set.update || set.delete) && !facts.has_identity_index && !facts.is_partitioned {
+        return Some((
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{name} has no replica identity index, which replication set \"{set_name}\" needs because it replicates UPDATE or DELETE"),
+            Some("Add a primary key or set REPLICA IDENTITY USING INDEX, or use an insert-only set such as default_insert_only.".into()),
+        ));
+    }
+    None
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_create(set_name name, replicate_insert boolean DEFAULT true,
+    replicate_update boolean DEFAULT true, replicate_delete boolean DEFAULT true,
+    replicate_truncate boolean DEFAULT true) RETURNS oid
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_create_wrapper';
+"#)]
+fn repset_create(
+    set_name: &CStr,
+    replicate_insert: bool,
+    replicate_update: bool,
+    replicate_delete: bool,
+    replicate_truncate: bool,
+) -> pg_sys::Oid {
+    require_superuser("spock.repset_create");
+    let set_name = set_name.to_string_lossy().into_owned();
+    if set_name.is_empty() {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_NAME, "set_name must not be empty");
+    }
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_create");
+        if find_set(client, &node, &set_name).is_some() {
+            raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("replication set \"{set_name}\" already exists"),
+            );
+        }
+        let id = super::node::new_set_id(client, node.node_id, &set_name);
+        client
+            .update(
+                "INSERT INTO spock.replication_set (set_id, set_nodeid, set_name, replicate_insert, replicate_update,
+                    replicate_delete, replicate_truncate) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                None,
+                &[
+                    pg_sys::Oid::from(id).into(),
+                    pg_sys::Oid::from(node.node_id).into(),
+                    set_name.as_str().into(),
+                    replicate_insert.into(),
+                    replicate_update.into(),
+                    replicate_delete.into(),
+                    replicate_truncate.into(),
+                ],
+            )
+            .unwrap_or_else(|e| pgrx::error!("cannot create the replication set: {e}"));
+        pg_sys::Oid::from(id)
+    })
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_alter(set_name name, replicate_insert boolean DEFAULT NULL,
+    replicate_update boolean DEFAULT NULL, replicate_delete boolean DEFAULT NULL,
+    replicate_truncate boolean DEFAULT NULL) RETURNS oid
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_alter_wrapper';
+"#)]
+fn repset_alter(
+    set_name: Option<&CStr>,
+    replicate_insert: Option<bool>,
+    replicate_update: Option<bool>,
+    replicate_delete: Option<bool>,
+    replicate_truncate: Option<bool>,
+) -> pg_sys::Oid {
+    require_superuser("spock.repset_alter");
+    let set_name = required(name_arg(set_name), "set_name", "spock.repset_alter");
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_alter");
+        let set = require_set(client, &node, &set_name);
+        let new = Set {
+            id: set.id,
+            update: replicate_update.unwrap_or(set.update),
+            delete: replicate_delete.unwrap_or(set.delete),
+        };
+        let tables = members(client, set.id);
+        if (new.update && !set.update) || (new.delete && !set.delete) {
+            for reloid in &tables {
+                let facts = table_facts(*reloid);
+                if !facts.has_identity_index && !facts.is_partitioned {
+                    raise_hint(
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!(
+                            "{} has no replica identity index, so replication set \"{set_name}\" cannot replicate UPDATE or DELETE",
+                            facts.qualified_name
+                        ),
+                        "Add a primary key or set REPLICA IDENTITY USING INDEX first, or remove the table from the set.",
+                    );
+                }
+            }
+        }
+        client
+            .update(
+                "UPDATE spock.replication_set SET
+                    replicate_insert = coalesce($2, replicate_insert),
+                    replicate_update = coalesce($3, replicate_update),
+                    replicate_delete = coalesce($4, replicate_delete),
+                    replicate_truncate = coalesce($5, replicate_truncate)
+                  WHERE set_id = $1",
+                None,
+                &[
+                    set.id.into(),
+                    replicate_insert.into(),
+                    replicate_update.into(),
+                    replicate_delete.into(),
+                    replicate_truncate.into(),
+                ],
+            )
+            .unwrap_or_else(|e| pgrx::error!("cannot alter the replication set: {e}"));
+        for reloid in tables {
+            invalidate(reloid);
+        }
+        set.id
+    })
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_drop(set_name name, ifexists boolean DEFAULT false) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_drop_wrapper';
+"#)]
+fn repset_drop(set_name: &CStr, ifexists: bool) -> bool {
+    require_superuser("spock.repset_drop");
+    let set_name = set_name.to_string_lossy().into_owned();
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_drop");
+        let Some(set) = find_set(client, &node, &set_name) else {
+            if ifexists {
+                return false;
+            }
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("replication set \"{set_name}\" does not exist"),
+            );
+        };
+        let tables = members(client, set.id);
+        client
+            .update("DELETE FROM spock.replication_set_table WHERE set_id = $1", None, &[set.id.into()])
+            .unwrap_or_else(|e| pgrx::error!("cannot drop the set's tables: {e}"));
+        client
+            .update("DELETE FROM spock.replication_set WHERE set_id = $1", None, &[set.id.into()])
+            .unwrap_or_else(|e| pgrx::error!("cannot drop the replication set: {e}"));
+        for reloid in tables {
+            invalidate(reloid);
+        }
+        true
+    })
+}
+
+/// The table and, for a partitioned table when asked, all its partitions.
+fn with_partitions(reloid: pg_sys::Oid, include_partitions: bool) -> Vec<pg_sys::Oid> {
+    if !include_partitions {
+        return vec![reloid];
+    }
+    Spi::connect(|client| {
+        client
+            .select(
+                "WITH RECURSIVE tree(relid) AS (
+                     SELECT $1::oid
+                     UNION ALL
+                     SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+                 SELECT relid FROM tree",
+                None,
+                &[reloid.into()],
+            )
+            .unwrap_or_else(|e| pgrx::error!("cannot list the partitions: {e}"))
+            .into_iter()
+            .filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
+            .collect()
+    })
+}
+
+fn lock_table(reloid: pg_sys::Oid) {
+    // SAFETY: takes a table lock for the rest of the transaction.
+    unsafe { pg_sys::LockRelationOid(reloid, pg_sys::ShareRowExclusiveLock as i32) };
+}
+
+fn add_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
+    client
+        .update(
+            "INSERT INTO spock.replication_set_table (set_id, set_reloid) VALUES ($1, $2)",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("cannot add the table to the set: {e}"));
+    invalidate(reloid);
+}
+
+fn is_member(client: &SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) -> bool {
+    client
+        .select(
+            "SELECT 1 FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .map(|t| !t.is_empty())
+        .unwrap_or(false)
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_add_table(set_name name, relation regclass, synchronize_data boolean DEFAULT false,
+    columns text[] DEFAULT NULL, row_filter text DEFAULT NULL, include_partitions boolean DEFAULT true)
+    RETURNS boolean VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_add_table_wrapper';
+"#)]
+fn repset_add_table(
+    set_name: Option<&CStr>,
+    relation: Option<pg_sys::Oid>,
+    synchronize_data: Option<bool>,
+    columns: Option<Vec<String>>,
+    row_filter: Option<&str>,
+    include_partitions: Option<bool>,
+) -> bool {
+    require_superuser("spock.repset_add_table");
+    let set_name = required(name_arg(set_name), "set_name", "spock.repset_add_table");
+    let reloid = required(relation, "relation", "spock.repset_add_table");
+    let synchronize_data = required(synchronize_data, "synchronize_data", "spock.repset_add_table");
+    if columns.is_some() || row_filter.is_some() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "column lists and row filters (columns, row_filter) are not supported yet",
+        );
+    }
+    if synchronize_data {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "synchronize_data is not supported yet: copy the table's existing rows to the subscribers by other means",
+        );
+    }
+    lock_table(reloid);
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_add_table");
+        let set = require_set(client, &node, &set_name);
+        let facts = table_facts(reloid);
+        if let Some((code, message, hint)) = disqualification(&facts, &set_name, &set) {
+            match hint {
+                Some(hint) => raise_hint(code, message, hint),
+                None => raise(code, message),
+            }
+        }
+        if is_member(client, &set, reloid) {
+            raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("{} is already in replication set \"{set_name}\"", facts.qualified_name),
+            );
+        }
+        for table in with_partitions(reloid, include_partitions.unwrap_or(true)) {
+            if table != reloid {
+                let part = table_facts(table);
+                if let Some((code, message, hint)) = disqualification(&part, &set_name, &set) {
+                    match hint {
+                        Some(hint) => raise_hint(code, message, hint),
+                        None => raise(code, message),
+                    }
+                }
+                if is_member(client, &set, table) {
+                    continue;
+                }
+            }
+            add_member(client, &set, table);
+        }
+        true
+    })
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_add_all_tables(set_name name, schema_names text[], synchronize_data boolean DEFAULT false)
+    RETURNS boolean STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_add_all_tables_wrapper';
+"#)]
+fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize_data: bool) -> bool {
+    require_superuser("spock.repset_add_all_tables");
+    let set_name = set_name.to_string_lossy().into_owned();
+    if synchronize_data {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "synchronize_data is not supported yet: copy the tables' existing rows to the subscribers by other means",
+        );
+    }
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_add_all_tables");
+        let set = require_set(client, &node, &set_name);
+        for schema in &schema_names {
+            let known = client
+                .select("SELECT 1 FROM pg_namespace WHERE nspname = $1", None, &[schema.as_str().into()])
+                .map(|t| !t.is_empty())
+                .unwrap_or(false);
+            if !known {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+                    format!("schema \"{schema}\" does not exist"),
+                );
+            }
+            if schema.starts_with("pg_") || schema == "information_schema" || schema == "spock" {
+                pgrx::warning!("skipping reserved schema {schema}: its tables cannot be replicated");
+                continue;
+            }
+            let tables: Vec<pg_sys::Oid> = client
+                .select(
+                    "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                      ORDER BY c.relname",
+                    None,
+                    &[schema.as_str().into()],
+                )
+                .unwrap_or_else(|e| pgrx::error!("cannot list tables: {e}"))
+                .into_iter()
+                .filter_map(|r| r.get::<pg_sys::Oid>(1).unwrap())
+                .collect();
+            for reloid in tables {
+                lock_table(reloid);
+                let facts = table_facts(reloid);
+                if let Some((_, message, _)) = disqualification(&facts, &set_name, &set) {
+                    pgrx::warning!("skipping {}: {message}", facts.qualified_name);
+                    continue;
+                }
+                if !is_member(client, &set, reloid) {
+                    add_member(client, &set, reloid);
+                }
+            }
+        }
+        true
+    })
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_remove_table(set_name name, relation regclass, include_partitions boolean DEFAULT true)
+    RETURNS boolean STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_remove_table_wrapper';
+"#)]
+fn repset_remove_table(set_name: &CStr, relation: pg_sys::Oid, include_partitions: bool) -> bool {
+    require_superuser("spock.repset_remove_table");
+    let set_name = set_name.to_string_lossy().into_owned();
+    lock_table(relation);
+    Spi::connect_mut(|client| {
+        let node = catalog::require_local_node(client, "spock.repset_remove_table");
+        let set = require_set(client, &node, &set_name);
+        if !is_member(client, &set, relation) {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("{} is not in replication set \"{set_name}\"", table_facts(relation).qualified_name),
+            );
+        }
+        for table in with_partitions(relation, include_partitions) {
+            client
+                .update(
+                    "DELETE FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
+                    None,
+                    &[set.id.into(), table.into()],
+                )
+                .unwrap_or_else(|e| pgrx::error!("cannot remove the table: {e}"));
+            invalidate(table);
+        }
+        true
+    })
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE VIEW spock.tables AS
+    SELECT c.oid AS relid, n.nspname, c.relname, s.set_name
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN spock.replication_set_table t ON t.set_reloid = c.oid
+      LEFT JOIN spock.replication_set s ON s.set_id = t.set_id
+     WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+       AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'spock');
+"#,
+    name = "tables_view",
+    requires = ["catalog"]
+);

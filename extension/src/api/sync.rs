@@ -1,0 +1,168 @@
+//! Sync events and waiting (sql-api.md §4.5, behaviour.md §12): a provider
+//! writes a marker into its WAL stream; a subscriber waits until its
+//! replication origin for that provider has passed the marker.
+
+use pgrx::prelude::*;
+
+use crate::catalog;
+use crate::errors::{raise, require_superuser};
+
+/// The logical message prefix of sync events (the output plugin forwards
+/// these to every subscriber).
+pub const SYNC_EVENT_PREFIX: &str = "spock.sync_event";
+
+unsafe extern "C-unwind" {
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    fn LogLogicalMessage(
+        prefix: *const std::ffi::c_char,
+        message: *const std::ffi::c_char,
+        size: usize,
+        transactional: bool,
+    ) -> pg_sys::XLogRecPtr;
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    fn LogLogicalMessage(
+        prefix: *const std::ffi::c_char,
+        message: *const std::ffi::c_char,
+        size: usize,
+        transactional: bool,
+        flush: bool,
+    ) -> pg_sys::XLogRecPtr;
+}
+
+/// Writes a logical message with spock's sync-event prefix; returns the LSN
+/// just past it. A non-transactional one is flushed at once.
+fn log_sync_event(transactional: bool, payload: &[u8]) -> u64 {
+    let prefix = std::ffi::CString::new(SYNC_EVENT_PREFIX).expect("no NUL");
+    // SAFETY: writes a WAL record; the call is guarded against ERROR.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            let lsn =
+                LogLogicalMessage(prefix.as_ptr(), payload.as_ptr().cast(), payload.len(), transactional);
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            let lsn = LogLogicalMessage(
+                prefix.as_ptr(),
+                payload.as_ptr().cast(),
+                payload.len(),
+                transactional,
+                false,
+            );
+            if !transactional {
+                pg_sys::XLogFlush(lsn);
+            }
+            lsn
+        })
+    }
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sync_event(transactional boolean DEFAULT false) RETURNS pg_lsn
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sync_event_wrapper';
+"#)]
+// pg_lsn is a pass-by-value 64-bit datum: the Rust side takes and returns
+// it as i64, the SQL declaration says pg_lsn.
+fn sync_event(transactional: bool) -> i64 {
+    require_superuser("spock.sync_event");
+    let node = Spi::connect(|client| catalog::require_local_node(client, "spock.sync_event"));
+    log_sync_event(transactional, node.node_name.as_bytes()) as i64
+}
+
+/// One poll of `wait_for_sync_event`: whether the replication origin of the
+/// local subscription from `provider` has reached `lsn`. Raises the spec's
+/// errors for an unknown provider and for a missing or disabled subscription
+/// (unless `wait_if_disabled`, when it just reports not reached).
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sync_event_reached(provider name, lsn pg_lsn, wait_if_disabled boolean) RETURNS boolean
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sync_event_reached_wrapper';
+"#)]
+fn sync_event_reached(
+    provider: Option<&std::ffi::CStr>,
+    lsn: Option<i64>,
+    wait_if_disabled: Option<bool>,
+) -> bool {
+    let Some(provider) = provider else {
+        raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "the origin to wait for must not be NULL")
+    };
+    let provider = provider.to_string_lossy().into_owned();
+    let lsn =
+        lsn.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "lsn must not be NULL"));
+    let wait_if_disabled = wait_if_disabled.unwrap_or(false);
+    Spi::connect(|client| {
+        catalog::require_local_node(client, "spock.wait_for_sync_event");
+        let node_id = super::node::node_id_by_name(client, &provider).unwrap_or_else(|| {
+            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("node \"{provider}\" does not exist"))
+        });
+        let sub = catalog::subscriptions(client).into_iter().find(|s| s.origin_id == node_id);
+        let Some(sub) = sub else {
+            if wait_if_disabled {
+                return false;
+            }
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("this node has no subscription from node \"{provider}\""),
+            );
+        };
+        if !sub.enabled {
+            if wait_if_disabled {
+                return false;
+            }
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("subscription \"{}\" from node \"{provider}\" is disabled", sub.name),
+            );
+        }
+        client
+            .select(
+                "SELECT coalesce(pg_replication_origin_progress($1, false) >= '0/0'::pg_lsn + $2::numeric, false)",
+                None,
+                &[sub.slot_name.as_str().into(), lsn.into()],
+            )
+            .ok()
+            .and_then(|t| t.first().get_one::<bool>().ok().flatten())
+            .unwrap_or(false)
+    })
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin name, lsn pg_lsn,
+    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
+BEGIN
+    LOOP
+        IF spock.sync_event_reached(origin, lsn, wait_if_disabled) THEN
+            result := true;
+            RETURN;
+        END IF;
+        IF timeout > 0 AND clock_timestamp() >= deadline THEN
+            result := false;
+            RETURN;
+        END IF;
+        COMMIT;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin_id oid, lsn pg_lsn,
+    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin_name name;
+BEGIN
+    IF origin_id IS NULL THEN
+        RAISE EXCEPTION 'the origin to wait for must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT node_name INTO origin_name FROM spock.node WHERE node_id = origin_id;
+    IF origin_name IS NULL THEN
+        RAISE EXCEPTION 'node with id % does not exist', origin_id USING ERRCODE = '42704';
+    END IF;
+    CALL spock.wait_for_sync_event(result, origin_name, lsn, timeout, wait_if_disabled);
+END
+$$;
+"#,
+    name = "wait_for_sync_event",
+    requires = [sync_event_reached]
+);

@@ -1,0 +1,485 @@
+//! Applying one remote change to a local table through PostgreSQL's
+//! executor, as a replicated change: indexes and constraints maintained,
+//! triggers as `session_replication_role = replica` allows, rows found by
+//! the replica identity index.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+
+use pgrx::prelude::*;
+use spock_core::protocol::{Column, OldRow, Tuple, Value};
+
+use crate::errors::{raise, raise_hint};
+
+/// What a Relation message said about a provider table.
+pub struct RemoteRel {
+    pub nspname: String,
+    pub relname: String,
+    pub columns: Vec<Column>,
+}
+
+/// How a provider table maps onto the local one.
+struct LocalMap {
+    relid: pg_sys::Oid,
+    /// For each remote column, the local attribute index (0-based).
+    local_att: Vec<usize>,
+    /// Per local attribute: its input function, when a remote column maps to it.
+    input: Vec<Option<InputFn>>,
+    /// Local attributes no remote column fills (they get their defaults on INSERT).
+    unmapped: Vec<usize>,
+}
+
+struct InputFn {
+    finfo: Box<pg_sys::FmgrInfo>,
+    ioparam: pg_sys::Oid,
+    typmod: i32,
+}
+
+static mut INVALID_LOCAL: Option<Vec<u32>> = None;
+static mut CALLBACK: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn local_invalidated(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // SAFETY: the apply worker is single-threaded.
+    #[allow(static_mut_refs)]
+    unsafe {
+        INVALID_LOCAL.get_or_insert_with(Vec::new).push(relid.to_u32());
+    }
+}
+
+/// The applier's relation state for one stream.
+#[derive(Default)]
+pub struct Applier {
+    remote: HashMap<u32, RemoteRel>,
+    local: HashMap<u32, LocalMap>,
+}
+
+fn qualified(rr: &RemoteRel) -> String {
+    format!("{}.{}", pgrx::spi::quote_identifier(&rr.nspname), pgrx::spi::quote_identifier(&rr.relname))
+}
+
+impl Applier {
+    pub fn new() -> Applier {
+        // SAFETY: registers a relcache callback once per process.
+        unsafe {
+            if !CALLBACK {
+                pg_sys::CacheRegisterRelcacheCallback(Some(local_invalidated), pg_sys::Datum::from(0usize));
+                CALLBACK = true;
+            }
+        }
+        Applier::default()
+    }
+
+    /// A Relation message: remember the provider's description.
+    pub fn relation(&mut self, relid: u32, nspname: String, relname: String, columns: Vec<Column>) {
+        self.local.retain(|k, _| *k != relid);
+        self.remote.insert(relid, RemoteRel { nspname, relname, columns });
+    }
+
+    /// Drops local mappings whose tables changed since they were built.
+    fn forget_invalidated(&mut self) {
+        // SAFETY: the apply worker is single-threaded.
+        #[allow(static_mut_refs)]
+        let invalid = unsafe { INVALID_LOCAL.take() };
+        if let Some(invalid) = invalid {
+            if invalid.contains(&0) {
+                self.local.clear();
+            } else {
+                self.local.retain(|_, m| !invalid.contains(&m.relid.to_u32()));
+            }
+        }
+    }
+
+    fn remote(&self, relid: u32) -> &RemoteRel {
+        self.remote.get(&relid).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                format!("the provider sent a change for relation {relid} without describing it first"),
+            )
+        })
+    }
+
+    /// The local mapping and the provider's description of a relation.
+    fn map(&mut self, relid: u32) -> (&LocalMap, &RemoteRel) {
+        self.forget_invalidated();
+        if !self.local.contains_key(&relid) {
+            let map = build_map(self.remote(relid));
+            self.local.insert(relid, map);
+        }
+        (&self.local[&relid], &self.remote[&relid])
+    }
+
+    pub fn insert(&mut self, relid: u32, new: &Tuple) {
+        let (map, rr) = self.map(relid);
+        with_table(map.relid, |rel, estate, rri| unsafe {
+            let slot = virtual_slot(estate, rel);
+            fill_slot(slot, map, rr, new, None);
+            fill_defaults(slot, rel, map, estate);
+            pg_sys::ExecStoreVirtualTuple(slot);
+            pg_sys::ExecSimpleRelationInsert(rri, estate, slot);
+        });
+    }
+
+    pub fn update(&mut self, relid: u32, old: Option<&OldRow>, new: &Tuple) {
+        let (map, rr) = self.map(relid);
+        let key_source = old.map(|o| o.tuple()).unwrap_or(new);
+        with_table(map.relid, |rel, estate, rri| unsafe {
+            let index = identity_index(rel, rr);
+            let search = virtual_slot(estate, rel);
+            fill_slot(search, map, rr, key_source, None);
+            pg_sys::ExecStoreVirtualTuple(search);
+            let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+            let found = pg_sys::RelationFindReplTupleByIndex(
+                rel,
+                index,
+                pg_sys::LockTupleMode::LockTupleExclusive,
+                search,
+                local,
+            );
+            if !found {
+                raise(
+                    PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+                    format!(
+                        "update_missing: the row to update in {} does not exist on this node",
+                        qualified(rr)
+                    ),
+                );
+            }
+            let updated = virtual_slot(estate, rel);
+            slot_getallattrs(local);
+            fill_slot(updated, map, rr, new, Some(local));
+            pg_sys::ExecStoreVirtualTuple(updated);
+            let mut epq: pg_sys::EPQState = std::mem::zeroed();
+            epq_init(&mut epq, estate);
+            pg_sys::ExecSimpleRelationUpdate(rri, estate, &mut epq, local, updated);
+            pg_sys::EvalPlanQualEnd(&mut epq);
+        });
+    }
+
+    pub fn delete(&mut self, relid: u32, old: &OldRow) {
+        let (map, rr) = self.map(relid);
+        with_table(map.relid, |rel, estate, rri| unsafe {
+            let index = identity_index(rel, rr);
+            let search = virtual_slot(estate, rel);
+            fill_slot(search, map, rr, old.tuple(), None);
+            pg_sys::ExecStoreVirtualTuple(search);
+            let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+            let found = pg_sys::RelationFindReplTupleByIndex(
+                rel,
+                index,
+                pg_sys::LockTupleMode::LockTupleExclusive,
+                search,
+                local,
+            );
+            if !found {
+                pgrx::log!(
+                    "delete_missing: the row to delete in {} does not exist on this node; skipped",
+                    qualified(rr)
+                );
+                return;
+            }
+            let mut epq: pg_sys::EPQState = std::mem::zeroed();
+            epq_init(&mut epq, estate);
+            pg_sys::ExecSimpleRelationDelete(rri, estate, &mut epq, local);
+            pg_sys::EvalPlanQualEnd(&mut epq);
+        });
+    }
+
+    /// Truncates the local tables of the given provider relations in one
+    /// statement, without CASCADE.
+    pub fn truncate(&mut self, relids: &[u32], restart_identity: bool) {
+        let mut names = Vec::new();
+        for relid in relids {
+            names.push(qualified(self.remote(*relid)));
+        }
+        let sql = format!(
+            "TRUNCATE ONLY {}{}",
+            names.join(", "),
+            if restart_identity { " RESTART IDENTITY" } else { "" }
+        );
+        Spi::run(&sql)
+            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{sql} failed: {e}")));
+    }
+}
+
+/// Looks the provider table up locally by schema and name and maps its
+/// columns by name.
+fn build_map(rr: &RemoteRel) -> LocalMap {
+    let nsp = CString::new(rr.nspname.as_str()).expect("no NUL in names");
+    let rel = CString::new(rr.relname.as_str()).expect("no NUL in names");
+    // SAFETY: catalog lookups inside the apply transaction.
+    unsafe {
+        let nspoid = pg_sys::get_namespace_oid(nsp.as_ptr(), true);
+        let relid = if nspoid == pg_sys::InvalidOid {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_relname_relid(rel.as_ptr(), nspoid)
+        };
+        if relid == pg_sys::InvalidOid {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("table {} does not exist on this node; create it here too", qualified(rr)),
+            );
+        }
+        let relation = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
+        let natts = desc.len();
+        let mut local_att = Vec::with_capacity(rr.columns.len());
+        let mut input: Vec<Option<InputFn>> = (0..natts).map(|_| None).collect();
+        for col in &rr.columns {
+            let found = desc.iter().position(|a| {
+                !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == col.name.as_bytes()
+            });
+            let Some(i) = found else {
+                pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!("column \"{}\" of table {} does not exist on this node", col.name, qualified(rr)),
+                );
+            };
+            let att = desc.get(i).expect("index from position");
+            if att.attgenerated != 0 {
+                pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "column \"{}\" of table {} is generated on this node but not on the provider",
+                        col.name,
+                        qualified(rr)
+                    ),
+                );
+            }
+            let mut func = pg_sys::InvalidOid;
+            let mut ioparam = pg_sys::InvalidOid;
+            pg_sys::getTypeInputInfo(att.atttypid, &mut func, &mut ioparam);
+            let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info_cxt(func, &mut *finfo, pg_sys::TopMemoryContext);
+            input[i] = Some(InputFn { finfo, ioparam, typmod: att.atttypmod });
+            local_att.push(i);
+        }
+        let unmapped = (0..natts)
+            .filter(|i| input[*i].is_none() && !desc.get(*i).expect("in range").attisdropped)
+            .collect();
+        pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
+        LocalMap { relid, local_att, input, unmapped }
+    }
+}
+
+/// Opens the table and an executor state for one change, runs `f`, and
+/// cleans up (AFTER triggers fire at the end of the change).
+fn with_table(
+    relid: pg_sys::Oid,
+    f: impl FnOnce(pg_sys::Relation, *mut pg_sys::EState, *mut pg_sys::ResultRelInfo),
+) {
+    // SAFETY: executor setup and teardown for one statement-like change.
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let estate = pg_sys::CreateExecutorState();
+        let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
+        (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
+        (*rte).rtekind = pg_sys::RTEKind::RTE_RELATION;
+        (*rte).relid = relid;
+        (*rte).relkind = (*(*rel).rd_rel).relkind;
+        (*rte).rellockmode = pg_sys::AccessShareLock as i32;
+        init_range_table(estate, rte);
+        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+        pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
+        (*estate).es_opened_result_relations =
+            pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
+        (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+        pg_sys::AfterTriggerBeginQuery();
+        pg_sys::ExecOpenIndices(rri, false);
+
+        f(rel, estate, rri);
+
+        pg_sys::ExecCloseIndices(rri);
+        pg_sys::AfterTriggerEndQuery(estate);
+        pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
+        pg_sys::FreeExecutorState(estate);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        pg_sys::CommandCounterIncrement();
+    }
+}
+
+#[cfg(feature = "pg15")]
+unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    unsafe { pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast())) };
+}
+
+#[cfg(any(feature = "pg16", feature = "pg17"))]
+unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    unsafe {
+        let mut perminfos: *mut pg_sys::List = std::ptr::null_mut();
+        pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
+        pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast()), perminfos);
+    }
+}
+
+#[cfg(feature = "pg18")]
+unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    unsafe {
+        let mut perminfos: *mut pg_sys::List = std::ptr::null_mut();
+        pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
+        pg_sys::ExecInitRangeTable(
+            estate,
+            pg_sys::lappend(std::ptr::null_mut(), rte.cast()),
+            perminfos,
+            pg_sys::bms_make_singleton(1),
+        );
+    }
+}
+
+#[cfg(feature = "pg15")]
+unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
+    unsafe { pg_sys::EvalPlanQualInit(epq, estate, std::ptr::null_mut(), std::ptr::null_mut(), -1) };
+}
+
+#[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
+    unsafe {
+        pg_sys::EvalPlanQualInit(
+            epq,
+            estate,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            -1,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+unsafe fn virtual_slot(estate: *mut pg_sys::EState, rel: pg_sys::Relation) -> *mut pg_sys::TupleTableSlot {
+    unsafe {
+        let slot = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
+        clear_slot(slot);
+        let natts = (*(*rel).rd_att).natts as usize;
+        for i in 0..natts {
+            *(*slot).tts_isnull.add(i) = true;
+        }
+        slot
+    }
+}
+
+/// `ExecClearTuple()`.
+unsafe fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
+    unsafe {
+        let clear = (*(*slot).tts_ops).clear.expect("slots have a clear callback");
+        clear(slot);
+    }
+}
+
+/// `slot_getallattrs()`: deform every attribute of a slot.
+unsafe fn slot_getallattrs(slot: *mut pg_sys::TupleTableSlot) {
+    unsafe {
+        let natts = (*(*slot).tts_tupleDescriptor).natts;
+        if i32::from((*slot).tts_nvalid) < natts {
+            pg_sys::slot_getsomeattrs_int(slot, natts);
+        }
+    }
+}
+
+/// The index that finds rows by the replica identity: the local table's
+/// replica identity index (its primary key by default).
+unsafe fn identity_index(rel: pg_sys::Relation, rr: &RemoteRel) -> pg_sys::Oid {
+    let index = unsafe { pg_sys::RelationGetReplicaIndex(rel) };
+    if index == pg_sys::InvalidOid {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "table {} has no replica identity index on this node, so UPDATE and DELETE cannot find rows",
+                qualified(rr)
+            ),
+            "Give the table the same primary key as on the provider.",
+        );
+    }
+    index
+}
+
+/// Fills a cleared virtual slot from a remote tuple. Values the tuple does
+/// not carry (unchanged TOAST, or columns outside the old key) come from
+/// `base` (the local row) when given.
+unsafe fn fill_slot(
+    slot: *mut pg_sys::TupleTableSlot,
+    map: &LocalMap,
+    rr: &RemoteRel,
+    tuple: &Tuple,
+    base: Option<*mut pg_sys::TupleTableSlot>,
+) {
+    unsafe {
+        if let Some(base) = base {
+            let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+            for i in 0..natts {
+                *(*slot).tts_values.add(i) = *(*base).tts_values.add(i);
+                *(*slot).tts_isnull.add(i) = *(*base).tts_isnull.add(i);
+            }
+        }
+        if tuple.0.len() != rr.columns.len() {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                format!(
+                    "the provider sent {} values for {} columns of {}",
+                    tuple.0.len(),
+                    rr.columns.len(),
+                    qualified(rr)
+                ),
+            );
+        }
+        for (remote_idx, value) in tuple.0.iter().enumerate() {
+            let local = map.local_att[remote_idx];
+            match value {
+                Value::Unchanged => {}
+                Value::Null => *(*slot).tts_isnull.add(local) = true,
+                Value::Text(bytes) => {
+                    let input = map.input[local].as_ref().expect("mapped columns have an input function");
+                    let cstr = CString::new(bytes.as_slice()).unwrap_or_else(|_| {
+                        raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, "a text value contains a NUL byte")
+                    });
+                    let finfo = &*input.finfo as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
+                    *(*slot).tts_values.add(local) = pg_sys::InputFunctionCall(
+                        finfo,
+                        cstr.as_ptr() as *mut std::ffi::c_char,
+                        input.ioparam,
+                        input.typmod,
+                    );
+                    *(*slot).tts_isnull.add(local) = false;
+                }
+                Value::Binary(_) => raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "the provider sent a value in binary form, which this node does not ask for",
+                ),
+            }
+        }
+    }
+}
+
+/// Columns the provider does not send get their local defaults on INSERT.
+unsafe fn fill_defaults(
+    slot: *mut pg_sys::TupleTableSlot,
+    rel: pg_sys::Relation,
+    map: &LocalMap,
+    estate: *mut pg_sys::EState,
+) {
+    unsafe {
+        if map.unmapped.is_empty() {
+            return;
+        }
+        let econtext = if (*estate).es_per_tuple_exprcontext.is_null() {
+            pg_sys::MakePerTupleExprContext(estate)
+        } else {
+            (*estate).es_per_tuple_exprcontext
+        };
+        for &i in &map.unmapped {
+            let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
+            if expr.is_null() {
+                continue;
+            }
+            let state = pg_sys::ExecPrepareExpr(expr as *mut pg_sys::Expr, estate);
+            let mut isnull = false;
+            let eval = (*state).evalfunc.expect("a prepared expression has an evaluation function");
+            let value = eval(state, econtext, &mut isnull);
+            *(*slot).tts_values.add(i) = value;
+            *(*slot).tts_isnull.add(i) = isnull;
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The `spock_output` logical decoding output plugin (sql-api.md §3).
+//!
+//! It is loaded by walsenders as library `spock_output`, a link to this
+//! library installed next to it, so the callbacks below are found by the
+//! name `_PG_output_plugin_init`. It sends only committed transactions,
+//! only the tables and actions of the subscribed replication sets, and only
+//! changes that originated on this node (unless the subscriber forwards
+//! origins), in the protocol of `spock_core::protocol` (docs/protocol.md).
+
+mod membership;
+
+use std::ffi::{CStr, c_char};
+
+use pgrx::prelude::*;
+use pgrx::{PgTupleDesc, pg_guard};
+use spock_core::protocol::{self, Column, Encode, Message, OldRow, Tuple, Value, att_flags};
+
+use membership::{ACTION_DELETE, ACTION_INSERT, ACTION_TRUNCATE, ACTION_UPDATE};
+
+/// Per-decoding-session state, owned by the logical decoding context.
+struct State {
+    replication_sets: Vec<String>,
+    forward_all: bool,
+    /// Whether the current transaction's Begin has been written.
+    begin_sent: bool,
+    /// Scratch memory for one change, reset after each.
+    scratch: pg_sys::MemoryContext,
+}
+
+fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
+    // SAFETY: set by the startup callback to a leaked Box, freed at shutdown.
+    unsafe { &mut *((*ctx).output_plugin_private as *mut State) }
+}
+
+/// The entry point PostgreSQL looks up in an output plugin library.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPluginCallbacks) {
+    unsafe {
+        (*cb).startup_cb = Some(startup);
+        (*cb).begin_cb = Some(begin);
+        (*cb).change_cb = Some(change);
+        (*cb).truncate_cb = Some(truncate);
+        (*cb).commit_cb = Some(commit);
+        (*cb).message_cb = Some(message);
+        (*cb).filter_by_origin_cb = Some(filter_by_origin);
+        (*cb).shutdown_cb = Some(shutdown);
+    }
+}
+
+fn option_value(def: *mut pg_sys::DefElem) -> String {
+    // SAFETY: a DefElem from the START_REPLICATION option list.
+    unsafe {
+        if (*def).arg.is_null() {
+            return String::new();
+        }
+        let s = pg_sys::defGetString(def);
+        CStr::from_ptr(s).to_string_lossy().into_owned()
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    options: *mut pg_sys::OutputPluginOptions,
+    is_init: bool,
+) {
+    unsafe {
+        (*options).output_type = pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_BINARY_OUTPUT;
+        (*options).receive_rewrites = false;
+        let scratch = pg_sys::AllocSetContextCreateExtended(
+            (*ctx).context,
+            c"spock_output change".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let mut state =
+            State { replication_sets: Vec::new(), forward_all: false, begin_sent: false, scratch };
+        if !is_init {
+            let mut proto_version: Option<u32> = None;
+            let list = (*ctx).output_plugin_options;
+            let n = if list.is_null() { 0 } else { (*list).length as usize };
+            for i in 0..n {
+                let def = (*(*list).elements.add(i)).ptr_value as *mut pg_sys::DefElem;
+                let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
+                let value = option_value(def);
+                match name.as_str() {
+                    "proto_version" => proto_version = value.parse().ok(),
+                    "replication_sets" => {
+                        state.replication_sets =
+                            value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                    }
+                    "forward_origins" => state.forward_all = value.split(',').any(|s| s.trim() == "all"),
+                    "binary" => {}
+                    other => error!("spock_output does not know the option \"{other}\""),
+                }
+            }
+            let version =
+                proto_version.unwrap_or_else(|| error!("spock_output needs the option proto_version"));
+            if !(protocol::MIN_PROTO_VERSION..=protocol::MAX_PROTO_VERSION).contains(&version) {
+                error!(
+                    "spock_output speaks protocol versions {}..{}, the subscriber asked for {version}",
+                    protocol::MIN_PROTO_VERSION,
+                    protocol::MAX_PROTO_VERSION
+                );
+            }
+            membership::init_session();
+        }
+        (*ctx).output_plugin_private = Box::into_raw(Box::new(state)) as *mut std::ffi::c_void;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shutdown(ctx: *mut pg_sys::LogicalDecodingContext) {
+    unsafe {
+        let p = (*ctx).output_plugin_private as *mut State;
+        if !p.is_null() {
+            drop(Box::from_raw(p));
+            (*ctx).output_plugin_private = std::ptr::null_mut();
+        }
+    }
+}
+
+/// Writes one message to the stream.
+fn write(ctx: *mut pg_sys::LogicalDecodingContext, msg: &Message) {
+    let mut buf = Vec::with_capacity(64);
+    msg.encode(&mut buf);
+    // SAFETY: the decoding context's output buffer, within a callback.
+    unsafe {
+        pg_sys::OutputPluginPrepareWrite(ctx, true);
+        pg_sys::appendBinaryStringInfo((*ctx).out, buf.as_ptr().cast(), buf.len() as i32);
+        pg_sys::OutputPluginWrite(ctx, true);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn begin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    // Begin is written lazily, with the first change that is sent.
+    state(ctx).begin_sent = false;
+}
+
+unsafe fn commit_time(txn: *mut pg_sys::ReorderBufferTXN) -> i64 {
+    unsafe { (*txn).xact_time.commit_time }
+}
+
+/// Writes the transaction's Begin if it has not been written yet.
+fn ensure_begin(ctx: *mut pg_sys::LogicalDecodingContext, txn: *mut pg_sys::ReorderBufferTXN) {
+    let st = state(ctx);
+    if st.begin_sent {
+        return;
+    }
+    st.begin_sent = true;
+    // SAFETY: the transaction being decoded.
+    let msg = unsafe {
+        Message::Begin {
+            final_lsn: (*txn).final_lsn,
+            commit_time: commit_time(txn),
+            xid: (*txn).xid.into_inner(),
+            origin_node: 0,
+            origin_lsn: 0,
+        }
+    };
+    write(ctx, &msg);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn commit(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    commit_lsn: pg_sys::XLogRecPtr,
+) {
+    let st = state(ctx);
+    if !st.begin_sent {
+        return;
+    }
+    st.begin_sent = false;
+    // SAFETY: the transaction being decoded.
+    let msg =
+        unsafe { Message::Commit { commit_lsn, end_lsn: (*txn).end_lsn, commit_time: commit_time(txn) } };
+    write(ctx, &msg);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn filter_by_origin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    origin_id: pg_sys::RepOriginId,
+) -> bool {
+    // Only changes made on this node are sent, unless the subscriber forwards.
+    origin_id != pg_sys::InvalidRepOriginId as pg_sys::RepOriginId && !state(ctx).forward_all
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn message(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    _message_lsn: pg_sys::XLogRecPtr,
+    transactional: bool,
+    prefix: *const c_char,
+    _message_size: pg_sys::Size,
+    _message: *const c_char,
+) {
+    // SAFETY: the prefix of a decoded logical message.
+    let prefix = unsafe { CStr::from_ptr(prefix) };
+    if prefix.to_bytes() != crate::api::sync::SYNC_EVENT_PREFIX.as_bytes() {
+        return;
+    }
+    // The event's position is the end of its record (what sync_event()
+    // returned); for a transactional one, the end of the transaction.
+    // SAFETY: the decoding context's reader is positioned on this record.
+    let lsn = unsafe {
+        if transactional && !_txn.is_null() { (*_txn).end_lsn } else { (*(*ctx).reader).EndRecPtr }
+    };
+    if transactional {
+        ensure_begin(ctx, _txn);
+    }
+    write(ctx, &Message::SyncEvent { lsn });
+}
+
+/// The heap tuple of a decoded change's old or new row.
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+unsafe fn tuple_of(buf: *mut pg_sys::ReorderBufferTupleBuf) -> pg_sys::HeapTuple {
+    if buf.is_null() { std::ptr::null_mut() } else { unsafe { &mut (*buf).tuple } }
+}
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+unsafe fn tuple_of(tuple: pg_sys::HeapTuple) -> pg_sys::HeapTuple {
+    tuple
+}
+
+/// The columns sent for a relation: not dropped, not generated.
+fn columns_of(relation: pg_sys::Relation, key: &[i16], logold: &[i16]) -> Vec<(i16, Column)> {
+    // SAFETY: the relation's descriptor, valid for the callback.
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*relation).rd_att) };
+    let mut out = Vec::new();
+    for (i, att) in desc.iter().enumerate() {
+        if att.attisdropped || att.attgenerated != 0 {
+            continue;
+        }
+        let attnum = (i + 1) as i16;
+        let mut flags = 0;
+        if key.contains(&attnum) {
+            flags |= att_flags::KEY;
+        }
+        if logold.contains(&attnum) {
+            flags |= att_flags::LOG_OLD_VALUE;
+        }
+        // SAFETY: attname is a NUL-terminated NameData.
+        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy().into_owned();
+        out.push((attnum, Column { flags, name, type_oid: att.atttypid.to_u32(), typmod: att.atttypmod }));
+    }
+    out
+}
+
+/// The values of the sent columns of a tuple, as text.
+fn values_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple, entry: &membership::Entry) -> Tuple {
+    let mut values = Vec::with_capacity(entry.columns.len());
+    for (col, out) in entry.columns.iter().zip(entry.output.iter()) {
+        let mut isnull = false;
+        // SAFETY: reads an attribute of a decoded tuple of this relation.
+        let datum = unsafe { pg_sys::heap_getattr(tuple, i32::from(col.0), (*relation).rd_att, &mut isnull) };
+        if isnull {
+            values.push(Value::Null);
+            continue;
+        }
+        if out.is_varlena {
+            let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+            // SAFETY: a varlena datum of the tuple.
+            let ondisk = unsafe {
+                pgrx::varlena::varatt_is_1b_e(ptr)
+                    && pgrx::varlena::vartag_external(ptr) == pg_sys::vartag_external::VARTAG_ONDISK as u8
+            };
+            if ondisk {
+                values.push(Value::Unchanged);
+                continue;
+            }
+        }
+        // SAFETY: calls the type's output function, cached for the relation.
+        let text = unsafe {
+            let s = pg_sys::OutputFunctionCall(out.as_ptr(), datum);
+            CStr::from_ptr(s).to_bytes().to_vec()
+        };
+        values.push(Value::Text(text));
+    }
+    Tuple(values)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn change(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    relation: pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    unsafe {
+        let action = (*change).action;
+        let wanted = match action {
+            pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_INSERT => ACTION_INSERT,
+            pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_UPDATE => ACTION_UPDATE,
+            pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_DELETE => ACTION_DELETE,
+            _ => return,
+        };
+        let st = state(ctx);
+        let old_cxt = pg_sys::MemoryContextSwitchTo(st.scratch);
+        let replication_sets = st.replication_sets.clone();
+        let entry = membership::entry(relation, &replication_sets, columns_of);
+        if entry.actions & wanted != 0 {
+            ensure_begin(ctx, txn);
+            send_relation_if_needed(ctx, relation, entry);
+            let relid = (*relation).rd_id.to_u32();
+            let tp = (*change).data.tp;
+            let full = (*(*relation).rd_rel).relreplident as u8 == pg_sys::REPLICA_IDENTITY_FULL;
+            let old = tuple_of(tp.oldtuple);
+            let new = tuple_of(tp.newtuple);
+            let msg = match wanted {
+                ACTION_INSERT => Some(Message::Insert { relid, new: values_of(relation, new, entry) }),
+                ACTION_UPDATE => {
+                    let old = (!old.is_null()).then(|| {
+                        let t = values_of(relation, old, entry);
+                        if full { OldRow::Full(t) } else { OldRow::Key(t) }
+                    });
+                    Some(Message::Update { relid, old, new: values_of(relation, new, entry) })
+                }
+                _ if old.is_null() => None, // a DELETE without a replica identity: nothing to send
+                _ => {
+                    let t = values_of(relation, old, entry);
+                    Some(Message::Delete { relid, old: if full { OldRow::Full(t) } else { OldRow::Key(t) } })
+                }
+            };
+            if let Some(msg) = msg {
+                write(ctx, &msg);
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(old_cxt);
+        pg_sys::MemoryContextReset(st.scratch);
+    }
+}
+
+fn send_relation_if_needed(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    relation: pg_sys::Relation,
+    entry: &mut membership::Entry,
+) {
+    if entry.schema_sent {
+        return;
+    }
+    // SAFETY: the relation being decoded.
+    let (relid, nspname, relname) = unsafe {
+        let form = (*relation).rd_rel;
+        let nsp = pg_sys::get_namespace_name((*form).relnamespace);
+        (
+            (*relation).rd_id.to_u32(),
+            if nsp.is_null() { String::new() } else { CStr::from_ptr(nsp).to_string_lossy().into_owned() },
+            CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned(),
+        )
+    };
+    let columns = entry.columns.iter().map(|(_, c)| c.clone()).collect();
+    write(ctx, &Message::Relation { relid, nspname, relname, columns });
+    entry.schema_sent = true;
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn truncate(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    nrelations: i32,
+    relations: *mut pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    unsafe {
+        let st = state(ctx);
+        let replication_sets = st.replication_sets.clone();
+        let mut relids = Vec::new();
+        let mut members = Vec::new();
+        for i in 0..nrelations as usize {
+            let relation = *relations.add(i);
+            let entry = membership::entry(relation, &replication_sets, columns_of);
+            if entry.actions & ACTION_TRUNCATE != 0 {
+                members.push(relation);
+                relids.push((*relation).rd_id.to_u32());
+            }
+        }
+        if relids.is_empty() {
+            return;
+        }
+        ensure_begin(ctx, txn);
+        for relation in members {
+            let entry = membership::entry(relation, &replication_sets, columns_of);
+            send_relation_if_needed(ctx, relation, entry);
+        }
+        let tr = (*change).data.truncate;
+        let mut flags = 0;
+        if tr.cascade {
+            flags |= protocol::truncate_flags::CASCADE;
+        }
+        if tr.restart_seqs {
+            flags |= protocol::truncate_flags::RESTART_IDENTITY;
+        }
+        write(ctx, &Message::Truncate { flags, relids });
+    }
+}
