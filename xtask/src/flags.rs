@@ -84,7 +84,7 @@ pub struct BenchApply {
     /// Seconds to wait for a catch-up before giving up.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
-    /// Keep the benchmark cluster afterwards.
+    /// Keep the benchmark cluster and its databases afterwards (for a closer look).
     #[arg(long)]
     pub keep: bool,
 }
@@ -112,15 +112,25 @@ pub struct TestPatches {
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Build if needed, start the nodes, create the extension on each (and,
-    /// once the extension replicates, wire them as a full mesh).
+    /// Build if needed, start the nodes, create the extension on each and
+    /// wire them as a full mesh (a spock node on each, subscriptions both ways).
     Up(ClusterUp),
     /// Stop the nodes (and with --destroy remove their data).
     Down(ClusterDown),
     /// Show each node's port, data directory and state.
     Status,
     /// Open psql on a node: `cargo xtask cluster psql n2 [-- PSQL ARGS]`.
+    /// Every node's connection string is set as a psql variable (`:'n1'`).
     Psql(ClusterPsql),
+    /// Print shell exports (PATH, PGHOST, PGPORT, PGUSER, PGDATABASE) for a
+    /// node: `eval "$(cargo xtask cluster env n1)"`, then psql, pgbench, ...
+    Env(ClusterEnv),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterEnv {
+    /// Node name: n1, n2, ...
+    pub node: String,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +144,10 @@ pub struct ClusterUp {
     /// Build profile of the server the nodes run.
     #[arg(long, value_enum, default_value_t = Profile::Dev)]
     pub profile: Profile,
+    /// Start the nodes with the extension created, but leave the wiring
+    /// (node_create, sub_create) to you.
+    #[arg(long)]
+    pub no_mesh: bool,
 }
 
 #[derive(Args, Debug)]

@@ -149,3 +149,73 @@ fn subscriber_killed_mid_stream_resumes_exactly_once() {
     println!("R1: {written} rows written, all present exactly once after a subscriber kill -9");
     cluster.destroy().unwrap();
 }
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn apply_errors_and_lost_connections_are_logged_and_retried() {
+    let cluster = cluster("apply-retry", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let db = "postgres";
+    for node in [n1, n2] {
+        sql(node, db, "CREATE EXTENSION spock; CREATE TABLE t (id int PRIMARY KEY, v text)");
+        sql(node, db, &format!("SELECT spock.node_create('{}', '{}')", node.name, node.connstr(db)));
+    }
+    sql(n1, db, "SELECT spock.repset_add_table('default', 't')");
+    sql(n2, db, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(db)));
+    sql(n2, db, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+
+    // A row the subscriber already has: applying the provider's INSERT fails.
+    sql(n2, db, "INSERT INTO t VALUES (1, 'subscriber')");
+    sql(n1, db, "INSERT INTO t VALUES (1, 'provider'); INSERT INTO t VALUES (2, 'after')");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(n2.log_file()).unwrap();
+        if log.matches("duplicate key value violates unique constraint").count() >= 2 {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no repeated apply error in the log:\n{}",
+            n2.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The error names the subscription, and the worker was restarted (the
+    // error repeats) instead of giving up.
+    let error_at = log.find("duplicate key value violates unique constraint").unwrap();
+    assert!(
+        log[error_at..].contains("spock apply worker for subscription sub_n2_n1"),
+        "the apply error does not name the subscription:\n{}",
+        n2.log_tail(40)
+    );
+    n2.poll_query_until(db, "SELECT status = 'down' FROM spock.sub_show_status()", Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        sql(n2, db, "SELECT count(*) FROM t WHERE id = 2"),
+        "0",
+        "a later change overtook the failing one"
+    );
+
+    // Removing the conflict lets the next attempt apply both transactions.
+    sql(n2, db, "DELETE FROM t WHERE id = 1");
+    n2.poll_query_until(db, "SELECT count(*) = 2 FROM t", Duration::from_secs(30)).unwrap();
+    assert_eq!(sql(n2, db, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "provider,after");
+
+    // A lost connection (the provider ends the walsender) is retried too.
+    n2.poll_query_until(
+        db,
+        "SELECT status = 'replicating' FROM spock.sub_show_status()",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    sql(
+        n1,
+        db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'sub_n2_n1'",
+    );
+    sql(n1, db, "INSERT INTO t VALUES (3, 'after reconnect')");
+    let lsn = sql(n1, db, "SELECT spock.sync_event()");
+    assert_eq!(sql(n2, db, &format!("CALL spock.wait_for_sync_event(NULL, 'n1', '{lsn}', 60)")), "t");
+    assert_eq!(sql(n2, db, "SELECT v FROM t WHERE id = 3"), "after reconnect");
+    cluster.destroy().unwrap();
+}

@@ -420,6 +420,28 @@ impl<'a> Reader<'a> {
 /// Decodes one complete message; trailing bytes are an error.
 pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
     let mut r = Reader::new(buf);
+    let msg = read_message(&mut r)?;
+    r.finish()?;
+    Ok(msg)
+}
+
+/// Decodes the messages of one stream payload: one or more messages back to
+/// back (the provider batches the messages of a transaction). Any error,
+/// including a message cut short at the end, fails the whole payload.
+pub fn decode_all(buf: &[u8]) -> Result<Vec<Message>, DecodeError> {
+    let mut r = Reader::new(buf);
+    if buf.is_empty() {
+        return r.err("empty payload: expected at least one message");
+    }
+    let mut out = Vec::new();
+    while r.pos < buf.len() {
+        out.push(read_message(&mut r)?);
+    }
+    Ok(out)
+}
+
+fn read_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let start = r.pos;
     let msg = match r.u8("message tag")? {
         b'B' => Message::Begin {
             final_lsn: r.u64("begin final LSN")?,
@@ -479,16 +501,34 @@ pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
         }
         b'Y' => Message::SyncEvent { lsn: r.u64("sync event LSN")? },
         other => {
-            return Err(DecodeError { offset: 0, what: format!("unknown message tag {other:#04x}") });
+            return Err(DecodeError { offset: start, what: format!("unknown message tag {other:#04x}") });
         }
     };
-    r.finish()?;
     Ok(msg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_decode_in_order_and_fail_as_a_whole() {
+        let msgs = samples();
+        let mut buf = Vec::new();
+        for m in &msgs {
+            m.encode(&mut buf);
+        }
+        assert_eq!(decode_all(&buf).unwrap(), msgs);
+        // Cut anywhere inside the last message: an error, never a panic or a
+        // silently shorter batch.
+        let last = msgs.last().unwrap().to_bytes().len();
+        for cut in 1..last {
+            assert!(decode_all(&buf[..buf.len() - cut]).is_err(), "cut {cut}");
+        }
+        assert!(decode_all(&[]).is_err());
+        // A single message is a batch of one.
+        assert_eq!(decode_all(&msgs[0].to_bytes()).unwrap(), vec![msgs[0].clone()]);
+    }
 
     fn samples() -> Vec<Message> {
         let tuple = Tuple(vec![

@@ -52,6 +52,9 @@ unsafe extern "C-unwind" fn local_invalidated(_arg: pg_sys::Datum, relid: pg_sys
 pub struct Applier {
     remote: HashMap<u32, RemoteRel>,
     local: HashMap<u32, LocalMap>,
+    /// Local tables kept open, with their executor state, until the end of
+    /// the current transaction (tables without triggers only).
+    open: HashMap<u32, Target>,
 }
 
 fn qualified(rr: &RemoteRel) -> String {
@@ -110,33 +113,22 @@ impl Applier {
     }
 
     pub fn insert(&mut self, relid: u32, new: &Tuple) {
-        let (map, rr) = self.map(relid);
-        with_table(map.relid, |rel, estate, rri| unsafe {
-            let slot = virtual_slot(estate, rel);
-            fill_slot(slot, map, rr, new, None);
-            fill_defaults(slot, rel, map, estate);
-            pg_sys::ExecStoreVirtualTuple(slot);
-            pg_sys::ExecSimpleRelationInsert(rri, estate, slot);
+        self.map(relid);
+        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
+        on_table(&mut self.open, map.relid, |t| unsafe {
+            fill_slot(t.row, map, rr, new, None);
+            fill_defaults(t, map);
+            pg_sys::ExecStoreVirtualTuple(t.row);
+            pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
         });
     }
 
     pub fn update(&mut self, relid: u32, old: Option<&OldRow>, new: &Tuple) {
-        let (map, rr) = self.map(relid);
+        self.map(relid);
+        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
         let key_source = old.map(|o| o.tuple()).unwrap_or(new);
-        with_table(map.relid, |rel, estate, rri| unsafe {
-            let index = identity_index(rel, rr);
-            let search = virtual_slot(estate, rel);
-            fill_slot(search, map, rr, key_source, None);
-            pg_sys::ExecStoreVirtualTuple(search);
-            let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-            let found = pg_sys::RelationFindReplTupleByIndex(
-                rel,
-                index,
-                pg_sys::LockTupleMode::LockTupleExclusive,
-                search,
-                local,
-            );
-            if !found {
+        on_table(&mut self.open, map.relid, |t| unsafe {
+            if !find_row(t, map, rr, key_source) {
                 raise(
                     PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
                     format!(
@@ -145,33 +137,21 @@ impl Applier {
                     ),
                 );
             }
-            let updated = virtual_slot(estate, rel);
-            slot_getallattrs(local);
-            fill_slot(updated, map, rr, new, Some(local));
-            pg_sys::ExecStoreVirtualTuple(updated);
+            slot_getallattrs(t.local);
+            fill_slot(t.row, map, rr, new, Some(t.local));
+            pg_sys::ExecStoreVirtualTuple(t.row);
             let mut epq: pg_sys::EPQState = std::mem::zeroed();
-            epq_init(&mut epq, estate);
-            pg_sys::ExecSimpleRelationUpdate(rri, estate, &mut epq, local, updated);
+            epq_init(&mut epq, t.estate);
+            pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, t.local, t.row);
             pg_sys::EvalPlanQualEnd(&mut epq);
         });
     }
 
     pub fn delete(&mut self, relid: u32, old: &OldRow) {
-        let (map, rr) = self.map(relid);
-        with_table(map.relid, |rel, estate, rri| unsafe {
-            let index = identity_index(rel, rr);
-            let search = virtual_slot(estate, rel);
-            fill_slot(search, map, rr, old.tuple(), None);
-            pg_sys::ExecStoreVirtualTuple(search);
-            let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-            let found = pg_sys::RelationFindReplTupleByIndex(
-                rel,
-                index,
-                pg_sys::LockTupleMode::LockTupleExclusive,
-                search,
-                local,
-            );
-            if !found {
+        self.map(relid);
+        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
+        on_table(&mut self.open, map.relid, |t| unsafe {
+            if !find_row(t, map, rr, old.tuple()) {
                 pgrx::log!(
                     "delete_missing: the row to delete in {} does not exist on this node; skipped",
                     qualified(rr)
@@ -179,15 +159,26 @@ impl Applier {
                 return;
             }
             let mut epq: pg_sys::EPQState = std::mem::zeroed();
-            epq_init(&mut epq, estate);
-            pg_sys::ExecSimpleRelationDelete(rri, estate, &mut epq, local);
+            epq_init(&mut epq, t.estate);
+            pg_sys::ExecSimpleRelationDelete(t.rri, t.estate, &mut epq, t.local);
             pg_sys::EvalPlanQualEnd(&mut epq);
         });
+    }
+
+    /// Closes the tables kept open for the current transaction; called
+    /// before it commits, and before anything that needs them closed.
+    pub fn end_transaction(&mut self) {
+        for (_, target) in self.open.drain() {
+            // SAFETY: a target opened in this transaction.
+            unsafe { close_target(target) };
+        }
     }
 
     /// Truncates the local tables of the given provider relations in one
     /// statement, without CASCADE.
     pub fn truncate(&mut self, relids: &[u32], restart_identity: bool) {
+        // TRUNCATE refuses tables this session holds open.
+        self.end_transaction();
         let mut names = Vec::new();
         for relid in relids {
             names.push(qualified(self.remote(*relid)));
@@ -265,16 +256,35 @@ fn build_map(rr: &RemoteRel) -> LocalMap {
     }
 }
 
-/// Opens the table and an executor state for one change, runs `f`, and
-/// cleans up (AFTER triggers fire at the end of the change).
-fn with_table(
-    relid: pg_sys::Oid,
-    f: impl FnOnce(pg_sys::Relation, *mut pg_sys::EState, *mut pg_sys::ResultRelInfo),
-) {
-    // SAFETY: executor setup and teardown for one statement-like change.
+/// A local table opened for applying changes: the relation, an executor
+/// state with the table as its result relation and its indexes open, and the
+/// slots a change needs.
+pub struct Target {
+    rel: pg_sys::Relation,
+    estate: *mut pg_sys::EState,
+    rri: *mut pg_sys::ResultRelInfo,
+    /// The row to insert, or the new version of an updated row (virtual).
+    row: *mut pg_sys::TupleTableSlot,
+    /// The key being looked for (virtual).
+    search: *mut pg_sys::TupleTableSlot,
+    /// The local row found (the table's own slot type).
+    local: *mut pg_sys::TupleTableSlot,
+    /// Prepared default expressions of columns the provider does not send
+    /// (0-based attribute, expression), built on the first INSERT.
+    defaults: Option<Vec<(usize, *mut pg_sys::ExprState)>>,
+    /// Whether the table has triggers: then AFTER triggers are collected and
+    /// fired around each change, and the target is not kept open.
+    has_triggers: bool,
+}
+
+/// Opens `relid` with its executor state in a memory context that lives
+/// until [`close_target`] (or the end of the transaction).
+unsafe fn open_target(relid: pg_sys::Oid) -> Target {
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let previous = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
         let estate = pg_sys::CreateExecutorState();
+        pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
         let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
         (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
         (*rte).rtekind = pg_sys::RTEKind::RTE_RELATION;
@@ -287,18 +297,100 @@ fn with_table(
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
         (*estate).es_opened_result_relations =
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
-        (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
-        pg_sys::AfterTriggerBeginQuery();
         pg_sys::ExecOpenIndices(rri, false);
+        let row = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
+        let search = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
+        let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+        pg_sys::MemoryContextSwitchTo(previous);
+        Target {
+            rel,
+            estate,
+            rri,
+            row,
+            search,
+            local,
+            defaults: None,
+            has_triggers: !(*rel).trigdesc.is_null(),
+        }
+    }
+}
 
-        f(rel, estate, rri);
+unsafe fn close_target(t: Target) {
+    unsafe {
+        pg_sys::ExecCloseIndices(t.rri);
+        pg_sys::ExecResetTupleTable((*t.estate).es_tupleTable, false);
+        pg_sys::FreeExecutorState(t.estate);
+        pg_sys::table_close(t.rel, pg_sys::NoLock as i32);
+    }
+}
 
-        pg_sys::ExecCloseIndices(rri);
-        pg_sys::AfterTriggerEndQuery(estate);
-        pg_sys::ExecResetTupleTable((*estate).es_tupleTable, false);
-        pg_sys::FreeExecutorState(estate);
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+/// Applies one change to local table `relid` with `f`. A table without
+/// triggers stays open in `open` for the rest of the transaction (opening a
+/// table and its indexes for every row would cost about a third of the
+/// apply time); a table with triggers is opened for the change, with its
+/// AFTER triggers fired at the end of it, as a statement would.
+fn on_table(open: &mut HashMap<u32, Target>, relid: pg_sys::Oid, f: impl FnOnce(&mut Target)) {
+    // SAFETY: executor use within the apply transaction.
+    unsafe {
+        let key = relid.to_u32();
+        if !open.contains_key(&key) {
+            let target = open_target(relid);
+            if target.has_triggers {
+                let mut target = target;
+                (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+                pg_sys::AfterTriggerBeginQuery();
+                prepare_slots(&target);
+                f(&mut target);
+                pg_sys::AfterTriggerEndQuery(target.estate);
+                close_target(target);
+                pg_sys::CommandCounterIncrement();
+                return;
+            }
+            open.insert(key, target);
+        }
+        let target = open.get_mut(&key).expect("just opened");
+        (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+        prepare_slots(target);
+        f(target);
+        // What the executor allocated per row (index keys, constraint
+        // checks) goes with the per-tuple context.
+        let econtext = (*target.estate).es_per_tuple_exprcontext;
+        if !econtext.is_null() {
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+        }
         pg_sys::CommandCounterIncrement();
+    }
+}
+
+/// Empties the target's slots before a change.
+unsafe fn prepare_slots(t: &Target) {
+    unsafe {
+        for slot in [t.row, t.search, t.local] {
+            clear_slot(slot);
+        }
+        let natts = (*(*t.rel).rd_att).natts as usize;
+        for slot in [t.row, t.search] {
+            for i in 0..natts {
+                *(*slot).tts_isnull.add(i) = true;
+            }
+        }
+    }
+}
+
+/// Looks up the local row with the key in `key` (through the replica
+/// identity index) into `t.local`, locking it; false when there is none.
+unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, key: &Tuple) -> bool {
+    unsafe {
+        let index = identity_index(t.rel, rr);
+        fill_slot(t.search, map, rr, key, None);
+        pg_sys::ExecStoreVirtualTuple(t.search);
+        pg_sys::RelationFindReplTupleByIndex(
+            t.rel,
+            index,
+            pg_sys::LockTupleMode::LockTupleExclusive,
+            t.search,
+            t.local,
+        )
     }
 }
 
@@ -347,18 +439,6 @@ unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
             std::ptr::null_mut(),
         )
     };
-}
-
-unsafe fn virtual_slot(estate: *mut pg_sys::EState, rel: pg_sys::Relation) -> *mut pg_sys::TupleTableSlot {
-    unsafe {
-        let slot = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
-        clear_slot(slot);
-        let natts = (*(*rel).rd_att).natts as usize;
-        for i in 0..natts {
-            *(*slot).tts_isnull.add(i) = true;
-        }
-        slot
-    }
 }
 
 /// `ExecClearTuple()`.
@@ -454,32 +534,35 @@ unsafe fn fill_slot(
 }
 
 /// Columns the provider does not send get their local defaults on INSERT.
-unsafe fn fill_defaults(
-    slot: *mut pg_sys::TupleTableSlot,
-    rel: pg_sys::Relation,
-    map: &LocalMap,
-    estate: *mut pg_sys::EState,
-) {
+/// The default expressions are prepared once per target.
+unsafe fn fill_defaults(t: &mut Target, map: &LocalMap) {
     unsafe {
         if map.unmapped.is_empty() {
             return;
         }
-        let econtext = if (*estate).es_per_tuple_exprcontext.is_null() {
-            pg_sys::MakePerTupleExprContext(estate)
-        } else {
-            (*estate).es_per_tuple_exprcontext
-        };
-        for &i in &map.unmapped {
-            let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
-            if expr.is_null() {
-                continue;
+        if t.defaults.is_none() {
+            let previous = pg_sys::MemoryContextSwitchTo((*t.estate).es_query_cxt);
+            let mut prepared = Vec::new();
+            for &i in &map.unmapped {
+                let expr = pg_sys::build_column_default(t.rel, (i + 1) as i32);
+                if !expr.is_null() {
+                    prepared.push((i, pg_sys::ExecPrepareExpr(expr as *mut pg_sys::Expr, t.estate)));
+                }
             }
-            let state = pg_sys::ExecPrepareExpr(expr as *mut pg_sys::Expr, estate);
+            pg_sys::MemoryContextSwitchTo(previous);
+            t.defaults = Some(prepared);
+        }
+        let econtext = if (*t.estate).es_per_tuple_exprcontext.is_null() {
+            pg_sys::MakePerTupleExprContext(t.estate)
+        } else {
+            (*t.estate).es_per_tuple_exprcontext
+        };
+        for &(i, state) in t.defaults.as_ref().expect("prepared above") {
             let mut isnull = false;
             let eval = (*state).evalfunc.expect("a prepared expression has an evaluation function");
             let value = eval(state, econtext, &mut isnull);
-            *(*slot).tts_values.add(i) = value;
-            *(*slot).tts_isnull.add(i) = isnull;
+            *(*t.row).tts_values.add(i) = value;
+            *(*t.row).tts_isnull.add(i) = isnull;
         }
     }
 }

@@ -124,6 +124,10 @@ struct Worker {
     remote_commit: (u64, i64),
     last_feedback: Instant,
     last_message: Instant,
+    /// Memory for applying one change, reset after each (what the executor,
+    /// type input functions and catalog lookups allocate for a row must not
+    /// pile up over a transaction of a million rows).
+    change_cxt: pg_sys::MemoryContext,
 }
 
 impl Worker {
@@ -137,6 +141,27 @@ impl Worker {
             remote_commit: (0, 0),
             last_feedback: Instant::now(),
             last_message: Instant::now(),
+            // SAFETY: a process-lifetime memory context under TopMemoryContext.
+            change_cxt: unsafe {
+                pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::TopMemoryContext,
+                    c"spock apply change".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                )
+            },
+        }
+    }
+
+    /// Runs `f` in the per-change memory context, then frees what it allocated.
+    fn in_change_context(&mut self, f: impl FnOnce(&mut exec::Applier)) {
+        // SAFETY: switches to a context this worker owns and resets it after.
+        unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(self.change_cxt);
+            f(&mut self.applier);
+            pg_sys::MemoryContextSwitchTo(previous);
+            pg_sys::MemoryContextReset(self.change_cxt);
         }
     }
 
@@ -255,10 +280,12 @@ impl Worker {
                 match stream::parse(&data) {
                     Ok(FromProvider::XLogData { wal_end, payload, .. }) => {
                         self.received = self.received.max(wal_end);
-                        let msg = protocol::decode(payload).unwrap_or_else(|e| {
+                        let messages = protocol::decode_all(payload).unwrap_or_else(|e| {
                             raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e.to_string())
                         });
-                        self.handle(msg);
+                        for msg in messages {
+                            self.handle(msg);
+                        }
                     }
                     Ok(FromProvider::Keepalive { wal_end, reply_requested, .. }) => {
                         self.received = self.received.max(wal_end);
@@ -340,6 +367,7 @@ impl Worker {
             }
             Message::Commit { end_lsn, commit_time, .. } => {
                 self.require_transaction("Commit");
+                self.applier.end_transaction();
                 // SAFETY: commits with the origin's position and commit time.
                 let local_end = unsafe {
                     pg_sys::replorigin_session_origin_lsn = end_lsn;
@@ -357,19 +385,21 @@ impl Worker {
             }
             Message::Insert { relid, new } => {
                 self.require_transaction("Insert");
-                self.applier.insert(relid, &new);
+                self.in_change_context(|a| a.insert(relid, &new));
             }
             Message::Update { relid, old, new } => {
                 self.require_transaction("Update");
-                self.applier.update(relid, old.as_ref(), &new);
+                self.in_change_context(|a| a.update(relid, old.as_ref(), &new));
             }
             Message::Delete { relid, old } => {
                 self.require_transaction("Delete");
-                self.applier.delete(relid, &old);
+                self.in_change_context(|a| a.delete(relid, &old));
             }
             Message::Truncate { flags, relids } => {
                 self.require_transaction("Truncate");
-                self.applier.truncate(&relids, flags & truncate_flags::RESTART_IDENTITY != 0);
+                self.in_change_context(|a| {
+                    a.truncate(&relids, flags & truncate_flags::RESTART_IDENTITY != 0)
+                });
             }
             Message::SyncEvent { lsn } => {
                 if self.in_transaction {

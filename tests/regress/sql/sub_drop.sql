@@ -28,12 +28,10 @@ SELECT (SELECT count(*) FROM spock.subscription) AS subscriptions,
 SELECT count(*) AS apply_workers FROM pg_stat_activity WHERE backend_type = 'spock apply';
 \c :n1
 SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';
--- Changes after the drop stay on the provider.
+-- Changes after the drop stay on the provider: the new subscription below
+-- starts from its creation, so row 2 never arrives.
 INSERT INTO t VALUES (2);
 \c :n2
-SELECT pg_sleep(1);
-SELECT * FROM t ORDER BY id;
--- The node can subscribe again; the new subscription starts from now.
 SELECT spock.sub_create('sub_n2_n1', :'n1') > 0 AS subscribed_again;
 SELECT spock.sub_wait_for_sync('sub_n2_n1');
 \c :n1

@@ -138,7 +138,10 @@ impl BenchApply {
         fsutil::write_json(&out, &report)?;
         println!("figures written to {}", out.display());
         if self.keep {
-            println!("cluster kept in {}; its nodes:", dir.display());
+            println!(
+                "cluster kept in {}, with databases bench_spock and bench_builtin; its nodes:",
+                dir.display()
+            );
             for node in &cluster.nodes {
                 println!("  {}: {}", node.name, node.connstr("postgres"));
             }
@@ -260,6 +263,9 @@ impl BenchApply {
         let large = CatchUp { transactions: 1, rows: self.large_rows, seconds };
 
         converged(n1, n2, db)?;
+        if self.keep {
+            return Ok(PathResult { path, provider_tps, tpcb, large });
+        }
         // Leave nothing running that would compete with the next path.
         match path {
             Path::Spock => {

@@ -274,6 +274,13 @@ impl Cluster {
     pub fn subscription_states(&self, db: &str) -> Vec<String> {
         let mut out = Vec::new();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
+            // Only ask nodes that are spock nodes (no errors in their logs).
+            let is_node = node
+                .safe_psql(db, "SELECT to_regclass('spock.local_node') IS NOT NULL AND EXISTS (SELECT 1 FROM spock.local_node)")
+                .is_ok_and(|v| v == "t");
+            if !is_node {
+                continue;
+            }
             if let Ok(rows) = node.safe_psql(
                 db,
                 "SELECT subscription_name || '|' || provider_node || '|' || status FROM spock.sub_show_status()",

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Cluster;
 use crate::account::RunAs;
-use crate::flags::{ClusterCmd, ClusterDown, ClusterPsql, ClusterUp, Profile};
+use crate::flags::{ClusterCmd, ClusterDown, ClusterEnv, ClusterPsql, ClusterUp, Profile};
 use crate::node::{SUPERUSER, StopMode};
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, layout, ui};
@@ -28,6 +28,7 @@ impl ClusterCmd {
             ClusterCmd::Down(flags) => flags.run(),
             ClusterCmd::Status => status(),
             ClusterCmd::Psql(flags) => flags.run(),
+            ClusterCmd::Env(flags) => flags.run(),
         }
     }
 }
@@ -79,7 +80,9 @@ impl ClusterUp {
                 cluster
             }
         };
-        if cluster.nodes.len() > 1 {
+        if self.no_mesh {
+            ui::note("not wiring the nodes (--no-mesh): run spock.node_create and spock.sub_create yourself");
+        } else if cluster.nodes.len() > 1 {
             let step = ui::Step::start(format!(
                 "Wiring the {} nodes into a full mesh (node_create on each, sub_create to every other)",
                 cluster.nodes.len()
@@ -123,6 +126,10 @@ fn print_status(cluster: &Cluster) -> Result<()> {
             if node.is_running() { "running" } else { "stopped" },
             node.data().display()
         );
+    }
+    println!("connection strings (also psql variables :'n1', ... in `cluster psql`):");
+    for node in &cluster.nodes {
+        println!("  {}: {}", node.name, node.connstr(DATABASE));
     }
     let subs = cluster.subscription_states(DATABASE);
     if subs.is_empty() {
@@ -168,12 +175,36 @@ impl ClusterPsql {
         if !node.is_running() {
             bail!("node {} is not running; start the cluster with `cargo xtask cluster up`", node.name);
         }
+        let mut vars = Vec::new();
+        for n in &cluster.nodes {
+            vars.push("-v".to_string());
+            vars.push(format!("{}={}", n.name, n.connstr(DATABASE)));
+        }
         let err = std::process::Command::new(node.installed.bin("psql"))
             .args(["-h", &node.socket_dir.display().to_string(), "-p", &node.port.to_string()])
             .args(["-U", SUPERUSER, "-d", DATABASE])
+            .args(&vars)
             .args(&self.args)
             .env("PSQL_HISTORY", cluster.dir.join(format!(".psql_history-{}", node.name)))
             .exec();
         Err(err).context("cannot start psql")
+    }
+}
+
+impl ClusterEnv {
+    pub fn run(self) -> Result<()> {
+        let cluster = Cluster::load(&cluster_dir())?
+            .context("there is no cluster; start one with `cargo xtask cluster up`")?;
+        let node = cluster.node(&self.node)?;
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        println!(
+            "export PATH={}:\"$PATH\"",
+            quote(&node.installed.bin("psql").parent().unwrap().display().to_string())
+        );
+        println!("export PGHOST={}", quote(&node.socket_dir.display().to_string()));
+        println!("export PGPORT={}", node.port);
+        println!("export PGUSER={SUPERUSER}");
+        println!("export PGDATABASE={DATABASE}");
+        Ok(())
     }
 }
