@@ -33,6 +33,8 @@ max_wal_size = 8GB
 checkpoint_timeout = 30min
 wal_buffers = 64MB
 log_min_messages = warning
+# Nothing else competes for the two paths' CPU while they catch up.
+autovacuum = off
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -241,7 +243,7 @@ impl BenchApply {
         n1.safe_psql(db, "INSERT INTO bench_marker VALUES (1)")?;
         step.done(&format!("{provider_tps:.0} tps on the provider"));
         let step = ui::Step::start(format!("{}: catching up", path.label()));
-        let seconds = self.catch_up(n2, db, path, 1)?;
+        let seconds = self.catch_up(n1, n2, db, path, 1)?;
         step.done(&format!("{:.0} transactions/s", transactions as f64 / seconds));
         let tpcb = CatchUp { transactions, rows: transactions * 4, seconds };
 
@@ -258,7 +260,7 @@ impl BenchApply {
         n1.safe_psql(db, "INSERT INTO bench_marker VALUES (2)")?;
         step.done("");
         let step = ui::Step::start(format!("{}: catching up", path.label()));
-        let seconds = self.catch_up(n2, db, path, 2)?;
+        let seconds = self.catch_up(n1, n2, db, path, 2)?;
         step.done(&format!("{:.0} rows/s", self.large_rows as f64 / seconds));
         let large = CatchUp { transactions: 1, rows: self.large_rows, seconds };
 
@@ -301,7 +303,11 @@ impl BenchApply {
 
     /// Enables the subscription and returns the seconds until marker `id`
     /// is applied, on the subscriber's clock.
-    fn catch_up(&self, n2: &Node, db: &str, path: Path, id: i32) -> Result<f64> {
+    fn catch_up(&self, n1: &Node, n2: &Node, db: &str, path: Path, id: i32) -> Result<f64> {
+        // Start from clean buffers on both nodes, so that no checkpoint of
+        // the backlog runs during the measurement.
+        n1.safe_psql(db, "CHECKPOINT")?;
+        n2.safe_psql(db, "CHECKPOINT")?;
         let start = n2.safe_psql(db, "SELECT clock_timestamp()")?;
         match path {
             Path::Spock => n2.safe_psql(db, "SELECT spock.sub_enable('sub_n2_n1')")?,
