@@ -2,6 +2,9 @@
 //! against, with that installation's library directory as run-time search
 //! path, so apply workers use the libpq of our own build.
 //!
+//! `SPOCK_LIBPQ_RPATH`, when set, replaces that search path (packages use
+//! `$ORIGIN`: libpq sits beside spock.so in the server's library directory).
+//!
 //! The `pg_config` is found, in order, from `SPOCK_PG_CONFIG` (set by
 //! `cargo xtask build`), `PGRX_PG_CONFIG_PATH`, or the `pgNN` entry of
 //! `$PGRX_HOME/config.toml` for the enabled `pgNN` feature.
@@ -53,5 +56,7 @@ fn main() {
     let libdir = String::from_utf8(out.stdout).expect("pg_config prints UTF-8").trim().to_string();
     println!("cargo:rustc-link-search=native={libdir}");
     println!("cargo:rustc-link-lib=dylib=pq");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{libdir}");
+    println!("cargo:rerun-if-env-changed=SPOCK_LIBPQ_RPATH");
+    let rpath = std::env::var("SPOCK_LIBPQ_RPATH").ok().filter(|v| !v.is_empty()).unwrap_or(libdir);
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{rpath}");
 }

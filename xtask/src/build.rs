@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::flags::{Build, Clean, Profile};
-use crate::layout::{self, PgDirs};
+use crate::layout::{self, PgDirs, PkgLayout};
 use crate::pgbuild::{self, Installed};
 use crate::versions::{Manifest, Resolved};
 use crate::{doctor, extension, fetch, fsutil, patches, ui};
@@ -27,10 +27,34 @@ pub fn build_one(
 ) -> Result<Installed> {
     let major = resolved.version.major;
     let series = patches::discover(&patches::series_dir(major), major, with_optional)?;
+    build_in(&PgDirs::new(major, profile), resolved, tarball, &series, jobs)
+}
+
+/// Whether the checkout has a finished build (either profile) of this major.
+pub fn is_built(resolved: &Resolved) -> bool {
+    let major = resolved.version.major;
+    [Profile::Dev, Profile::Release].into_iter().any(|p| Installed::load(&PgDirs::new(major, p)).is_some())
+}
+
+/// The release build of a major for a package layout, with the extension.
+pub fn build_package_tree(resolved: &Resolved, layout: PkgLayout, jobs: usize) -> Result<Installed> {
+    let major = resolved.version.major;
+    let series = patches::discover(&patches::series_dir(major), major, false)?;
+    build_in(&PgDirs::package(major, layout), resolved, None, &series, jobs)
+}
+
+/// Fetch, patched tree, server and extension in `dirs`, each step skipped
+/// when its inputs are unchanged.
+fn build_in(
+    dirs: &PgDirs,
+    resolved: &Resolved,
+    tarball: Option<&Path>,
+    series: &patches::Series,
+    jobs: usize,
+) -> Result<Installed> {
     let source = fetch::obtain(resolved, tarball)?;
-    let dirs = PgDirs::new(major, profile);
-    let (record, fresh) = patches::ensure_tree(&dirs, &source, &series)?;
-    let installed = pgbuild::ensure_built(&dirs, &record, fresh, jobs)?;
+    let (record, fresh) = patches::ensure_tree(dirs, &source, series)?;
+    let installed = pgbuild::ensure_built(dirs, &record, fresh, jobs)?;
     extension::ensure_installed(&installed)?;
     Ok(installed)
 }
@@ -40,12 +64,7 @@ pub fn build_one(
 pub fn build_stock(resolved: &Resolved, jobs: usize) -> Result<Installed> {
     let major = resolved.version.major;
     let series = patches::Series { major, patches: Vec::new(), skipped_optional: Vec::new() };
-    let source = fetch::obtain(resolved, None)?;
-    let dirs = PgDirs::stock(major);
-    let (record, fresh) = patches::ensure_tree(&dirs, &source, &series)?;
-    let installed = pgbuild::ensure_built(&dirs, &record, fresh, jobs)?;
-    extension::ensure_installed(&installed)?;
-    Ok(installed)
+    build_in(&PgDirs::stock(major), resolved, None, &series, jobs)
 }
 
 impl Build {
@@ -123,6 +142,8 @@ impl Clean {
                     PgDirs::new(major, Profile::Dev).root,
                     PgDirs::new(major, Profile::Release).root,
                     PgDirs::stock(major).root,
+                    PgDirs::package(major, PkgLayout::Deb).root,
+                    PgDirs::package(major, PkgLayout::Rpm).root,
                 ];
                 for dir in roots {
                     if dir.exists() {

@@ -111,6 +111,28 @@ pub fn prerequisites() -> Vec<Prereq> {
     ]
 }
 
+/// What `cargo xtask package` and the package tests need besides the build
+/// prerequisites: ELF inspection for the packages' library dependencies,
+/// dpkg to query and install .deb files, rpm's tools to inspect and unpack
+/// .rpm files.
+pub fn packaging_prerequisites() -> Vec<Prereq> {
+    vec![
+        Prereq { what: "readelf", deb: "binutils", rpm: "binutils", check: || any_on_path(&["readelf"]) },
+        Prereq {
+            what: "dpkg and dpkg-deb",
+            deb: "dpkg",
+            rpm: "dpkg",
+            check: || any_on_path(&["dpkg"]) && any_on_path(&["dpkg-deb"]),
+        },
+        Prereq {
+            what: "rpm and rpm2archive",
+            deb: "rpm",
+            rpm: "rpm",
+            check: || any_on_path(&["rpm"]) && any_on_path(&["rpm2archive"]),
+        },
+    ]
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Debian,
@@ -148,12 +170,22 @@ fn install_line(missing: &[&Prereq], fam: Family) -> String {
 /// running as root on a Debian-family system (and `install` is true);
 /// otherwise the error gives the exact command to run.
 pub fn ensure(install: bool) -> Result<()> {
-    let all = prerequisites();
-    let missing: Vec<&Prereq> = all.iter().filter(|p| !(p.check)()).collect();
-    let rustfmt = cmd::on_path("rustfmt").is_some();
-    if missing.is_empty() && rustfmt {
-        return Ok(());
+    ensure_set(&prerequisites(), install)?;
+    if cmd::on_path("rustfmt").is_none() {
+        bail!(
+            "rustfmt is missing (pgrx formats its generated bindings with it). Install it with:\n    rustup component add rustfmt"
+        );
     }
+    Ok(())
+}
+
+/// `ensure` for the packaging prerequisites.
+pub fn ensure_packaging(install: bool) -> Result<()> {
+    ensure_set(&packaging_prerequisites(), install)
+}
+
+fn ensure_set(all: &[Prereq], install: bool) -> Result<()> {
+    let missing: Vec<&Prereq> = all.iter().filter(|p| !(p.check)()).collect();
     let fam = family();
     if !missing.is_empty() {
         let names = missing.iter().map(|p| p.what).collect::<Vec<_>>().join(", ");
@@ -188,18 +220,13 @@ pub fn ensure(install: bool) -> Result<()> {
             );
         }
     }
-    if !rustfmt {
-        bail!(
-            "rustfmt is missing (pgrx formats its generated bindings with it). Install it with:\n    rustup component add rustfmt"
-        );
-    }
     Ok(())
 }
 
 impl Doctor {
     pub fn run(self) -> Result<()> {
         let mut any_missing = false;
-        for p in prerequisites() {
+        for p in prerequisites().into_iter().chain(packaging_prerequisites()) {
             let ok = (p.check)();
             any_missing |= !ok;
             println!(
@@ -227,6 +254,7 @@ impl Doctor {
         );
         if any_missing || !rustfmt {
             ensure(!self.check_only)?;
+            ensure_packaging(!self.check_only)?;
             println!("all prerequisites are installed");
         }
         Ok(())

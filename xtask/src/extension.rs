@@ -42,6 +42,18 @@ pub fn crate_dir() -> PathBuf {
     spock().dir
 }
 
+/// The extension's version, from its Cargo.toml.
+pub fn version() -> Result<String> {
+    let path = crate_dir().join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: toml::Table = text.parse().context("extension/Cargo.toml is malformed")?;
+    doc.get("package")
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .context("extension/Cargo.toml has no package.version")
+}
+
 /// Hash of everything an installed extension depends on: its sources, the
 /// workspace manifest and lock file, the server build it is compiled against,
 /// and the cargo-pgrx version. A changed hash means rebuild.
@@ -154,8 +166,12 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
         installed.core.postgresql_version
     ));
     std::fs::remove_file(&stamp).ok();
+    // A packaged spock.so finds libpq beside itself, wherever the package
+    // tree is installed; a build tree's finds its server's libdir.
+    let rpath = if dirs.package.is_some() { "$ORIGIN".to_string() } else { String::new() };
     cmd::run_logged(
         tool("cargo", &args)
+            .env("SPOCK_LIBPQ_RPATH", rpath)
             .env("PATH", path)
             .env("PGRX_HOME", dirs.pgrx_home())
             // extension/build.rs links libpq from this server's libdir.

@@ -52,6 +52,38 @@ pub enum Cmd {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Build .deb and .rpm packages of the patched server and the extension
+    /// into target/packages, with a SHA256SUMS file.
+    Package(Package),
+}
+
+#[derive(Args, Debug)]
+pub struct Package {
+    /// PostgreSQL major(s) or exact version(s): 18, 15,18.
+    #[arg(long, value_delimiter = ',', required = true, value_parser = PgRequest::parse)]
+    pub pg: Vec<PgRequest>,
+    /// Package formats to write.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [PackageFormat::Deb, PackageFormat::Rpm])]
+    pub format: Vec<PackageFormat>,
+    /// Where the packages and SHA256SUMS go (default: target/packages).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Afterwards, run the package checks of `cargo xtask test` (both
+    /// formats): read back, install into a scratch root, start a server,
+    /// byte-identical on a second run.
+    #[arg(long)]
+    pub verify: bool,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageFormat {
+    /// Debian packages in Debian's PostgreSQL layout.
+    Deb,
+    /// RPM packages in the PGDG layout.
+    Rpm,
 }
 
 #[derive(Subcommand, Debug)]
@@ -290,6 +322,7 @@ impl Xtask {
             Cmd::TestCluster(flags) => flags.run(),
             Cmd::TestPatches(flags) => flags.run(),
             Cmd::Bench(flags) => flags.run(),
+            Cmd::Package(flags) => flags.run(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod flags;
 pub mod fsutil;
 pub mod layout;
 pub mod node;
+pub mod package;
 pub mod patch_tests;
 pub mod patches;
 pub mod pgbuild;

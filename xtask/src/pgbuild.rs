@@ -55,19 +55,27 @@ impl Installed {
 
     /// Reads the installed server's record, if a completed install exists.
     pub fn load(dirs: &PgDirs) -> Option<Installed> {
-        let stamp: CorePatches = fsutil::read_json(&dirs.install().join(INSTALL_STAMP))?;
+        let stamp: CorePatches = fsutil::read_json(&dirs.install_stamp(INSTALL_STAMP))?;
         Some(Installed { dirs: dirs.clone(), core: stamp })
     }
 }
 
 /// The configure arguments for a profile and series.
 pub fn configure_args(dirs: &PgDirs, record: &SeriesRecord) -> Vec<String> {
-    let mut args = vec![format!("--prefix={}", dirs.install().display())];
+    let mut args = match dirs.package {
+        None => vec![format!("--prefix={}", dirs.install().display())],
+        Some(layout) => layout.configure_dirs(dirs.major),
+    };
     // A stock build must report the plain version, as a stock server does.
     if !dirs.stock {
         args.push(format!("--with-extra-version={}", record.extra_version()));
     }
-    args.extend(["--with-openssl".into(), "--with-icu".into(), "--enable-debug".into()]);
+    args.extend(["--with-openssl".into(), "--with-icu".into()]);
+    // Packages ship without debug information, as distributions' main
+    // packages do; the build trees keep it for backtraces and perf.
+    if dirs.package.is_none() {
+        args.push("--enable-debug".into());
+    }
     if dirs.profile == Profile::Dev {
         args.push("--enable-cassert".into());
     }
@@ -110,6 +118,7 @@ pub fn ensure_built(
         // A new tree or new flags: start the build directory and install over.
         fsutil::remove_dir_all_if_exists(&dirs.build())?;
         fsutil::remove_dir_all_if_exists(&dirs.install())?;
+        fsutil::remove_dir_all_if_exists(&dirs.sysroot())?;
         std::fs::create_dir_all(dirs.build())?;
         let step = ui::Step::start(format!(
             "Configuring PostgreSQL {}{}",
@@ -127,23 +136,33 @@ pub fn ensure_built(
         step.done("");
     }
 
-    let jobs_arg = format!("-j{jobs}");
+    let mut make_args = vec![format!("-j{jobs}"), "world-bin".to_string()];
+    if dirs.package.is_some() {
+        // Packaged programs and libraries find libpq relative to their own
+        // location, so the packages are relocatable (and testable in a
+        // scratch root). make turns `$$` into `$`; the rule quotes it for
+        // the shell.
+        make_args.push("rpathdir=$$ORIGIN/../lib".into());
+    }
     let step = ui::Step::start(format!(
-        "Building PostgreSQL {} (make {jobs_arg} world-bin)",
-        record.postgresql_version
+        "Building PostgreSQL {} (make {})",
+        record.postgresql_version,
+        make_args[..2].join(" ")
     ));
-    cmd::run_logged(
-        tool("make", [jobs_arg.as_str(), "world-bin"]).dir(dirs.build()),
-        "make world-bin",
-        &logs.join("make.log"),
-    )?;
+    cmd::run_logged(tool("make", &make_args).dir(dirs.build()), "make world-bin", &logs.join("make.log"))?;
     step.done("");
 
     let step = ui::Step::start(format!("Installing into {}", dirs.install().display()));
     // A partial install must not be mistaken for a finished one.
-    std::fs::remove_file(dirs.install().join(INSTALL_STAMP)).ok();
+    std::fs::remove_file(dirs.install_stamp(INSTALL_STAMP)).ok();
+    let mut install_args = vec!["install-world-bin".to_string()];
+    if dirs.package.is_some() {
+        // A package's file tree starts empty: nothing stale gets packaged.
+        fsutil::remove_dir_all_if_exists(&dirs.sysroot())?;
+        install_args.push(format!("DESTDIR={}", dirs.sysroot().display()));
+    }
     cmd::run_logged(
-        tool("make", ["install-world-bin"]).dir(dirs.build()),
+        tool("make", &install_args).dir(dirs.build()),
         "make install-world-bin",
         &logs.join("install.log"),
     )?;
@@ -159,7 +178,7 @@ pub fn ensure_built(
     };
     let sharedir = cmd::read(tool(dirs.pg_config(), ["--sharedir"]), "pg_config --sharedir")?;
     fsutil::write_json(&Path::new(sharedir.trim()).join(CORE_PATCHES_FILE), &core)?;
-    fsutil::write_json(&dirs.install().join(INSTALL_STAMP), &core)?;
+    fsutil::write_json(&dirs.install_stamp(INSTALL_STAMP), &core)?;
     step.done(if core.output_plugin_libraries {
         "server has output_plugin_libraries"
     } else {

@@ -30,6 +30,7 @@ impl Test {
     pub fn run(self) -> Result<()> {
         let start = Instant::now();
         doctor::ensure(true)?;
+        doctor::ensure_packaging(true)?;
         let mut failures = 0;
 
         let unit = if self.no_unit {
@@ -91,6 +92,9 @@ impl Test {
                 if !regress::run_suite(&installed, &suite, &suite.schedule()?, None, false, true)? {
                     bail!("the multi-node regression suite failed on PostgreSQL {version}");
                 }
+                // The packages: built from their own release trees, read back,
+                // installed or unpacked, and started.
+                crate::package::verify::run_for(&resolved, jobs)?;
                 Ok(Outcome::Passed(t0.elapsed()))
             })()
             .unwrap_or_else(Outcome::Failed);
@@ -112,7 +116,7 @@ impl Test {
         for (version, outcome) in &results {
             match outcome {
                 Outcome::Passed(d) => println!(
-                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, PostgreSQL suites, patch and multi-node tests passed{}",
+                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, PostgreSQL suites, patch and multi-node tests, .deb and .rpm packages passed{}",
                     version.to_string(),
                     ui::human(*d),
                     if version.major == NEGATIVE_CONTROL_MAJOR {
@@ -139,17 +143,6 @@ impl Test {
     }
 }
 
-/// The extension's version from its Cargo.toml.
-fn extension_version() -> Result<String> {
-    let text = std::fs::read_to_string(crate::extension::crate_dir().join("Cargo.toml"))?;
-    let doc: toml::Table = text.parse().context("extension/Cargo.toml is malformed")?;
-    doc.get("package")
-        .and_then(|p| p.get("version"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .context("extension/Cargo.toml has no package.version")
-}
-
 /// Stops the node when the test ends, whatever happened.
 struct StopOnDrop<'a>(&'a Node);
 
@@ -164,7 +157,7 @@ impl Drop for StopOnDrop<'_> {
 /// Starts a server from the installed tree (as the unprivileged account when
 /// root) and checks what a user would: the patched version string, the
 /// preloaded library, `CREATE EXTENSION spock` and its schema and functions.
-fn smoke_test(installed: &Installed) -> Result<()> {
+pub(crate) fn smoke_test(installed: &Installed) -> Result<()> {
     let step = ui::Step::start(format!(
         "Checking a server of PostgreSQL {}{}",
         installed.core.postgresql_version, installed.core.extra_version
@@ -215,7 +208,7 @@ fn smoke_test(installed: &Installed) -> Result<()> {
         if installed.core.output_plugin_libraries { "1" } else { "0" },
     )?;
     node.safe_psql("postgres", "CREATE EXTENSION spock")?;
-    let ext_version = extension_version()?;
+    let ext_version = crate::extension::version()?;
     check(
         "extension installed in schema spock",
         "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'spock'",

@@ -1,0 +1,212 @@
+//! The `cargo xtask package` task: .deb and .rpm packages of the patched
+//! server and of the extension, from release trees configured for each
+//! package layout, written byte for byte reproducibly.
+//!
+//! The pieces: `spec` decides names, versions and relations and splits a
+//! layout's file tree into the server's and the extension's files; `deps`
+//! finds the shared libraries the files need; `deb` and `rpm` write the
+//! archives; `verify` is what `cargo xtask test` checks of them.
+
+mod deb;
+mod deps;
+mod rpm;
+mod spec;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::flags::{Package, PackageFormat};
+use crate::layout::{self, PkgLayout};
+use crate::pgbuild::Installed;
+use crate::versions::{Manifest, Resolved};
+use crate::{build, cmd, doctor, fsutil, ui};
+
+pub use spec::{Dep, Entry, Kind, Spec};
+
+/// The name of the checksum file written beside the packages.
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
+impl PackageFormat {
+    pub fn layout(self) -> PkgLayout {
+        match self {
+            PackageFormat::Deb => PkgLayout::Deb,
+            PackageFormat::Rpm => PkgLayout::Rpm,
+        }
+    }
+}
+
+impl Package {
+    pub fn run(self) -> Result<()> {
+        doctor::ensure(true)?;
+        doctor::ensure_packaging(true)?;
+        let out = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => layout::target_dir().join("packages"),
+        };
+        ensure_writable(&out)?;
+        let epoch = source_date_epoch()?;
+        let jobs = build::jobs(self.jobs);
+        let manifest = Manifest::builtin();
+        let mut written = Vec::new();
+        for request in &self.pg {
+            let resolved = manifest.resolve(*request);
+            for format in dedup(&self.format) {
+                written.extend(make_packages(&resolved, format.layout(), epoch, &out, jobs).with_context(
+                    || {
+                        format!(
+                            "packaging PostgreSQL {} as {} failed",
+                            resolved.version,
+                            format.layout().name()
+                        )
+                    },
+                )?);
+            }
+        }
+        let sums = write_sums(&out)?;
+        println!("\nPackages (SOURCE_DATE_EPOCH={epoch}) in {}:", out.display());
+        for path in &written {
+            println!("  {}", path.file_name().unwrap_or_default().to_string_lossy());
+        }
+        println!("  {} ({} entries)", SUMS_FILE, sums);
+        if self.verify {
+            for request in &self.pg {
+                verify::run_for(&manifest.resolve(*request), jobs)?;
+            }
+            println!("\nThe package checks passed.");
+        }
+        Ok(())
+    }
+}
+
+fn dedup(formats: &[PackageFormat]) -> Vec<PackageFormat> {
+    let mut out = Vec::new();
+    for f in formats {
+        if !out.contains(f) {
+            out.push(*f);
+        }
+    }
+    out
+}
+
+/// Builds (or reuses) the layout's release tree of a major and writes its
+/// server and extension packages into `out`. Returns the files written.
+pub fn make_packages(
+    resolved: &Resolved,
+    layout: PkgLayout,
+    epoch: u64,
+    out: &Path,
+    jobs: usize,
+) -> Result<Vec<PathBuf>> {
+    let major = resolved.version.major;
+    if !crate::build::is_built(resolved) {
+        ui::note(format!(
+            "PostgreSQL {major} has no build in this checkout yet (`cargo xtask build --pg {major}` makes one); \
+             the package tree is built from the same verified source and patches (a tarball you downloaded \
+             yourself goes into the cache with `cargo xtask fetch --pg {major} --source-tarball FILE`)"
+        ));
+    }
+    let installed = build::build_package_tree(resolved, layout, jobs)?;
+    write_packages(&installed, layout, epoch, out)
+}
+
+/// Writes the server and extension packages of an installed package tree.
+pub fn write_packages(
+    installed: &Installed,
+    layout: PkgLayout,
+    epoch: u64,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let step = ui::Step::start(format!(
+        "Writing the {} packages of PostgreSQL {} into {}",
+        layout.name(),
+        installed.core.postgresql_version,
+        out.display()
+    ));
+    let (server, extension) = spec::specs(installed, layout)?;
+    let mut written = Vec::new();
+    for spec in [&server, &extension] {
+        let path = match layout {
+            PkgLayout::Deb => deb::write(spec, epoch, out)?,
+            PkgLayout::Rpm => rpm::write(spec, epoch, out)?,
+        };
+        written.push(path);
+    }
+    step.done(
+        &written
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    Ok(written)
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, or the time of the checkout's
+/// last commit: every timestamp inside the packages is clamped to it.
+pub fn source_date_epoch() -> Result<u64> {
+    if let Some(value) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
+        let text = value.to_string_lossy();
+        return text.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970; unset it or give one such as 1767225600")
+        });
+    }
+    let out = cmd::read(
+        cmd::tool("git", ["log", "-1", "--format=%ct"]).dir(layout::project_root()),
+        "git log -1 --format=%ct",
+    )
+    .context("cannot read the last commit's time for SOURCE_DATE_EPOCH; set SOURCE_DATE_EPOCH yourself")?;
+    out.trim().parse().with_context(|| format!("git printed {out:?} for the last commit's time"))
+}
+
+/// Creates `dir` if needed and proves that a file can be written in it,
+/// before any long build starts.
+fn ensure_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!("cannot create the output directory {}; choose another with --out-dir", dir.display())
+    })?;
+    tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "the output directory {} is not writable; fix its permissions or choose another with --out-dir",
+            dir.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Rewrites `SHA256SUMS` in `dir` for every package file there (sorted by
+/// name, in the format `sha256sum -c` reads). Returns the number of entries.
+pub fn write_sums(dir: &Path) -> Result<usize> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deb") || n.ends_with(".rpm"))
+        .collect();
+    names.sort();
+    let mut text = String::new();
+    for name in &names {
+        text.push_str(&format!("{}  {name}\n", fsutil::sha256_file(&dir.join(name))?));
+    }
+    publish(&dir.join(SUMS_FILE), text.as_bytes())?;
+    Ok(names.len())
+}
+
+/// Writes a file of the output directory atomically, readable by everyone
+/// (as a download or a repository needs it).
+pub fn publish(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fsutil::write_atomic(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} readable", path.display()))
+}
+
+/// The architecture names of the machine: Debian's and RPM's.
+pub fn arch() -> Result<(&'static str, &'static str)> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(("amd64", "x86_64")),
+        "aarch64" => Ok(("arm64", "aarch64")),
+        other => bail!("packages for the {other} architecture are not supported yet (amd64 and arm64 are)"),
+    }
+}

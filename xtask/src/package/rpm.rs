@@ -1,0 +1,87 @@
+//! .rpm packages written with the `rpm` crate: gzip payload, files owned by
+//! root, times clamped to `SOURCE_DATE_EPOCH` (build time included), a fixed
+//! build host, so the same files give the same bytes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::deps;
+use super::spec::{Dep, Kind, LICENSE, MAINTAINER, Spec, VENDOR, parent_dirs};
+
+/// The package's file name: `name-version-release.arch.rpm`.
+pub fn file_name(spec: &Spec, arch: &str) -> String {
+    format!("{}-{}-{}.{arch}.rpm", spec.name, spec.version, spec.revision)
+}
+
+/// Creates the `postgres` account before the files are installed, as the
+/// PGDG server packages do, unless it exists.
+const PRE_INSTALL: &str = r#"getent group postgres >/dev/null || groupadd -r postgres
+getent passwd postgres >/dev/null || useradd -r -g postgres -d /var/lib/pgsql -s /bin/bash -c "PostgreSQL Server" postgres
+exit 0
+"#;
+
+fn dependency(dep: &Dep) -> rpm::Dependency {
+    match &dep.version {
+        Some(("=", v)) => rpm::Dependency::eq(&dep.name, v),
+        Some((_, v)) => rpm::Dependency::greater_eq(&dep.name, v),
+        None => rpm::Dependency::any(&dep.name),
+    }
+}
+
+/// Writes the package into `out` and returns its path.
+pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
+    let (_, arch) = super::arch()?;
+    let what = || format!("building the RPM package {}", spec.name);
+    let config = rpm::BuildConfig::default()
+        .compression(rpm::CompressionWithLevel::Gzip(6))
+        .source_date(u32::try_from(epoch).context("SOURCE_DATE_EPOCH is past 2106")?);
+    let mut b = rpm::PackageBuilder::new(&spec.name, &spec.version, LICENSE, arch, &spec.summary);
+    b.using_config(config)
+        .release(&spec.revision)
+        .description(&spec.description)
+        .vendor(VENDOR)
+        .packager(MAINTAINER)
+        .group("Applications/Databases")
+        .build_host("localhost");
+    if let Some(root) = &spec.owns_below {
+        for dir in parent_dirs(&spec.entries, Some(root)) {
+            b.with_dir_entry(rpm::FileOptions::dir(&dir).permissions(0o755).user("root").group("root"))
+                .with_context(what)?;
+        }
+    }
+    for e in &spec.entries {
+        match &e.kind {
+            Kind::File { source, mode, .. } => {
+                let options =
+                    rpm::FileOptions::new(&e.path).permissions(*mode as u16).user("root").group("root");
+                b.with_file(source, options).with_context(what)?;
+            }
+            Kind::Symlink { target } => {
+                b.with_symlink(rpm::FileOptions::symlink(&e.path, target).user("root").group("root"))
+                    .with_context(what)?;
+            }
+        }
+    }
+    for dep in &spec.depends {
+        b.requires(dependency(dep));
+    }
+    for soname in deps::rpm_requires(&spec.libraries) {
+        b.requires(rpm::Dependency::any(soname));
+    }
+    for dep in &spec.provides {
+        b.provides(dependency(dep));
+    }
+    for name in &spec.conflicts {
+        b.conflicts(rpm::Dependency::any(name));
+    }
+    if spec.creates_account {
+        b.pre_install_script(PRE_INSTALL);
+    }
+    let package = b.build().with_context(what)?;
+    let mut bytes = Vec::new();
+    package.write(&mut bytes).with_context(what)?;
+    let path = out.join(file_name(spec, arch));
+    super::publish(&path, &bytes)?;
+    Ok(path)
+}
