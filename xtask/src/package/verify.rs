@@ -2,8 +2,10 @@
 //! relations and file lists read back with dpkg's and rpm's own tools; the
 //! .deb files installed with dpkg into a scratch root (and the extension
 //! refused without the patched server); the .rpm files unpacked with rpm's
-//! tools; a server started from each tree with `CREATE EXTENSION spock`; and
-//! byte-identical packages from two runs with the same `SOURCE_DATE_EPOCH`.
+//! tools; a server started from each tree with `CREATE EXTENSION spock`;
+//! where `postgresql-common` is installed, the .deb files installed on this
+//! system and driven by its cluster tools; and byte-identical packages from
+//! two runs with the same `SOURCE_DATE_EPOCH`.
 
 use std::path::{Path, PathBuf};
 
@@ -60,8 +62,15 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
             PkgLayout::Deb => {
                 check.server(&inspect_deb(server)?)?;
                 check.extension(&inspect_deb(extension)?)?;
-                refuse_extension_alone(&base.join("deb-alone"), extension, &check.names)?;
-                install_debs(&root.join("sysroot"), &[server, extension])?;
+                let names = &check.names;
+                expect_refusal(&base.join("deb-alone"), extension, names, None, &names.patched)?;
+                ui::note(format!("ok: dpkg refuses {} without {}", names.extension, names.patched));
+                let distro = &names.conflicts[0];
+                let because = format!("conflicts with {distro}");
+                expect_refusal(&base.join("deb-beside"), server, names, Some(distro), &because)?;
+                ui::note(format!("ok: dpkg refuses {} beside {distro}", names.server));
+                with_postgresql_common(&installed, &[server, extension], names)?;
+                install_debs(&root.join("sysroot"), &[server, extension], &check.names)?;
             }
             PkgLayout::Rpm => {
                 check.server(&inspect_rpm(server)?)?;
@@ -229,17 +238,43 @@ fn inspect_rpm(rpm: &Path) -> Result<Inspected> {
 
 /// A scratch dpkg root whose package database is a copy of this system's,
 /// so that the packages' dependencies on system libraries are checked
-/// against what is really installed here.
-fn dpkg_root(root: &Path) -> Result<()> {
+/// against what is really installed here. Our own packages, and those they
+/// conflict with, are left out of the copy: neither is in the scratch root.
+/// With `stand_in`, a package of that name is recorded as installed instead.
+fn dpkg_root(root: &Path, names: &Names, stand_in: Option<&str>) -> Result<()> {
     let admin = root.join("var/lib/dpkg");
     for dir in ["info", "updates", "triggers"] {
         std::fs::create_dir_all(admin.join(dir))
             .with_context(|| format!("cannot create {}", admin.display()))?;
     }
-    std::fs::copy("/var/lib/dpkg/status", admin.join("status"))
-        .context("cannot copy /var/lib/dpkg/status")?;
+    let host = std::fs::read_to_string("/var/lib/dpkg/status").context("cannot read /var/lib/dpkg/status")?;
+    let mut leave_out = vec![names.server.as_str(), names.extension.as_str()];
+    leave_out.extend(names.conflicts.iter().map(String::as_str));
+    let mut status = without_packages(&host, &leave_out);
+    if let Some(name) = stand_in {
+        let (arch, _) = super::arch()?;
+        status.push_str(&format!(
+            "Package: {name}\nStatus: install ok installed\nPriority: optional\nSection: database\n\
+             Maintainer: stand-in <nobody@packages.invalid>\nArchitecture: {arch}\nVersion: 0-0\n\
+             Description: stand-in for the distribution's package\n\n"
+        ));
+    }
+    std::fs::write(admin.join("status"), status)?;
     std::fs::write(admin.join("available"), "")?;
     Ok(())
+}
+
+/// A dpkg status file without the stanzas of the named packages.
+fn without_packages(status: &str, names: &[&str]) -> String {
+    let mut out = String::new();
+    for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
+        let name = stanza.lines().find_map(|l| l.strip_prefix("Package: ")).map(str::trim);
+        if !name.is_some_and(|n| names.contains(&n)) {
+            out.push_str(stanza.trim_matches('\n'));
+            out.push_str("\n\n");
+        }
+    }
+    out
 }
 
 fn dpkg(root: &Path, args: &[&str]) -> duct::Expression {
@@ -250,31 +285,33 @@ fn dpkg(root: &Path, args: &[&str]) -> duct::Expression {
         "--log=/dev/null".to_string(),
     ];
     all.extend(args.iter().map(|a| a.to_string()));
-    tool("dpkg", &all).env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    tool("dpkg", &all).env("PATH", SYSTEM_PATH)
 }
 
-/// dpkg must refuse the extension without the patched server.
-fn refuse_extension_alone(root: &Path, extension: &Path, names: &Names) -> Result<()> {
-    dpkg_root(root)?;
-    let out = dpkg(root, &["-i", &extension.display().to_string()])
+/// dpkg must refuse `deb` in a scratch root set up with `stand_in`, saying
+/// `because`.
+fn expect_refusal(
+    root: &Path,
+    deb: &Path,
+    names: &Names,
+    stand_in: Option<&str>,
+    because: &str,
+) -> Result<()> {
+    dpkg_root(root, names, stand_in)?;
+    let out = dpkg(root, &["-i", &deb.display().to_string()])
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
         .run()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if out.status.success() || !text.contains(&names.patched) {
-        bail!(
-            "dpkg should refuse {} without the patched server ({} missing), but said:\n{text}",
-            extension.display(),
-            names.patched
-        );
+    if out.status.success() || !text.contains(because) {
+        bail!("dpkg should refuse {} ({because}), but said:\n{text}", deb.display());
     }
-    ui::note(format!("ok: dpkg refuses {} without {}", names.extension, names.patched));
     Ok(())
 }
 
-fn install_debs(root: &Path, debs: &[&PathBuf]) -> Result<()> {
-    dpkg_root(root)?;
+fn install_debs(root: &Path, debs: &[&PathBuf], names: &Names) -> Result<()> {
+    dpkg_root(root, names, None)?;
     let mut args = vec!["-i".to_string()];
     args.extend(debs.iter().map(|d| d.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -302,4 +339,145 @@ fn unpack_rpms(root: &Path, rpms: &[&PathBuf]) -> Result<()> {
     }
     ui::note(format!("ok: rpm2archive unpacked both packages into {}", root.display()));
     Ok(())
+}
+
+/// The cluster the `postgresql-common` check creates and drops.
+const PGCOMMON_CLUSTER: &str = "spock_pkgtest";
+
+/// Where `postgresql-common` is installed, no package of the same major
+/// that ours conflicts with is, and we are root: installs the .deb packages
+/// on this system for real, creates a cluster with `pg_createcluster`,
+/// starts it with `pg_ctlcluster`, creates the extension through
+/// `pg_wrapper`'s psql, then drops the cluster and purges the packages
+/// (also when a step fails). Otherwise says why it was skipped.
+fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Names) -> Result<()> {
+    let major = installed.dirs.major.to_string();
+    let skip = |why: String| ui::note(format!("skipped: the postgresql-common check: {why}"));
+    if !nix::unistd::geteuid().is_root() {
+        skip("it installs packages on this system, which needs root".into());
+        return Ok(());
+    }
+    if cmd::on_path("pg_createcluster").is_none() && !Path::new("/usr/bin/pg_createcluster").exists() {
+        skip("postgresql-common is not installed here".into());
+        return Ok(());
+    }
+    for other in &names.conflicts {
+        if dpkg_installed(other) {
+            skip(format!("{other} is installed here, and {} conflicts with it by design", names.server));
+            return Ok(());
+        }
+    }
+    let logs = layout::target_dir().join("package-tests");
+    let log = |step: &str| logs.join(format!("postgresql-common-{major}-{step}.log"));
+    let guard = HostInstall { major: major.clone(), names: names.clone() };
+    guard.clean();
+    let mut args = vec!["-i".to_string()];
+    args.extend(debs.iter().map(|d| d.display().to_string()));
+    cmd::run_logged(tool("dpkg", &args).env("PATH", SYSTEM_PATH), "dpkg -i (on this system)", &log("dpkg"))?;
+    let port = crate::node::free_port()?.to_string();
+    cmd::run_logged(
+        tool("pg_createcluster", [major.as_str(), PGCOMMON_CLUSTER, "-p", port.as_str()])
+            .env("PATH", SYSTEM_PATH),
+        "pg_createcluster",
+        &log("createcluster"),
+    )?;
+    let conf_dir = PathBuf::from(format!("/etc/postgresql/{major}/{PGCOMMON_CLUSTER}/conf.d"));
+    std::fs::create_dir_all(&conf_dir)?;
+    std::fs::write(conf_dir.join("spock.conf"), crate::node::base_conf(installed, 1))
+        .with_context(|| format!("cannot write {}", conf_dir.display()))?;
+    cmd::run_logged(
+        tool("pg_ctlcluster", [major.as_str(), PGCOMMON_CLUSTER, "start"]).env("PATH", SYSTEM_PATH),
+        "pg_ctlcluster start",
+        &log("ctlcluster"),
+    )?;
+    let cluster = format!("{major}/{PGCOMMON_CLUSTER}");
+    let out = cmd::read(
+        tool(
+            "runuser",
+            [
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "--cluster",
+                cluster.as_str(),
+                "-XAtq",
+                "-c",
+                "CREATE EXTENSION spock",
+                "-c",
+                "SELECT version() || ' / spock ' || spock.spock_version()",
+            ],
+        )
+        .env("PATH", SYSTEM_PATH),
+        "psql through pg_wrapper",
+    )?;
+    let wanted = format!("PostgreSQL {}{}", installed.core.postgresql_version, installed.core.extra_version);
+    let ext = crate::extension::version()?;
+    ensure!(
+        out.starts_with(&wanted) && out.trim_end().ends_with(&format!("/ spock {ext}")),
+        "the cluster made by pg_createcluster answered {out:?}; expected {wanted} with spock {ext}"
+    );
+    drop(guard);
+    ui::note(format!(
+        "ok: installed on this system, pg_createcluster/pg_ctlcluster ran cluster {cluster}, CREATE EXTENSION spock worked; removed again"
+    ));
+    Ok(())
+}
+
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn dpkg_installed(name: &str) -> bool {
+    tool("dpkg-query", ["-W", "-f=${Status}", name])
+        .stderr_null()
+        .read()
+        .is_ok_and(|status| status.contains("ok installed"))
+}
+
+/// Drops the test cluster and purges our packages from this system when
+/// the check ends, whatever happened.
+struct HostInstall {
+    major: String,
+    names: Names,
+}
+
+impl HostInstall {
+    fn clean(&self) {
+        let quiet = |e: duct::Expression| {
+            let _ = e.env("PATH", SYSTEM_PATH).stdout_null().stderr_null().unchecked().run();
+        };
+        let conf = PathBuf::from(format!("/etc/postgresql/{}/{PGCOMMON_CLUSTER}", self.major));
+        if conf.exists() {
+            quiet(tool("pg_dropcluster", ["--stop", self.major.as_str(), PGCOMMON_CLUSTER]));
+            // pg_dropcluster leaves files it did not write (our conf.d file).
+            let _ = fsutil::remove_dir_all_if_exists(&conf);
+        }
+        // The per-major directories, if nothing else lives there.
+        for dir in [format!("/etc/postgresql/{}", self.major), format!("/var/lib/postgresql/{}", self.major)]
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
+        if dpkg_installed(&self.names.extension) || dpkg_installed(&self.names.server) {
+            quiet(tool("dpkg", ["--purge", self.names.extension.as_str(), self.names.server.as_str()]));
+        }
+    }
+}
+
+impl Drop for HostInstall {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_copy_leaves_out_our_packages() {
+        let status = "Package: libc6\nStatus: install ok installed\n\nPackage: spock-postgresql-18\nStatus: install ok installed\nVersion: 18.6-1\n\nPackage: zlib1g\nStatus: install ok installed\n";
+        assert_eq!(
+            without_packages(status, &["spock-postgresql-18", "postgresql-18-spock"]),
+            "Package: libc6\nStatus: install ok installed\n\nPackage: zlib1g\nStatus: install ok installed\n\n"
+        );
+    }
 }
