@@ -28,7 +28,7 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let control = control_text(spec, arch, &depends, installed_size_kib(&spec.entries));
     let mut control_files: Vec<(&str, Vec<u8>, u32)> =
         vec![("control", control.into_bytes(), 0o644), ("md5sums", data.md5sums.into_bytes(), 0o644)];
-    if spec.creates_account {
+    if spec.is_server {
         control_files.push(("postinst", POSTINST.as_bytes().to_vec(), 0o755));
     }
     let control_tar = control_tar(&control_files, epoch)?;
@@ -82,7 +82,7 @@ pub fn control_text(spec: &Spec, arch: &str, depends: &[Dep], installed_size: u6
             text.push_str(&format!("{field}: {value}\n"));
         }
     }
-    if spec.creates_account {
+    if spec.is_server {
         text.push_str("Suggests: postgresql-common\n");
     }
     text.push_str(&format!("Section: database\nPriority: optional\nDescription: {}\n", spec.summary));
@@ -224,7 +224,7 @@ mod tests {
             conflicts: vec!["postgresql-18".into()],
             entries: Vec::new(),
             owns_below: None,
-            creates_account: true,
+            is_server: true,
         }
     }
 

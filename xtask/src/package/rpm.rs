@@ -75,7 +75,7 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     for name in &spec.conflicts {
         b.conflicts(rpm::Dependency::any(name));
     }
-    if spec.creates_account {
+    if spec.is_server {
         b.pre_install_script(PRE_INSTALL);
     }
     let package = b.build().with_context(what)?;

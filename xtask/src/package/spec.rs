@@ -76,8 +76,9 @@ pub struct Spec {
     /// The directory whose subtree the package owns (RPM lists owned
     /// directories; .deb archives carry every parent directory anyway).
     pub owns_below: Option<String>,
-    /// The package creates the `postgres` service account on installation.
-    pub creates_account: bool,
+    /// The server package: it creates the `postgres` service account on
+    /// installation, and as a .deb suggests `postgresql-common`.
+    pub is_server: bool,
 }
 
 impl Spec {
@@ -178,7 +179,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
         conflicts: names.conflicts.clone(),
         entries: server_entries,
         owns_below: Some(paths.prefix.clone()),
-        creates_account: true,
+        is_server: true,
     };
     let ext_version = crate::extension::version()?;
     let extension = Spec {
@@ -198,7 +199,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
         conflicts: Vec::new(),
         entries: ext_entries,
         owns_below: None,
-        creates_account: false,
+        is_server: false,
     };
     Ok((server, extension))
 }
