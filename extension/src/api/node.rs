@@ -179,23 +179,12 @@ fn node_create(
                 &[oid(node_id).into(), node_name.as_str().into(), location.into(), country.into(), info.into()],
             )
             .unwrap_or_else(|e| pgrx::error!("cannot insert the node: {e}"));
-        let if_id: i32 = client
-            .select("SELECT nextval('spock.interface_id_generator')::int", None, &[])
-            .ok()
-            .and_then(|t| t.first().get_one::<i32>().ok().flatten())
-            .unwrap_or_else(|| pgrx::error!("cannot allocate an interface id"));
-        client
-            .update(
-                "INSERT INTO spock.node_interface (if_id, if_name, if_nodeid, if_dsn) VALUES ($1, $2, $3, $4)",
-                None,
-                &[oid(if_id as u32).into(), node_name.as_str().into(), oid(node_id).into(), dsn.into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot insert the interface: {e}"));
+        let if_id = insert_interface(client, node_id, &node_name, dsn);
         client
             .update(
                 "INSERT INTO spock.local_node (node_id, node_local_interface) VALUES ($1, $2)",
                 None,
-                &[oid(node_id).into(), oid(if_id as u32).into()],
+                &[oid(node_id).into(), oid(if_id).into()],
             )
             .unwrap_or_else(|e| pgrx::error!("cannot insert the local node: {e}"));
         for (set, ins, upd, del, trunc) in BUILTIN_SETS {
@@ -309,6 +298,24 @@ fn drop_local_slots(client: &mut SpiClient<'_>) {
     }
 }
 
+/// Adds an interface (a named DSN) to a node and returns its id.
+fn insert_interface(client: &mut SpiClient<'_>, node_id: u32, if_name: &str, dsn: &str) -> u32 {
+    let if_id: i32 = client
+        .select("SELECT nextval('spock.interface_id_generator')::int", None, &[])
+        .ok()
+        .and_then(|t| t.first().get_one::<i32>().ok().flatten())
+        .unwrap_or_else(|| pgrx::error!("cannot allocate an interface id"));
+    let if_id = if_id as u32;
+    client
+        .update(
+            "INSERT INTO spock.node_interface (if_id, if_name, if_nodeid, if_dsn) VALUES ($1, $2, $3, $4)",
+            None,
+            &[pg_sys::Oid::from(if_id).into(), if_name.into(), pg_sys::Oid::from(node_id).into(), dsn.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("cannot insert the interface: {e}"));
+    if_id
+}
+
 #[pg_extern(sql = r#"
 CREATE FUNCTION spock.node_add_interface(node_name name, interface_name name, dsn text) RETURNS oid
     STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'node_add_interface_wrapper';
@@ -336,19 +343,7 @@ fn node_add_interface(node_name: &CStr, interface_name: &CStr, dsn: &str) -> pg_
                 format!("node \"{node_name}\" already has an interface named \"{if_name}\""),
             );
         }
-        let if_id: i32 = client
-            .select("SELECT nextval('spock.interface_id_generator')::int", None, &[])
-            .ok()
-            .and_then(|t| t.first().get_one::<i32>().ok().flatten())
-            .unwrap_or_else(|| pgrx::error!("cannot allocate an interface id"));
-        client
-            .update(
-                "INSERT INTO spock.node_interface (if_id, if_name, if_nodeid, if_dsn) VALUES ($1, $2, $3, $4)",
-                None,
-                &[pg_sys::Oid::from(if_id as u32).into(), if_name.as_str().into(), pg_sys::Oid::from(node_id).into(), dsn.into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot insert the interface: {e}"));
-        pg_sys::Oid::from(if_id as u32)
+        pg_sys::Oid::from(insert_interface(client, node_id, &if_name, dsn))
     })
 }
 
