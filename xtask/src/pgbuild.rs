@@ -119,6 +119,10 @@ pub fn ensure_built(
         fsutil::remove_dir_all_if_exists(&dirs.build())?;
         fsutil::remove_dir_all_if_exists(&dirs.install())?;
         fsutil::remove_dir_all_if_exists(&dirs.sysroot())?;
+        // A package tree keeps its install stamp beside the sysroot, so it
+        // does not go with the directories: drop it, or a build that fails
+        // after this point would leave an empty tree that looks installed.
+        std::fs::remove_file(dirs.install_stamp(INSTALL_STAMP)).ok();
         std::fs::create_dir_all(dirs.build())?;
         let step = ui::Step::start(format!(
             "Configuring PostgreSQL {}{}",
