@@ -30,7 +30,7 @@ pub fn require_superuser(what: &str) {
 /// The check that the library was preloaded, for functions that need its
 /// shared memory or workers.
 pub fn require_preloaded(what: &str) {
-    if !crate::shmem::available() {
+    if !crate::workers::registry::available() {
         raise_hint(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("{what} needs the spock library loaded at server start"),

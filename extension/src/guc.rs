@@ -4,6 +4,7 @@
 use std::ffi::CString;
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 
 /// `spock.synchronous_commit`: apply transactions commit with
 /// `synchronous_commit = local` when on, `off` when off.
@@ -17,6 +18,10 @@ pub static EXTRA_CONNECTION_OPTIONS: GucSetting<Option<CString>> =
 pub static RESTART_DELAY_DEFAULT: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// `spock.require_core_patches`: refuse to start workers when a core patch is missing.
 pub static REQUIRE_CORE_PATCHES: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.apply_as_superuser`: apply changes with the worker's superuser
+/// rights instead of each table owner's (off by default; for setups that
+/// relied on the old behaviour and trust every table owner).
+pub static APPLY_AS_SUPERUSER: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -43,7 +48,8 @@ pub fn init() {
         c"Values in the connection string itself win.",
         &EXTRA_CONNECTION_OPTIONS,
         GucContext::Sighup,
-        GucFlags::default(),
+        // It may hold credentials (sslpassword, passfile, ...).
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(
         c"spock.restart_delay_default",
@@ -63,6 +69,26 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"spock.apply_as_superuser",
+        c"Apply replicated changes with the apply worker's superuser rights instead of each table owner's.",
+        c"Off (the default): triggers, defaults and other code reached while applying a table's changes run \
+          as the table's owner in a security-restricted operation. On: they run as the superuser the worker \
+          runs as; only for setups that rely on that and trust every table owner.",
+        &APPLY_AS_SUPERUSER,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// Whether `track_commit_timestamp` is on.
+pub fn track_commit_timestamp() -> bool {
+    // SAFETY: reads a setting by name; the returned string is owned by the
+    // GUC machinery and only read here.
+    unsafe {
+        let v = pg_sys::GetConfigOption(c"track_commit_timestamp".as_ptr(), false, false);
+        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"on"
+    }
 }
 
 /// `spock.extra_connection_options` as a string.

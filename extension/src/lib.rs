@@ -1,13 +1,17 @@
 //! The `spock` PostgreSQL extension: multi-master logical replication.
 //!
 //! Loaded from `shared_preload_libraries`, the library registers its
-//! settings, its shared memory and the supervisor background worker. The
-//! SQL API (`api`) manages nodes, replication sets and subscriptions in
-//! spock's catalogs (`catalog`); the output plugin (`output`, loaded by
-//! walsenders as `spock_output`) decodes changes for subscribers; the
-//! supervisor and per-database managers (`supervisor`) run one apply worker
-//! (`apply`) per enabled subscription. Server-independent logic (the wire
-//! protocol, naming, connection strings) lives in the `spock-core` crate.
+//! settings (`guc`), its shared memory (`workers::registry`), its hooks
+//! (`hooks`) and the supervisor background worker (`workers`). The SQL API
+//! (`api`) checks arguments and privileges and calls `catalog` (the only
+//! code that touches spock's tables) and `remote` (connections to other
+//! nodes). The output plugin (`output`, loaded by walsenders as
+//! `spock_output`) decodes changes for subscribers; the apply worker
+//! (`apply`) applies them. Server-independent logic (the wire protocol,
+//! sync states, naming, connection strings) lives in the `spock-core` crate.
+//! `docs/ARCHITECTURE.md` has the map.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use pgrx::prelude::*;
 
@@ -19,11 +23,11 @@ mod catalog;
 mod core_patches;
 mod errors;
 mod guc;
-mod libpq;
+mod hooks;
 mod output;
-mod shmem;
-mod supervisor;
+mod remote;
 mod version;
+mod workers;
 
 /// Called once per process that loads the library: by the postmaster when
 /// `spock` is in `shared_preload_libraries`, or by a backend or walsender
@@ -37,7 +41,8 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         pgrx::log!("spock {} loaded", version::VERSION);
         core_patches::init();
-        shmem::init();
-        supervisor::register();
+        workers::registry::init();
+        hooks::install();
+        workers::supervisor::register();
     }
 }

@@ -32,7 +32,8 @@ pub struct Suite {
     pub title: &'static str,
     pub dir: PathBuf,
     /// `xtask/tests/<name>.rs`, run after the scenarios when the whole suite runs.
-    pub integration_test: &'static str,
+    /// Its integration test targets in `xtask/tests/`, run in this order.
+    pub integration_tests: &'static [&'static str],
     /// Configuration added to every node of the suite's cluster.
     pub extra_conf: &'static str,
 }
@@ -43,7 +44,7 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_test: "cluster",
+            integration_tests: &["cluster", "engine"],
             extra_conf: "fsync = off\n",
         }
     }
@@ -54,7 +55,7 @@ impl Suite {
         Suite {
             title: "core patch acceptance suite",
             dir: layout::project_root().join("tests").join("patches"),
-            integration_test: "patches",
+            integration_tests: &["patches"],
             extra_conf: "fsync = off\nmax_prepared_transactions = 5\n",
         }
     }
@@ -520,41 +521,8 @@ pub fn run_suite(
     eprintln!("==> {} on PostgreSQL {}", suite.title, installed.core.postgresql_version);
     let mut ok = run_scenarios(installed, suite, &work, names, nodes, accept)?;
     if integration && ok {
-        let target = suite.integration_test;
-        let step = ui::Step::start(format!("Integration tests (cargo test -p xtask --test {target})"));
-        let log = work.join(format!("{target}.log"));
-        let result = cmd::run_logged(
-            tool(
-                "cargo",
-                [
-                    "test",
-                    "-p",
-                    "xtask",
-                    "--test",
-                    target,
-                    "--",
-                    "--ignored",
-                    "--test-threads=1",
-                    "--nocapture",
-                ],
-            )
-            .dir(layout::project_root())
-            .env("SPOCK_TEST_PG_MAJOR", installed.dirs.major.to_string()),
-            &format!("the {target} integration tests"),
-            &log,
-        );
-        match result {
-            Ok(()) => {
-                step.done(&summarize_cargo_test(&log));
-                for figure in reported_figures(&log) {
-                    ui::note(figure);
-                }
-            }
-            Err(e) => {
-                drop(step);
-                ui::error(&e);
-                ok = false;
-            }
+        for target in suite.integration_tests {
+            ok &= run_integration_tests(installed, &work, target);
         }
     }
     ui::note(format!(
@@ -564,6 +532,37 @@ pub fn run_suite(
         ui::human(t0.elapsed())
     ));
     Ok(ok)
+}
+
+/// One integration test target (`cargo test -p xtask --test <target>`),
+/// its log in `work`. Returns whether it passed.
+fn run_integration_tests(installed: &Installed, work: &Path, target: &str) -> bool {
+    let step = ui::Step::start(format!("Integration tests (cargo test -p xtask --test {target})"));
+    let log = work.join(format!("{target}.log"));
+    let result = cmd::run_logged(
+        tool(
+            "cargo",
+            ["test", "-p", "xtask", "--test", target, "--", "--ignored", "--test-threads=1", "--nocapture"],
+        )
+        .dir(layout::project_root())
+        .env("SPOCK_TEST_PG_MAJOR", installed.dirs.major.to_string()),
+        &format!("the {target} integration tests"),
+        &log,
+    );
+    match result {
+        Ok(()) => {
+            step.done(&summarize_cargo_test(&log));
+            for figure in reported_figures(&log) {
+                ui::note(figure);
+            }
+            true
+        }
+        Err(e) => {
+            drop(step);
+            ui::error(&e);
+            false
+        }
+    }
 }
 
 /// Figures the integration tests print for the record: lines such as

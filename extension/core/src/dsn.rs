@@ -1,5 +1,6 @@
 //! libpq connection strings: masking passwords in anything shown to users
-//! (behaviour.md §21), and the options spock adds to every connection.
+//! (behaviour.md §21), and the parameters of every connection spock opens
+//! (behaviour.md §3), in the order `PQconnectdbParams` needs them.
 
 /// Replaces password values in a connection string, a URI, or any text that
 /// contains one, with `********`.
@@ -8,23 +9,31 @@ pub fn mask_passwords(text: &str) -> String {
     mask_uri_passwords(&masked)
 }
 
-/// `password=secret`, `password = 'se cret'`, `password='it''s'` and the same
-/// as a URI query parameter (`?password=secret&...`).
+/// `password=secret`, `sslpassword=secret`, `password = 'se cret'`,
+/// `password='it''s'` and the same as URI query parameters
+/// (`?password=secret&...`).
 fn mask_keyword_passwords(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while let Some(found) = lower[i..].find("password") {
-        let start = i + found;
+        let found_at = i + found;
+        // `sslpassword` is a keyword of its own; mask it the same way.
+        let start = if found_at >= i + 3 && &lower[found_at - 3..found_at] == "ssl" {
+            found_at - 3
+        } else {
+            found_at
+        };
+        let keyword = &text[start..found_at + "password".len()];
         let before_ok = start == 0 || !bytes[start - 1].is_ascii_alphanumeric() && bytes[start - 1] != b'_';
-        let mut j = start + "password".len();
+        let mut j = found_at + "password".len();
         while j < bytes.len() && bytes[j] == b' ' {
             j += 1;
         }
         if !before_ok || j >= bytes.len() || bytes[j] != b'=' {
-            out.push_str(&text[i..start + "password".len()]);
-            i = start + "password".len();
+            out.push_str(&text[i..found_at + "password".len()]);
+            i = found_at + "password".len();
             continue;
         }
         j += 1;
@@ -58,7 +67,8 @@ fn mask_keyword_passwords(text: &str) -> String {
             k
         };
         out.push_str(&text[i..start]);
-        out.push_str("password=********");
+        out.push_str(&keyword.to_ascii_lowercase());
+        out.push_str("=********");
         i = value_end;
     }
     out.push_str(&text[i..]);
@@ -93,27 +103,36 @@ fn mask_uri_passwords(text: &str) -> String {
     out
 }
 
-/// The libpq options spock puts before every DSN it uses (behaviour.md §3);
-/// values in the DSN itself win because libpq takes the last occurrence.
-pub const DEFAULT_OPTIONS: &str = "connect_timeout=30 keepalives=1 keepalives_idle=10 keepalives_interval=5 \
-     keepalives_count=3 options='-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3'";
+/// The libpq parameters spock puts before every DSN (behaviour.md §3).
+/// Values in `spock.extra_connection_options` and in the DSN itself override
+/// them.
+pub const DEFAULT_PARAMS: [(&str, &str); 6] = [
+    ("connect_timeout", "30"),
+    ("keepalives", "1"),
+    ("keepalives_idle", "10"),
+    ("keepalives_interval", "5"),
+    ("keepalives_count", "3"),
+    ("options", "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3"),
+];
 
-/// The connection string spock uses for `dsn`: defaults, then
-/// `spock.extra_connection_options`, then the DSN itself. Only for
-/// keyword/value DSNs; a URI is returned as given (libpq cannot mix the forms).
-pub fn with_defaults(dsn: &str, extra: &str) -> String {
-    let trimmed = dsn.trim_start();
-    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        return dsn.to_string();
-    }
-    let mut s = String::from(DEFAULT_OPTIONS);
-    if !extra.trim().is_empty() {
-        s.push(' ');
-        s.push_str(extra.trim());
-    }
-    s.push(' ');
-    s.push_str(dsn);
-    s
+/// The keyword/value pairs of one connection, in the order libpq's
+/// `PQconnectdbParams` must see them with `expand_dbname` set: spock's
+/// defaults, then `extra` (the parsed `spock.extra_connection_options`,
+/// without any `dbname`), then the DSN itself as the one expanded `dbname`
+/// (a keyword/value string or a URI; its values override everything
+/// before), then `forced` (`replication`, `application_name`: what the
+/// connection is for, which no DSN may change).
+pub fn connection_params(
+    extra: &[(String, String)],
+    dsn: &str,
+    forced: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> =
+        DEFAULT_PARAMS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    params.extend(extra.iter().filter(|(k, _)| k != "dbname").cloned());
+    params.push(("dbname".to_string(), dsn.to_string()));
+    params.extend(forced.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    params
 }
 
 #[cfg(test)]
@@ -151,10 +170,41 @@ mod tests {
     }
 
     #[test]
-    fn defaults_come_first() {
-        let s = with_defaults("host=h port=5", "sslmode=disable");
-        assert!(s.starts_with("connect_timeout=30"));
-        assert!(s.ends_with("sslmode=disable host=h port=5"), "{s}");
-        assert_eq!(with_defaults("postgres://h/db", ""), "postgres://h/db");
+    fn ssl_passwords_are_masked() {
+        assert_eq!(mask_passwords("host=a sslpassword=key port=5"), "host=a sslpassword=******** port=5");
+        assert_eq!(
+            mask_passwords("SSLPASSWORD = 'k y' password=p"),
+            "sslpassword=******** password=********"
+        );
+        assert_eq!(
+            mask_passwords("postgresql://h/db?sslpassword=k&x=1"),
+            "postgresql://h/db?sslpassword=********&x=1"
+        );
+        assert_eq!(mask_passwords("nosslpassword=x"), "nosslpassword=x");
+    }
+
+    #[test]
+    fn the_dsn_is_expanded_between_defaults_and_forced_values() {
+        let extra =
+            vec![("sslmode".to_string(), "disable".to_string()), ("dbname".to_string(), "x".to_string())];
+        let params = connection_params(&extra, "postgresql://u@h/db", &[("replication", "database")]);
+        let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys[..6],
+            [
+                "connect_timeout",
+                "keepalives",
+                "keepalives_idle",
+                "keepalives_interval",
+                "keepalives_count",
+                "options"
+            ]
+        );
+        assert_eq!(
+            keys[6..],
+            ["sslmode", "dbname", "replication"],
+            "a dbname in the extra options is dropped"
+        );
+        assert_eq!(params[7].1, "postgresql://u@h/db");
     }
 }

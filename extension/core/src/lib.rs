@@ -9,4 +9,5 @@ pub mod dsn;
 pub mod naming;
 pub mod protocol;
 pub mod stream;
+pub mod sync;
 pub mod version;

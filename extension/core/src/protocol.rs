@@ -77,6 +77,89 @@ impl OldRow {
     }
 }
 
+/// The prefix of the logical decoding messages that carry sync events
+/// (`spock.sync_event()` writes them, the output plugin forwards them).
+pub const SYNC_EVENT_PREFIX: &str = "spock.sync_event";
+
+/// Encodes a list of names (replication sets, origins) for a
+/// `START_REPLICATION` option or `node_info().replication_sets`: each name in
+/// double quotes, `"` and `\` escaped with a backslash, separated by commas.
+/// Any name survives the trip, commas and quotes included.
+pub fn encode_name_list<S: AsRef<str>>(names: &[S]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in name.as_ref().chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out
+}
+
+/// Decodes [`encode_name_list`]. An element may also be bare (no quotes, no
+/// commas or quotes inside, surrounding blanks ignored), as older
+/// subscribers sent them. Empty input is an empty list.
+pub fn decode_name_list(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    let skip_blanks = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+    };
+    skip_blanks(&mut chars);
+    if chars.peek().is_none() {
+        return Ok(out);
+    }
+    loop {
+        skip_blanks(&mut chars);
+        let mut name = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quoted name in name list {text:?}")),
+                    Some('\\') => match chars.next() {
+                        Some(c) => name.push(c),
+                        None => return Err(format!("name list {text:?} ends in an escape")),
+                    },
+                    Some('"') => break,
+                    Some(c) => name.push(c),
+                }
+            }
+            skip_blanks(&mut chars);
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '"' || c == '\\' {
+                    return Err(format!("unquoted name in name list {text:?} contains {c:?}"));
+                }
+                name.push(c);
+                chars.next();
+            }
+            name = name.trim().to_string();
+        }
+        if name.is_empty() {
+            return Err(format!("empty name in name list {text:?}"));
+        }
+        out.push(name);
+        match chars.next() {
+            None => return Ok(out),
+            Some(',') => {}
+            Some(c) => return Err(format!("unexpected {c:?} after a name in name list {text:?}")),
+        }
+    }
+}
+
 /// Truncate options.
 pub mod truncate_flags {
     pub const CASCADE: u8 = 1;
@@ -509,6 +592,33 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_lists_survive_any_name() {
+        let names = ["default", "with,comma", "with \"quote\"", "back\\slash", " spaced ", "ünï"];
+        let encoded = encode_name_list(&names);
+        assert_eq!(decode_name_list(&encoded).unwrap(), names);
+        assert_eq!(encode_name_list(&["a", "b"]), r#""a","b""#);
+        assert_eq!(encode_name_list::<&str>(&[]), "");
+        assert_eq!(decode_name_list("").unwrap(), Vec::<String>::new());
+        assert_eq!(decode_name_list("  ").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bare_name_lists_are_read_too() {
+        assert_eq!(
+            decode_name_list("default, default_insert_only,ddl_sql").unwrap(),
+            ["default", "default_insert_only", "ddl_sql"]
+        );
+        assert_eq!(decode_name_list(r#"a, "b,c""#).unwrap(), ["a", "b,c"]);
+    }
+
+    #[test]
+    fn malformed_name_lists_are_errors() {
+        for bad in [r#""open"#, r#""a"x"#, "a,,b", "a,", r#"a"b"#, r#""a\"#, r#""""#] {
+            assert!(decode_name_list(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -103,9 +103,28 @@ pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
+/// Parses an LSN as PostgreSQL prints it (`16/B374D848`).
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u32::from_str_radix(hi, 16).ok()?;
+    let lo = u32::from_str_radix(lo, 16).ok()?;
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lsns_parse_as_they_print() {
+        for lsn in [0u64, 1, 0x16_B374_D848, u64::MAX] {
+            assert_eq!(parse_lsn(&format_lsn(lsn)), Some(lsn));
+        }
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        for bad in ["", "16", "x/1", "1/", "1/2/3", "100000000/0"] {
+            assert_eq!(parse_lsn(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn xlogdata_and_keepalive_parse() {

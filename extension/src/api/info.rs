@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use spock_core::{naming, protocol};
 
 use super::{current_database, require_replication_privilege};
-use crate::catalog;
+use crate::catalog::{self, node, repset};
 
 /// The row of `spock.node_info()`, as a set-returning function that the SQL
 /// function of that name (which returns one record) selects from.
@@ -34,45 +34,29 @@ fn node_info() -> TableIterator<
     ),
 > {
     require_replication_privilege("spock.node_info");
-    let row = Spi::connect(|client| {
-        let local = catalog::require_local_node(client, "spock.node_info");
-        let sets: Vec<String> = client
-            .select(
-                "SELECT set_name::text FROM spock.replication_set WHERE set_nodeid = $1 ORDER BY set_name",
-                None,
-                &[pg_sys::Oid::from(local.node_id).into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot read spock.replication_set: {e}"))
-            .into_iter()
-            .filter_map(|r| r.get::<String>(1).unwrap())
-            .collect();
-        let extra = client
-            .select(
-                "SELECT location, country, info FROM spock.node WHERE node_id = $1",
-                None,
-                &[pg_sys::Oid::from(local.node_id).into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot read spock.node: {e}"))
-            .into_iter()
-            .next()
-            .map(|r| {
-                (r.get::<String>(1).unwrap(), r.get::<String>(2).unwrap(), r.get::<pgrx::JsonB>(3).unwrap())
-            })
-            .unwrap_or((None, None, None));
-        // SAFETY: reads the control file's system identifier.
-        let sysid = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
-        (
-            pg_sys::Oid::from(local.node_id),
-            local.node_name,
-            sysid,
-            current_database(),
-            sets.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(","),
-            extra.0,
-            extra.1,
-            extra.2,
-        )
+    // Replication roles may call this, but not read the catalogs: read them
+    // with the catalogs' owner's rights.
+    let row = catalog::with_catalog_owner_rights(|| {
+        Spi::connect(|client| {
+            let local = node::require_local_node(client, "spock.node_info");
+            let sets = repset::set_names(client, local.node_id);
+            let details = node::node_details(client, local.node_id);
+            (local, sets, details)
+        })
     });
-    TableIterator::new(vec![row])
+    let (local, sets, details) = row;
+    // SAFETY: reads the control file's system identifier.
+    let sysid = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
+    TableIterator::new(vec![(
+        pg_sys::Oid::from(local.node_id),
+        local.node_name,
+        sysid,
+        current_database(),
+        protocol::encode_name_list(&sets),
+        details.location,
+        details.country,
+        details.info,
+    )])
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -96,24 +80,3 @@ fn spock_gen_slot_name(dbname: &CStr, provider_node: &CStr, subscription: &CStr)
         &subscription.to_string_lossy(),
     )
 }
-
-pgrx::extension_sql!(
-    r#"
--- Commit timestamp and origin of a transaction, with the origin given as the
--- spock node id of the subscription whose replication origin applied it.
-CREATE FUNCTION spock.xact_commit_timestamp_origin(xid xid, OUT "timestamp" timestamptz, OUT roident oid)
-    RETURNS record STRICT STABLE SECURITY DEFINER SET search_path = pg_catalog
-    LANGUAGE sql AS $$
-    SELECT c.timestamp,
-           CASE WHEN c.roident = 0 THEN 0::oid
-                ELSE coalesce((SELECT s.sub_origin FROM spock.subscription s
-                                 JOIN pg_catalog.pg_replication_origin o ON o.roname = s.sub_slot_name
-                                WHERE o.roident = c.roident), c.roident)
-           END
-      FROM pg_catalog.pg_xact_commit_timestamp_origin($1) c
-$$;
-GRANT EXECUTE ON FUNCTION spock.xact_commit_timestamp_origin(xid) TO PUBLIC;
-"#,
-    name = "xact_commit_timestamp_origin",
-    requires = ["catalog"]
-);

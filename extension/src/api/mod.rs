@@ -1,7 +1,10 @@
 //! The SQL API (sql-api.md §4): nodes and interfaces, replication sets,
 //! subscriptions, sync events and waiting, information functions. Each
 //! function's SQL signature is written out with the names, types and
-//! defaults the specification lists; the Rust side does the work.
+//! defaults the specification lists; the Rust side checks arguments and
+//! privileges, then calls `catalog` (spock's tables), `remote` (other
+//! nodes) and `workers::registry` (waking or stopping workers). Nothing
+//! here is used by the workers.
 
 pub mod info;
 pub mod node;
@@ -29,22 +32,43 @@ pub fn required<T>(v: Option<T>, arg: &str, function: &str) -> T {
 
 /// The current database's name.
 pub fn current_database() -> String {
-    // SAFETY: MyDatabaseId is set in a backend connected to a database.
+    // SAFETY: MyDatabaseId is set in a backend connected to a database; the
+    // name is palloc'd and copied at once.
     unsafe {
         let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
         if name.is_null() { String::new() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }
     }
 }
 
+/// The current database's oid.
+pub fn my_database() -> u32 {
+    // SAFETY: reads this backend's database, set at connection start.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
 /// Whether the current user may call replication-level functions: a
 /// superuser or a role with the REPLICATION attribute.
 pub fn require_replication_privilege(what: &str) {
-    // SAFETY: reads the session's user.
+    // SAFETY: reads the session's current user and its role attributes.
     let ok = unsafe { pg_sys::superuser() || pg_sys::has_rolreplication(pg_sys::GetUserId()) };
     if !ok {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("{what} needs superuser or the REPLICATION attribute"),
+        );
+    }
+}
+
+/// Refuses to run inside a transaction block (or a subtransaction), for
+/// functions that do something a rollback cannot undo, with `25001`.
+pub fn refuse_in_transaction_block(what: &str, because: &str) {
+    // SAFETY: reads the transaction state of this backend.
+    let in_block = unsafe { pg_sys::IsTransactionBlock() || pg_sys::IsSubTransaction() };
+    if in_block {
+        crate::errors::raise_hint(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!("{what} cannot run inside a transaction block: {because}, which a rollback cannot undo"),
+            "Run it on its own, outside BEGIN ... COMMIT and outside functions with exception handlers.",
         );
     }
 }

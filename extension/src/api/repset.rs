@@ -1,67 +1,21 @@
 //! Replication sets (sql-api.md §4.3): create, alter, drop, and table
-//! membership. Membership and flag changes reach the output plugin in stream
-//! order: every change invalidates the relation cache entries of the tables
-//! it affects, and those invalidations are decoded at the changing
-//! transaction's commit.
+//! membership, with the checks of which tables may join a set
+//! (behaviour.md §4.2). The catalog changes (and the invalidations that
+//! make walsenders see them in stream order) are `catalog::repset`'s.
 
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 
 use super::{name_arg, required};
-use crate::catalog::{self, LocalNode};
+use crate::catalog::node::{self, LocalNode};
+use crate::catalog::repset::{self, Set};
 use crate::errors::{raise, raise_hint, require_superuser};
 
-/// A set of the local node.
-struct Set {
-    id: pg_sys::Oid,
-    update: bool,
-    delete: bool,
-}
-
-fn find_set(client: &SpiClient<'_>, node: &LocalNode, name: &str) -> Option<Set> {
-    client
-        .select(
-            "SELECT set_id, replicate_update, replicate_delete FROM spock.replication_set
-              WHERE set_nodeid = $1 AND set_name = $2",
-            None,
-            &[pg_sys::Oid::from(node.node_id).into(), name.into()],
-        )
-        .unwrap_or_else(|e| pgrx::error!("cannot read spock.replication_set: {e}"))
-        .into_iter()
-        .next()
-        .map(|r| Set {
-            id: r.get(1).unwrap().unwrap(),
-            update: r.get(2).unwrap().unwrap_or(true),
-            delete: r.get(3).unwrap().unwrap_or(true),
-        })
-}
-
-fn require_set(client: &SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
-    find_set(client, node, name).unwrap_or_else(|| {
+fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
+    repset::find_set(client, node.node_id, name).unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("replication set \"{name}\" does not exist"))
     })
-}
-
-/// Invalidates the relation cache entry of a table, transactionally: the
-/// output plugin sees the invalidation at this transaction's commit.
-fn invalidate(reloid: pg_sys::Oid) {
-    // SAFETY: queues a relcache invalidation for a relation id.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(reloid) };
-}
-
-fn members(client: &SpiClient<'_>, set: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    client
-        .select(
-            "SELECT set_reloid::oid FROM spock.replication_set_table WHERE set_id = $1",
-            None,
-            &[set.into()],
-        )
-        .unwrap_or_else(|e| pgrx::error!("cannot read spock.replication_set_table: {e}"))
-        .into_iter()
-        .filter_map(|r| r.get::<pg_sys::Oid>(1).unwrap())
-        .collect()
 }
 
 /// Facts about a table that decide whether it can join a set.
@@ -164,31 +118,19 @@ fn repset_create(
         raise(PgSqlErrorCode::ERRCODE_INVALID_NAME, "set_name must not be empty");
     }
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_create");
-        if find_set(client, &node, &set_name).is_some() {
+        let node = node::require_local_node(client, "spock.repset_create");
+        if repset::find_set(client, node.node_id, &set_name).is_some() {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
                 format!("replication set \"{set_name}\" already exists"),
             );
         }
-        let id = super::node::new_set_id(client, node.node_id, &set_name);
-        client
-            .update(
-                "INSERT INTO spock.replication_set (set_id, set_nodeid, set_name, replicate_insert, replicate_update,
-                    replicate_delete, replicate_truncate) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                None,
-                &[
-                    pg_sys::Oid::from(id).into(),
-                    pg_sys::Oid::from(node.node_id).into(),
-                    set_name.as_str().into(),
-                    replicate_insert.into(),
-                    replicate_update.into(),
-                    replicate_delete.into(),
-                    replicate_truncate.into(),
-                ],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot create the replication set: {e}"));
-        pg_sys::Oid::from(id)
+        repset::insert_set(
+            client,
+            node.node_id,
+            &set_name,
+            [replicate_insert, replicate_update, replicate_delete, replicate_truncate],
+        )
     })
 }
 
@@ -208,17 +150,13 @@ fn repset_alter(
     require_superuser("spock.repset_alter");
     let set_name = required(name_arg(set_name), "set_name", "spock.repset_alter");
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_alter");
+        let node = node::require_local_node(client, "spock.repset_alter");
         let set = require_set(client, &node, &set_name);
-        let new = Set {
-            id: set.id,
-            update: replicate_update.unwrap_or(set.update),
-            delete: replicate_delete.unwrap_or(set.delete),
-        };
-        let tables = members(client, set.id);
-        if (new.update && !set.update) || (new.delete && !set.delete) {
-            for reloid in &tables {
-                let facts = table_facts(*reloid);
+        let gains_update = replicate_update == Some(true) && !set.update;
+        let gains_delete = replicate_delete == Some(true) && !set.delete;
+        if gains_update || gains_delete {
+            for reloid in repset::members(client, set.id) {
+                let facts = table_facts(reloid);
                 if !facts.has_identity_index && !facts.is_partitioned {
                     raise_hint(
                         PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -231,27 +169,11 @@ fn repset_alter(
                 }
             }
         }
-        client
-            .update(
-                "UPDATE spock.replication_set SET
-                    replicate_insert = coalesce($2, replicate_insert),
-                    replicate_update = coalesce($3, replicate_update),
-                    replicate_delete = coalesce($4, replicate_delete),
-                    replicate_truncate = coalesce($5, replicate_truncate)
-                  WHERE set_id = $1",
-                None,
-                &[
-                    set.id.into(),
-                    replicate_insert.into(),
-                    replicate_update.into(),
-                    replicate_delete.into(),
-                    replicate_truncate.into(),
-                ],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot alter the replication set: {e}"));
-        for reloid in tables {
-            invalidate(reloid);
-        }
+        repset::alter_set(
+            client,
+            &set,
+            [replicate_insert, replicate_update, replicate_delete, replicate_truncate],
+        );
         set.id
     })
 }
@@ -264,8 +186,8 @@ fn repset_drop(set_name: &CStr, ifexists: bool) -> bool {
     require_superuser("spock.repset_drop");
     let set_name = set_name.to_string_lossy().into_owned();
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_drop");
-        let Some(set) = find_set(client, &node, &set_name) else {
+        let node = node::require_local_node(client, "spock.repset_drop");
+        let Some(set) = repset::find_set(client, node.node_id, &set_name) else {
             if ifexists {
                 return false;
             }
@@ -274,16 +196,7 @@ fn repset_drop(set_name: &CStr, ifexists: bool) -> bool {
                 format!("replication set \"{set_name}\" does not exist"),
             );
         };
-        let tables = members(client, set.id);
-        client
-            .update("DELETE FROM spock.replication_set_table WHERE set_id = $1", None, &[set.id.into()])
-            .unwrap_or_else(|e| pgrx::error!("cannot drop the set's tables: {e}"));
-        client
-            .update("DELETE FROM spock.replication_set WHERE set_id = $1", None, &[set.id.into()])
-            .unwrap_or_else(|e| pgrx::error!("cannot drop the replication set: {e}"));
-        for reloid in tables {
-            invalidate(reloid);
-        }
+        repset::delete_set(client, &set);
         true
     })
 }
@@ -305,7 +218,6 @@ fn with_partitions(reloid: pg_sys::Oid, include_partitions: bool) -> Vec<pg_sys:
                 &[reloid.into()],
             )
             .unwrap_or_else(|e| pgrx::error!("cannot list the partitions: {e}"))
-            .into_iter()
             .filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
             .collect()
     })
@@ -314,28 +226,6 @@ fn with_partitions(reloid: pg_sys::Oid, include_partitions: bool) -> Vec<pg_sys:
 fn lock_table(reloid: pg_sys::Oid) {
     // SAFETY: takes a table lock for the rest of the transaction.
     unsafe { pg_sys::LockRelationOid(reloid, pg_sys::ShareRowExclusiveLock as i32) };
-}
-
-fn add_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
-    client
-        .update(
-            "INSERT INTO spock.replication_set_table (set_id, set_reloid) VALUES ($1, $2)",
-            None,
-            &[set.id.into(), reloid.into()],
-        )
-        .unwrap_or_else(|e| pgrx::error!("cannot add the table to the set: {e}"));
-    invalidate(reloid);
-}
-
-fn is_member(client: &SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) -> bool {
-    client
-        .select(
-            "SELECT 1 FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
-            None,
-            &[set.id.into(), reloid.into()],
-        )
-        .map(|t| !t.is_empty())
-        .unwrap_or(false)
 }
 
 #[pg_extern(sql = r#"
@@ -369,7 +259,7 @@ fn repset_add_table(
     }
     lock_table(reloid);
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_add_table");
+        let node = node::require_local_node(client, "spock.repset_add_table");
         let set = require_set(client, &node, &set_name);
         let facts = table_facts(reloid);
         if let Some((code, message, hint)) = disqualification(&facts, &set_name, &set) {
@@ -378,7 +268,7 @@ fn repset_add_table(
                 None => raise(code, message),
             }
         }
-        if is_member(client, &set, reloid) {
+        if repset::is_member(client, &set, reloid) {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
                 format!("{} is already in replication set \"{set_name}\"", facts.qualified_name),
@@ -393,11 +283,11 @@ fn repset_add_table(
                         None => raise(code, message),
                     }
                 }
-                if is_member(client, &set, table) {
+                if repset::is_member(client, &set, table) {
                     continue;
                 }
             }
-            add_member(client, &set, table);
+            repset::add_member(client, &set, table);
         }
         true
     })
@@ -417,7 +307,7 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
         );
     }
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_add_all_tables");
+        let node = node::require_local_node(client, "spock.repset_add_all_tables");
         let set = require_set(client, &node, &set_name);
         for schema in &schema_names {
             let known = client
@@ -443,7 +333,6 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
                     &[schema.as_str().into()],
                 )
                 .unwrap_or_else(|e| pgrx::error!("cannot list tables: {e}"))
-                .into_iter()
                 .filter_map(|r| r.get::<pg_sys::Oid>(1).unwrap())
                 .collect();
             for reloid in tables {
@@ -453,8 +342,8 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
                     pgrx::warning!("skipping {}: {message}", facts.qualified_name);
                     continue;
                 }
-                if !is_member(client, &set, reloid) {
-                    add_member(client, &set, reloid);
+                if !repset::is_member(client, &set, reloid) {
+                    repset::add_member(client, &set, reloid);
                 }
             }
         }
@@ -471,39 +360,17 @@ fn repset_remove_table(set_name: &CStr, relation: pg_sys::Oid, include_partition
     let set_name = set_name.to_string_lossy().into_owned();
     lock_table(relation);
     Spi::connect_mut(|client| {
-        let node = catalog::require_local_node(client, "spock.repset_remove_table");
+        let node = node::require_local_node(client, "spock.repset_remove_table");
         let set = require_set(client, &node, &set_name);
-        if !is_member(client, &set, relation) {
+        if !repset::is_member(client, &set, relation) {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
                 format!("{} is not in replication set \"{set_name}\"", table_facts(relation).qualified_name),
             );
         }
         for table in with_partitions(relation, include_partitions) {
-            client
-                .update(
-                    "DELETE FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
-                    None,
-                    &[set.id.into(), table.into()],
-                )
-                .unwrap_or_else(|e| pgrx::error!("cannot remove the table: {e}"));
-            invalidate(table);
+            repset::remove_member(client, &set, table);
         }
         true
     })
 }
-
-pgrx::extension_sql!(
-    r#"
-CREATE VIEW spock.tables AS
-    SELECT c.oid AS relid, n.nspname, c.relname, s.set_name
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN spock.replication_set_table t ON t.set_reloid = c.oid
-      LEFT JOIN spock.replication_set s ON s.set_id = t.set_id
-     WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-       AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'spock');
-"#,
-    name = "tables_view",
-    requires = ["catalog"]
-);

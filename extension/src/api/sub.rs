@@ -7,32 +7,23 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{PgXactCallbackEvent, register_xact_callback};
-use spock_core::{dsn, naming};
+use spock_core::naming;
+use spock_core::sync::{SyncKind, SyncStatus};
 
-use super::current_database;
-use crate::catalog::{self, Subscription};
+use super::{current_database, my_database, refuse_in_transaction_block};
+use crate::catalog::node::{self, LocalNode, NodeDetails};
+use crate::catalog::subscription::{self, NewSubscription, Subscription};
+use crate::catalog::{origin, sync_status};
 use crate::errors::{raise, raise_hint, require_preloaded, require_superuser};
-use crate::libpq::{self, Conn};
-use crate::{guc, shmem};
+use crate::guc;
+use crate::remote::provider::{self, ProviderInfo, SlotDrop};
+use crate::remote::{self, Conn, PqError, Purpose};
+use crate::workers::registry;
 
-/// What the provider says about itself (`spock.node_info()` there).
-struct ProviderInfo {
-    node_id: u32,
-    node_name: String,
-    sysid: String,
-    dbname: String,
-    sets: Vec<String>,
-    location: Option<String>,
-    country: Option<String>,
-    info: Option<String>,
-}
-
-fn connect_provider(provider_dsn: &str, replication: bool) -> Conn {
-    let mut conninfo = dsn::with_defaults(provider_dsn, &guc::extra_connection_options());
-    if replication {
-        conninfo.push_str(" replication=database");
-    }
-    Conn::connect(&conninfo).unwrap_or_else(|e| {
+/// Connects to the provider for `sub_create`; an error is `08001` with the
+/// (masked) connection string.
+fn connect_provider(provider_dsn: &str, purpose: Purpose<'_>) -> Conn {
+    remote::connect(provider_dsn, purpose).unwrap_or_else(|e| {
         raise(
             PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             // The DSN goes last: masking a password value runs to the end of it.
@@ -41,8 +32,9 @@ fn connect_provider(provider_dsn: &str, replication: bool) -> Conn {
     })
 }
 
-fn provider_query(conn: &mut Conn, sql: &str, what: &str) -> libpq::Rows {
-    conn.query(sql).unwrap_or_else(|e| {
+/// Turns a provider's error into the spec's SQLSTATE for what was asked.
+fn provider_failed<T>(what: &str) -> impl FnOnce(PqError) -> T + '_ {
+    move |e| {
         let code = match e.sqlstate.as_deref() {
             Some("42501") => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Some("55000") | Some("3F000") | Some("42883") | Some("42P01") => {
@@ -51,48 +43,12 @@ fn provider_query(conn: &mut Conn, sql: &str, what: &str) -> libpq::Rows {
             _ => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
         };
         raise(code, format!("the provider cannot {what}: {}", e.message))
-    })
-}
-
-fn read_provider(conn: &mut Conn) -> ProviderInfo {
-    let rows = provider_query(
-        conn,
-        "SELECT node_id::int8, node_name, sysid, dbname, replication_sets, location, country, info::text
-           FROM spock.node_info()",
-        "describe its spock node (is the spock extension installed there, with spock.node_create() run?)",
-    );
-    let row = rows.rows.into_iter().next().unwrap_or_else(|| {
-        raise(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the provider has no spock node")
-    });
-    let get = |i: usize| row.get(i).cloned().flatten();
-    ProviderInfo {
-        node_id: get(0).and_then(|s| s.parse().ok()).unwrap_or(0),
-        node_name: get(1).unwrap_or_default(),
-        sysid: get(2).unwrap_or_default(),
-        dbname: get(3).unwrap_or_default(),
-        sets: get(4)
-            .map(|s| {
-                s.split(',')
-                    .map(|n| n.trim().trim_matches('"').to_string())
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        location: get(5),
-        country: get(6),
-        info: get(7),
     }
 }
 
 fn local_sysid() -> String {
     // SAFETY: reads the control file's system identifier.
     unsafe { pg_sys::GetSystemIdentifier() }.to_string()
-}
-
-fn track_commit_timestamp_on() -> bool {
-    // SAFETY: reads a setting by name.
-    let v = unsafe { pg_sys::GetConfigOption(c"track_commit_timestamp".as_ptr(), false, false) };
-    !v.is_null() && unsafe { CStr::from_ptr(v) }.to_bytes() == b"on"
 }
 
 #[pg_extern(sql = r#"
@@ -127,7 +83,7 @@ fn sub_create(
         };
         raise(code, format!("invalid subscription name \"{name}\": {e}"));
     }
-    if !track_commit_timestamp_on() {
+    if !guc::track_commit_timestamp() {
         raise_hint(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "spock.sub_create needs track_commit_timestamp = on",
@@ -164,10 +120,16 @@ fn sub_create(
     if replication_sets.is_empty() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "replication_sets must name at least one set");
     }
+    if let Some(bad) = replication_sets.iter().find(|s| s.is_empty()) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("replication_sets contains an empty name {bad:?}"),
+        );
+    }
 
     let local = Spi::connect(|client| {
-        let local = catalog::require_local_node(client, "spock.sub_create");
-        if catalog::subscription_by_name(client, &name).is_some() {
+        let local = node::require_local_node(client, "spock.sub_create");
+        if subscription::by_name(client, &name).is_some() {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
                 format!("subscription \"{name}\" already exists"),
@@ -178,41 +140,44 @@ fn sub_create(
 
     // Talk to the provider: a normal connection for its catalog, and a
     // replication connection to prove this role may stream from it.
-    let mut conn = connect_provider(provider_dsn, false);
-    let provider = read_provider(&mut conn);
-    let privileged = provider_query(
-        &mut conn,
-        "SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user",
-        "check the role's privileges",
-    );
-    if privileged.rows.first().and_then(|r| r[0].clone()).as_deref() != Some("t") {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "the role in provider_dsn has neither superuser nor the REPLICATION attribute on the provider",
-        );
-    }
-    let libs = provider_query(
-        &mut conn,
-        "SELECT current_setting('output_plugin_libraries', true)",
-        "read its settings",
-    );
-    if let Some(Some(list)) = libs.rows.first().map(|r| r[0].clone())
-        && !list.split(',').any(|p| p.trim() == "spock_output")
+    let provider = {
+        let mut conn = connect_provider(provider_dsn, Purpose::Query);
+        let provider = provider::node_info(&mut conn)
+            .unwrap_or_else(provider_failed(
+                "describe its spock node (is the spock extension installed there, with spock.node_create() run?)",
+            ))
+            .unwrap_or_else(|| {
+                raise(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the provider has no spock node")
+            });
+        if !provider::role_can_replicate(&mut conn)
+            .unwrap_or_else(provider_failed("check the role's privileges"))
+        {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "the role in provider_dsn has neither superuser nor the REPLICATION attribute on the provider",
+            );
+        }
+        let libs =
+            provider::output_plugin_libraries(&mut conn).unwrap_or_else(provider_failed("read its settings"));
+        if let Some(list) = libs
+            && !list.split(',').any(|p| p.trim() == "spock_output")
+        {
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("the provider's output_plugin_libraries ({list}) does not list spock_output"),
+                "On the provider, add spock_output to output_plugin_libraries (keeping pgoutput and test_decoding) and reload.",
+            );
+        }
+        provider
+    };
     {
-        raise_hint(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("the provider's output_plugin_libraries ({list}) does not list spock_output"),
-            "On the provider, add spock_output to output_plugin_libraries (keeping pgoutput and test_decoding) and reload.",
-        );
-    }
-    drop(conn);
-    {
-        let mut repl = connect_provider(provider_dsn, true);
-        provider_query(&mut repl, "IDENTIFY_SYSTEM", "start a replication connection");
+        let mut repl = connect_provider(provider_dsn, Purpose::Replication { subscription: &name });
+        provider::identify_system(&mut repl)
+            .unwrap_or_else(provider_failed("start a replication connection"));
     }
     // The local node's own DSN must work too: other nodes use it to reach
     // this one, and so will this node's tools.
-    if let Err(e) = Conn::connect(&dsn::with_defaults(&local.dsn, &guc::extra_connection_options())) {
+    if let Err(e) = remote::connect(&local.dsn, Purpose::Query) {
         raise_hint(
             PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             format!(
@@ -242,49 +207,28 @@ fn sub_create(
 
     let sub_id = Spi::connect_mut(|client| {
         let provider_if = record_provider(client, &local, &provider, provider_dsn);
-        let sub_id: i32 = client
-            .select("SELECT nextval('spock.sub_id_generator')::int", None, &[])
-            .ok()
-            .and_then(|t| t.first().get_one::<i32>().ok().flatten())
-            .unwrap_or_else(|| pgrx::error!("cannot allocate a subscription id"));
+        let sub_id = subscription::next_id(client);
         let slot = naming::slot_name(&current_database(), &provider.node_name, &name);
-        let oid = |v: u32| pg_sys::Oid::from(v);
-        client
-            .update(
-                "INSERT INTO spock.subscription (sub_id, sub_name, sub_origin, sub_target, sub_origin_if, sub_target_if,
-                    sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', '{}')",
-                None,
-                &[
-                    oid(sub_id as u32).into(),
-                    name.as_str().into(),
-                    oid(provider.node_id).into(),
-                    oid(local.node_id).into(),
-                    oid(provider_if).into(),
-                    oid(local.if_id).into(),
-                    enabled.into(),
-                    slot.as_str().into(),
-                    replication_sets.clone().into(),
-                ],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot insert the subscription: {e}"));
-        client
-            .update(
-                "INSERT INTO spock.local_sync_status (sync_kind, sync_subid, sync_status) VALUES ('i', $1, $2)",
-                None,
-                &[oid(sub_id as u32).into(), (if enabled { "i" } else { "r" }).into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot insert the sync status: {e}"));
-        // Overlapping sets with another subscription to the same provider.
-        let overlap = client
-            .select(
-                "SELECT sub_name::text FROM spock.subscription
-                  WHERE sub_origin = $1 AND sub_id <> $2 AND sub_replication_sets && $3 ORDER BY 1",
-                None,
-                &[oid(provider.node_id).into(), oid(sub_id as u32).into(), replication_sets.clone().into()],
-            )
-            .map(|t| t.into_iter().filter_map(|r| r.get::<String>(1).unwrap()).collect::<Vec<_>>())
-            .unwrap_or_default();
+        subscription::insert(
+            client,
+            sub_id,
+            &NewSubscription {
+                name: &name,
+                origin: provider.node_id,
+                target: local.node_id,
+                origin_if: provider_if,
+                target_if: local.if_id,
+                enabled,
+                slot_name: &slot,
+                replication_sets: &replication_sets,
+            },
+        );
+        // A subscription created disabled is ready at once, with its origin,
+        // so that tools can position it before enabling (sql-api.md §4.4).
+        let status = if enabled { SyncStatus::Requested } else { SyncStatus::Ready };
+        let kind = SyncKind::from_flags(synchronize_structure, synchronize_data);
+        sync_status::insert_subscription_sync(client, sub_id, kind, status);
+        let overlap = subscription::overlapping(client, provider.node_id, sub_id, &replication_sets);
         if !overlap.is_empty() {
             pgrx::warning!(
                 "subscription(s) {} already receive some of these sets from provider \"{}\"; their changes would arrive twice",
@@ -293,11 +237,11 @@ fn sub_create(
             );
         }
         if !enabled {
-            ensure_origin(&slot);
+            origin::ensure(&slot);
         }
-        sub_id as u32
+        sub_id
     });
-    shmem::wake_after_commit();
+    registry::wake_after_commit();
     pg_sys::Oid::from(sub_id)
 }
 
@@ -305,127 +249,70 @@ fn sub_create(
 /// DSN (reusing what exists); returns the interface id.
 fn record_provider(
     client: &mut SpiClient<'_>,
-    local: &catalog::LocalNode,
+    local: &LocalNode,
     provider: &ProviderInfo,
     provider_dsn: &str,
 ) -> u32 {
-    let oid = |v: u32| pg_sys::Oid::from(v);
-    let known: Vec<(u32, String)> = client
-        .select("SELECT node_id, node_name::text FROM spock.node", None, &[])
-        .unwrap_or_else(|e| pgrx::error!("cannot read spock.node: {e}"))
-        .into_iter()
-        .map(|r| {
-            (
-                r.get::<pg_sys::Oid>(1).unwrap().map(|o| o.to_u32()).unwrap_or(0),
-                r.get(2).unwrap().unwrap_or_default(),
-            )
-        })
-        .collect();
     if provider.node_id == local.node_id {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "the provider is the local node itself");
     }
-    for (id, node_name) in &known {
-        if *node_name == provider.node_name && *id != provider.node_id {
+    let known = node::known_nodes(client);
+    for k in &known {
+        if k.name == provider.node_name && k.id != provider.node_id {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-                format!("a different node named \"{node_name}\" (id {id}) is already known here"),
+                format!("a different node named \"{}\" (id {}) is already known here", k.name, k.id),
             );
         }
-        if *id == provider.node_id && *node_name != provider.node_name {
+        if k.id == provider.node_id && k.name != provider.node_name {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-                format!("the provider's node id {id} is already used by node \"{node_name}\""),
+                format!("the provider's node id {} is already used by node \"{}\"", k.id, k.name),
             );
         }
     }
-    if !known.iter().any(|(id, _)| *id == provider.node_id) {
-        client
-            .update(
-                "INSERT INTO spock.node (node_id, node_name, location, country, info) VALUES ($1, $2, $3, $4, $5::jsonb)",
-                None,
-                &[
-                    oid(provider.node_id).into(),
-                    provider.node_name.as_str().into(),
-                    provider.location.clone().into(),
-                    provider.country.clone().into(),
-                    provider.info.clone().into(),
-                ],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot record the provider node: {e}"));
+    if !known.iter().any(|k| k.id == provider.node_id) {
+        let info = provider.info.as_deref().map(|text| {
+            pgrx::JsonB(serde_json::from_str(text).unwrap_or_else(|e| {
+                raise(
+                    PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                    format!("the provider's node info is not valid JSON ({e})"),
+                )
+            }))
+        });
+        node::insert_node(
+            client,
+            provider.node_id,
+            &provider.node_name,
+            NodeDetails { location: provider.location.clone(), country: provider.country.clone(), info },
+        );
     }
-    let existing = client
-        .select(
-            "SELECT if_id FROM spock.node_interface WHERE if_nodeid = $1 AND if_dsn = $2",
-            None,
-            &[oid(provider.node_id).into(), provider_dsn.into()],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<pg_sys::Oid>().ok().flatten());
-    if let Some(if_id) = existing {
-        return if_id.to_u32();
+    if let Some(if_id) = node::interface_by_dsn(client, provider.node_id, provider_dsn) {
+        return if_id;
     }
-    let if_id: i32 = client
-        .select("SELECT nextval('spock.interface_id_generator')::int", None, &[])
-        .ok()
-        .and_then(|t| t.first().get_one::<i32>().ok().flatten())
-        .unwrap_or_else(|| pgrx::error!("cannot allocate an interface id"));
-    let name_taken = client
-        .select(
-            "SELECT 1 FROM spock.node_interface WHERE if_nodeid = $1 AND if_name = $2",
-            None,
-            &[oid(provider.node_id).into(), provider.node_name.as_str().into()],
-        )
-        .map(|t| !t.is_empty())
-        .unwrap_or(false);
-    let if_name =
-        if name_taken { format!("{}_{if_id}", provider.node_name) } else { provider.node_name.clone() };
-    client
-        .update(
-            "INSERT INTO spock.node_interface (if_id, if_name, if_nodeid, if_dsn) VALUES ($1, $2, $3, $4)",
-            None,
-            &[
-                oid(if_id as u32).into(),
-                if_name.as_str().into(),
-                oid(provider.node_id).into(),
-                provider_dsn.into(),
-            ],
-        )
-        .unwrap_or_else(|e| pgrx::error!("cannot record the provider interface: {e}"));
-    if_id as u32
-}
-
-/// Creates the local replication origin of a subscription if missing.
-pub fn ensure_origin(name: &str) -> pg_sys::RepOriginId {
-    let c = std::ffi::CString::new(name).expect("no NUL in slot names");
-    // SAFETY: looks up or creates a replication origin by name (transactional catalog change).
-    unsafe {
-        let id = pg_sys::replorigin_by_name(c.as_ptr(), true);
-        if id != pg_sys::InvalidRepOriginId as pg_sys::RepOriginId {
-            id
-        } else {
-            pg_sys::replorigin_create(c.as_ptr())
-        }
-    }
-}
-
-fn my_database() -> u32 {
-    // SAFETY: reads this backend's database.
-    unsafe { pg_sys::MyDatabaseId }.to_u32()
+    let name_taken = node::interface_by_name(client, provider.node_id, &provider.node_name).is_some();
+    let if_name = if name_taken {
+        // Unique, as the interface ids are.
+        format!("{}_{}", provider.node_name, subscription::next_id(client))
+    } else {
+        provider.node_name.clone()
+    };
+    node::insert_interface(client, provider.node_id, &if_name, provider_dsn)
 }
 
 /// Stops the apply worker of a subscription and waits (up to 30 s) for the
 /// process to be gone, holding off a restart until the caller commits.
 fn stop_worker_and_wait(sub: &Subscription) {
-    let Some(pid) = shmem::stop_apply_worker(my_database(), sub.sub_id, true) else {
+    let (db, sub_id) = (my_database(), sub.sub_id);
+    let Some(pid) = registry::stop_apply_worker(db, sub_id, true) else {
         return;
     };
-    let (db, sub_id) = (my_database(), sub.sub_id);
-    register_xact_callback(PgXactCallbackEvent::Commit, move || shmem::release_hold(db, sub_id));
-    register_xact_callback(PgXactCallbackEvent::Abort, move || shmem::release_hold(db, sub_id));
+    register_xact_callback(PgXactCallbackEvent::Commit, move || registry::release_hold(db, sub_id));
+    register_xact_callback(PgXactCallbackEvent::Abort, move || registry::release_hold(db, sub_id));
     let deadline = Instant::now() + Duration::from_secs(30);
     // SAFETY: kill with signal 0 only checks whether the process exists.
     let alive = || unsafe { libc::kill(pid, 0) } == 0;
-    while (shmem::apply_running(my_database(), sub.sub_id) || alive()) && Instant::now() < deadline {
+    while (registry::apply_running(db, sub_id) || alive()) && Instant::now() < deadline {
         pgrx::check_for_interrupts!();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -436,13 +323,13 @@ fn stop_worker_and_wait(sub: &Subscription) {
 fn restart_worker_after_commit(sub_id: u32) {
     let db = my_database();
     register_xact_callback(PgXactCallbackEvent::Commit, move || {
-        shmem::stop_apply_worker(db, sub_id, false);
-        shmem::wake_all();
+        registry::stop_apply_worker(db, sub_id, false);
+        registry::wake_all();
     });
 }
 
 fn require_subscription(client: &SpiClient<'_>, name: &str) -> Subscription {
-    catalog::subscription_by_name(client, name).unwrap_or_else(|| {
+    subscription::by_name(client, name).unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"))
     })
 }
@@ -455,8 +342,8 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
     require_superuser("spock.sub_drop");
     let name = subscription_name.to_string_lossy().into_owned();
     let sub = Spi::connect(|client| {
-        catalog::require_local_node(client, "spock.sub_drop");
-        catalog::subscription_by_name(client, &name)
+        node::require_local_node(client, "spock.sub_drop");
+        subscription::by_name(client, &name)
     });
     let Some(sub) = sub else {
         if ifexists {
@@ -464,122 +351,81 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
         }
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"));
     };
+    refuse_in_transaction_block(
+        "spock.sub_drop",
+        &format!("it drops the replication origin of subscription \"{name}\" and its slot on the provider"),
+    );
     stop_worker_and_wait(&sub);
     Spi::connect_mut(|client| {
-        let oid = pg_sys::Oid::from(sub.sub_id);
-        for sql in [
-            "DELETE FROM spock.local_sync_status WHERE sync_subid = $1",
-            "DELETE FROM spock.subscription WHERE sub_id = $1",
-        ] {
-            client
-                .update(sql, None, &[oid.into()])
-                .unwrap_or_else(|e| pgrx::error!("cannot drop the subscription: {e}"));
-        }
+        subscription::delete(client, sub.sub_id);
         // The provider's node copy goes with its last subscription.
-        let still_used = client
-            .select(
-                "SELECT 1 FROM spock.subscription WHERE sub_origin = $1
-                 UNION ALL SELECT 1 FROM spock.local_node WHERE node_id = $1",
-                None,
-                &[pg_sys::Oid::from(sub.origin_id).into()],
-            )
-            .map(|t| !t.is_empty())
-            .unwrap_or(true);
-        if !still_used {
-            for sql in [
-                "DELETE FROM spock.node_interface WHERE if_nodeid = $1",
-                "DELETE FROM spock.node WHERE node_id = $1",
-            ] {
-                client
-                    .update(sql, None, &[pg_sys::Oid::from(sub.origin_id).into()])
-                    .unwrap_or_else(|e| pgrx::error!("cannot drop the provider node copy: {e}"));
-            }
+        if !node::node_in_use(client, sub.origin_id) {
+            node::delete_node(client, sub.origin_id);
         }
     });
-    let c = std::ffi::CString::new(sub.slot_name.as_str()).expect("no NUL in slot names");
-    // SAFETY: drops the subscription's replication origin, if it exists.
-    unsafe { pg_sys::replorigin_drop_by_name(c.as_ptr(), true, false) };
+    // Last, as nothing after them can fail: the two steps a rollback cannot undo.
+    origin::drop_if_exists(&sub.slot_name);
     drop_remote_slot(&sub);
-    shmem::wake_after_commit();
+    registry::wake_after_commit();
     true
 }
 
 /// Drops the subscription's slot on the provider; a WARNING (not an error)
-/// when that is not possible. Not undone if the transaction rolls back.
+/// when that is not possible.
 fn drop_remote_slot(sub: &Subscription) {
-    let conninfo = dsn::with_defaults(&sub.origin_dsn, &guc::extra_connection_options());
-    let mut conn = match Conn::connect(&conninfo) {
+    let by_hand = "drop it there by hand with pg_drop_replication_slot()";
+    let mut conn = match remote::connect(&sub.origin_dsn, Purpose::Query) {
         Ok(conn) => conn,
         Err(e) => {
             pgrx::warning!(
                 "{}",
-                dsn::mask_passwords(&format!(
-                    "cannot connect to the provider to drop slot {}: {}; drop it there by hand with pg_drop_replication_slot()",
-                    sub.slot_name, e.message
+                spock_core::dsn::mask_passwords(&format!(
+                    "cannot connect to provider \"{}\" to drop slot {}: {}; {by_hand}",
+                    sub.origin_name, sub.slot_name, e.message
                 ))
             );
             return;
         }
     };
-    let slot = conn.literal(&sub.slot_name);
     // The provider's walsender for the stopped worker may take a moment to exit.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let sql = format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {slot} AND NOT active"
-        );
-        let gone = conn
-            .query(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = {slot}"))
-            .map(|r| r.rows.first().and_then(|row| row[0].clone()).as_deref() == Some("0"))
-            .unwrap_or(false);
-        if gone {
-            return;
-        }
-        if let Err(e) = conn.query(&sql) {
-            pgrx::warning!(
-                "cannot drop slot {} on the provider: {}; drop it there by hand",
-                sub.slot_name,
-                e.message
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            pgrx::warning!(
-                "slot {} on the provider is still in use; drop it there by hand with pg_drop_replication_slot()",
-                sub.slot_name
-            );
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match provider::drop_slot(&mut conn, &sub.slot_name, Duration::from_secs(10)) {
+        Ok(SlotDrop::Dropped) | Ok(SlotDrop::Absent) => {}
+        Ok(SlotDrop::InUse) => pgrx::warning!(
+            "slot {} on provider \"{}\" is still in use; {by_hand}",
+            sub.slot_name,
+            sub.origin_name
+        ),
+        Err(e) => pgrx::warning!(
+            "cannot drop slot {} on provider \"{}\": {}; {by_hand}",
+            sub.slot_name,
+            sub.origin_name,
+            e.message
+        ),
     }
 }
 
 fn set_enabled(name: &str, enabled: bool, immediate: bool, what: &str) -> bool {
     require_superuser(what);
-    // SAFETY: reads the transaction block state.
-    if immediate && unsafe { pg_sys::IsTransactionBlock() } {
-        raise(
-            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            format!("{what} with immediate = true cannot run inside a transaction block"),
-        );
+    if immediate {
+        // SAFETY: reads the transaction block state.
+        if unsafe { pg_sys::IsTransactionBlock() } {
+            raise(
+                PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                format!("{what} with immediate = true cannot run inside a transaction block"),
+            );
+        }
     }
     let sub = Spi::connect_mut(|client| {
-        catalog::require_local_node(client, what);
+        node::require_local_node(client, what);
         let sub = require_subscription(client, name);
-        client
-            .update(
-                "UPDATE spock.subscription SET sub_enabled = $2 WHERE sub_id = $1",
-                None,
-                &[pg_sys::Oid::from(sub.sub_id).into(), enabled.into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot change the subscription: {e}"));
+        subscription::set_enabled(client, sub.sub_id, enabled);
         sub
     });
     if !enabled && immediate {
         stop_worker_and_wait(&sub);
     }
     if enabled {
-        shmem::wake_after_commit();
+        registry::wake_after_commit();
     } else {
         restart_worker_after_commit(sub.sub_id);
     }
@@ -604,8 +450,11 @@ fn sub_disable(subscription_name: &CStr, immediate: bool) -> bool {
 
 fn change_sets(name: &str, set: &str, add: bool, what: &str) -> bool {
     require_superuser(what);
+    if set.is_empty() {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "replication_set must not be empty");
+    }
     let changed = Spi::connect_mut(|client| {
-        catalog::require_local_node(client, what);
+        node::require_local_node(client, what);
         let sub = require_subscription(client, name);
         let present = sub.replication_sets.iter().any(|s| s == set);
         if present == add {
@@ -616,13 +465,7 @@ fn change_sets(name: &str, set: &str, add: bool, what: &str) -> bool {
         } else {
             sub.replication_sets.iter().filter(|s| s.as_str() != set).cloned().collect()
         };
-        client
-            .update(
-                "UPDATE spock.subscription SET sub_replication_sets = $2 WHERE sub_id = $1",
-                None,
-                &[pg_sys::Oid::from(sub.sub_id).into(), sets.into()],
-            )
-            .unwrap_or_else(|e| pgrx::error!("cannot change the subscription: {e}"));
+        subscription::set_replication_sets(client, sub.sub_id, &sets);
         Some(sub.sub_id)
     });
     match changed {
@@ -660,25 +503,33 @@ fn sub_remove_repset(subscription_name: &CStr, replication_set: &CStr) -> bool {
     )
 }
 
-/// A subscription's status as `sub_show_status` reports it.
-pub fn status_of(client: &SpiClient<'_>, sub: &Subscription) -> &'static str {
+/// A subscription's status as `sub_show_status` reports it, and the error
+/// its worker last failed with while it is not streaming.
+fn status_of(client: &SpiClient<'_>, sub: &Subscription) -> (&'static str, Option<String>) {
+    let slot = registry::apply_slot(my_database(), sub.sub_id);
+    let last_error = slot.and_then(|s| s.last_error());
     if !sub.enabled {
-        return "disabled";
+        return ("disabled", last_error);
     }
-    if !shmem::apply_running(my_database(), sub.sub_id) {
-        return "down";
+    let running = slot.is_some_and(|s| s.pid != 0);
+    let streaming = slot.is_some_and(|s| s.streaming);
+    // A worker that keeps failing is down, also in the moments it runs
+    // again before failing the same way.
+    if !running || (!streaming && last_error.is_some()) {
+        return ("down", last_error);
     }
-    match catalog::sync_status(client, sub.sub_id) {
-        Some('r') => "replicating",
+    let status = match sync_status::subscription_sync(client, sub.sub_id).map(|s| s.status) {
+        Some(SyncStatus::Ready) => "replicating",
         Some(_) => "initializing",
         None => "unknown",
-    }
+    };
+    (status, last_error)
 }
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION spock.sub_show_status(subscription_name name DEFAULT NULL,
     OUT subscription_name text, OUT status text, OUT provider_node text, OUT provider_dsn text,
-    OUT slot_name text, OUT replication_sets text[], OUT forward_origins text[])
+    OUT slot_name text, OUT replication_sets text[], OUT forward_origins text[], OUT last_error text)
     RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_show_status_wrapper';
 "#)]
 #[allow(clippy::type_complexity)]
@@ -694,27 +545,29 @@ fn sub_show_status(
         name!(slot_name, String),
         name!(replication_sets, Vec<String>),
         name!(forward_origins, Vec<String>),
+        name!(last_error, Option<String>),
     ),
 > {
     require_superuser("spock.sub_show_status");
     let filter = subscription_name.map(|c| c.to_string_lossy().into_owned());
     let rows = Spi::connect(|client| {
-        catalog::require_local_node(client, "spock.sub_show_status");
+        node::require_local_node(client, "spock.sub_show_status");
         let subs = match &filter {
             Some(name) => vec![require_subscription(client, name)],
-            None => catalog::subscriptions(client),
+            None => subscription::all(client),
         };
         subs.into_iter()
             .map(|sub| {
-                let status = status_of(client, &sub).to_string();
+                let (status, last_error) = status_of(client, &sub);
                 (
-                    sub.name.clone(),
-                    status,
-                    sub.origin_name.clone(),
-                    sub.origin_dsn.clone(),
-                    sub.slot_name.clone(),
-                    sub.replication_sets.clone(),
-                    sub.forward_origins.clone(),
+                    sub.name,
+                    status.to_string(),
+                    sub.origin_name,
+                    sub.origin_dsn,
+                    sub.slot_name,
+                    sub.replication_sets,
+                    sub.forward_origins,
+                    last_error,
                 )
             })
             .collect::<Vec<_>>()
@@ -725,32 +578,13 @@ fn sub_show_status(
 /// Waits until the subscription-level sync status is `r`.
 fn wait_for_sync(name: &str) {
     loop {
-        // A statement (not read-only) query takes a new snapshot each time,
-        // so the loop sees what the apply worker commits meanwhile.
-        let row = Spi::connect_mut(|client| {
-            client
-                .update(
-                    "SELECT s.sub_enabled, l.sync_status::text FROM spock.subscription s
-                       LEFT JOIN spock.local_sync_status l
-                         ON l.sync_subid = s.sub_id AND l.sync_nspname IS NULL AND l.sync_relname IS NULL
-                      WHERE s.sub_name = $1",
-                    None,
-                    &[name.into()],
-                )
-                .unwrap_or_else(|e| pgrx::error!("cannot read the subscription: {e}"))
-                .into_iter()
-                .next()
-                .map(|r| {
-                    (r.get::<bool>(1).ok().flatten().unwrap_or(false), r.get::<String>(2).ok().flatten())
-                })
-        });
-        let Some((enabled, status)) = row else {
+        let state = Spi::connect_mut(|client| sync_status::wait_state(client, name));
+        let Some((enabled, status)) = state else {
             raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"))
         };
-        let status = status.and_then(|s| s.chars().next());
         match status {
-            Some('r') => return,
-            Some('f') => raise(
+            Some(SyncStatus::Ready) => return,
+            Some(SyncStatus::Failed) => raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("the synchronisation of subscription \"{name}\" failed"),
             ),

@@ -4,12 +4,10 @@
 
 use pgrx::prelude::*;
 
-use crate::catalog;
-use crate::errors::{raise, require_superuser};
+use spock_core::protocol::SYNC_EVENT_PREFIX;
 
-/// The logical message prefix of sync events (the output plugin forwards
-/// these to every subscriber).
-pub const SYNC_EVENT_PREFIX: &str = "spock.sync_event";
+use crate::catalog::{node, subscription};
+use crate::errors::{raise, require_superuser};
 
 unsafe extern "C-unwind" {
     #[cfg(any(feature = "pg15", feature = "pg16"))]
@@ -63,7 +61,7 @@ CREATE FUNCTION spock.sync_event(transactional boolean DEFAULT false) RETURNS pg
 // it as i64, the SQL declaration says pg_lsn.
 fn sync_event(transactional: bool) -> i64 {
     require_superuser("spock.sync_event");
-    let node = Spi::connect(|client| catalog::require_local_node(client, "spock.sync_event"));
+    let node = Spi::connect(|client| node::require_local_node(client, "spock.sync_event"));
     log_sync_event(transactional, node.node_name.as_bytes()) as i64
 }
 
@@ -88,12 +86,11 @@ fn sync_event_reached(
         lsn.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "lsn must not be NULL"));
     let wait_if_disabled = wait_if_disabled.unwrap_or(false);
     Spi::connect(|client| {
-        catalog::require_local_node(client, "spock.wait_for_sync_event");
-        let node_id = super::node::node_id_by_name(client, &provider).unwrap_or_else(|| {
+        node::require_local_node(client, "spock.wait_for_sync_event");
+        let node_id = node::node_id_by_name(client, &provider).unwrap_or_else(|| {
             raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("node \"{provider}\" does not exist"))
         });
-        let sub = catalog::subscriptions(client).into_iter().find(|s| s.origin_id == node_id);
-        let Some(sub) = sub else {
+        let Some(sub) = subscription::from_provider(client, node_id).into_iter().next() else {
             if wait_if_disabled {
                 return false;
             }
@@ -113,7 +110,7 @@ fn sync_event_reached(
         }
         client
             .select(
-                "SELECT coalesce(pg_replication_origin_progress($1, false) >= '0/0'::pg_lsn + $2::numeric, false)",
+                "SELECT coalesce(pg_catalog.pg_replication_origin_progress($1, false) >= '0/0'::pg_lsn + $2::numeric, false)",
                 None,
                 &[sub.slot_name.as_str().into(), lsn.into()],
             )
@@ -122,47 +119,3 @@ fn sync_event_reached(
             .unwrap_or(false)
     })
 }
-
-pgrx::extension_sql!(
-    r#"
-CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin name, lsn pg_lsn,
-    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
-BEGIN
-    LOOP
-        IF spock.sync_event_reached(origin, lsn, wait_if_disabled) THEN
-            result := true;
-            RETURN;
-        END IF;
-        IF timeout > 0 AND clock_timestamp() >= deadline THEN
-            result := false;
-            RETURN;
-        END IF;
-        COMMIT;
-        PERFORM pg_sleep(0.2);
-    END LOOP;
-END
-$$;
-
-CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin_id oid, lsn pg_lsn,
-    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
-LANGUAGE plpgsql AS $$
-DECLARE
-    origin_name name;
-BEGIN
-    IF origin_id IS NULL THEN
-        RAISE EXCEPTION 'the origin to wait for must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    SELECT node_name INTO origin_name FROM spock.node WHERE node_id = origin_id;
-    IF origin_name IS NULL THEN
-        RAISE EXCEPTION 'node with id % does not exist', origin_id USING ERRCODE = '42704';
-    END IF;
-    CALL spock.wait_for_sync_event(result, origin_name, lsn, timeout, wait_if_disabled);
-END
-$$;
-"#,
-    name = "wait_for_sync_event",
-    requires = [sync_event_reached]
-);

@@ -7,15 +7,16 @@
 //! changes that originated on this node (unless the subscriber forwards
 //! origins), in the protocol of `spock_core::protocol` (docs/protocol.md).
 
-mod membership;
+mod relcache;
 
 use std::ffi::{CStr, c_char};
+use std::rc::Rc;
 
+use pgrx::pg_guard;
 use pgrx::prelude::*;
-use pgrx::{PgTupleDesc, pg_guard};
-use spock_core::protocol::{self, Column, Encode, Message, OldRow, Tuple, Value, att_flags};
+use spock_core::protocol::{self, Encode, Message, OldRow, Tuple, Value};
 
-use membership::{ACTION_DELETE, ACTION_INSERT, ACTION_TRUNCATE, ACTION_UPDATE};
+use crate::catalog::decoding::{ACTION_DELETE, ACTION_INSERT, ACTION_TRUNCATE, ACTION_UPDATE};
 
 /// Per-decoding-session state, owned by the logical decoding context.
 struct State {
@@ -41,6 +42,7 @@ fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPluginCallbacks) {
+    // SAFETY: PostgreSQL passes the callback table to fill in.
     unsafe {
         (*cb).startup_cb = Some(startup);
         (*cb).begin_cb = Some(begin);
@@ -70,6 +72,8 @@ unsafe extern "C-unwind" fn startup(
     options: *mut pg_sys::OutputPluginOptions,
     is_init: bool,
 ) {
+    // SAFETY: the decoding context and options of this startup call; the
+    // option list holds DefElems.
     unsafe {
         (*options).output_type = pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_BINARY_OUTPUT;
         (*options).receive_rewrites = false;
@@ -99,14 +103,17 @@ unsafe extern "C-unwind" fn startup(
                 match name.as_str() {
                     "proto_version" => proto_version = value.parse().ok(),
                     "replication_sets" => {
-                        let sets: Vec<String> = value
-                            .split(',')
-                            .map(|s| s.trim().to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect();
+                        let sets = protocol::decode_name_list(&value).unwrap_or_else(|e| {
+                            error!("spock_output: the option replication_sets is malformed: {e}")
+                        });
                         state.replication_sets = sets.into();
                     }
-                    "forward_origins" => state.forward_all = value.split(',').any(|s| s.trim() == "all"),
+                    "forward_origins" => {
+                        let origins = protocol::decode_name_list(&value).unwrap_or_else(|e| {
+                            error!("spock_output: the option forward_origins is malformed: {e}")
+                        });
+                        state.forward_all = origins.iter().any(|o| o == "all");
+                    }
                     "binary" => {}
                     other => error!("spock_output does not know the option \"{other}\""),
                 }
@@ -120,7 +127,7 @@ unsafe extern "C-unwind" fn startup(
                     protocol::MAX_PROTO_VERSION
                 );
             }
-            membership::init_session();
+            relcache::init_session();
         }
         (*ctx).output_plugin_private = Box::into_raw(Box::new(state)) as *mut std::ffi::c_void;
     }
@@ -128,6 +135,7 @@ unsafe extern "C-unwind" fn startup(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn shutdown(ctx: *mut pg_sys::LogicalDecodingContext) {
+    // SAFETY: `output_plugin_private` is the Box leaked by `startup`, freed once here.
     unsafe {
         let p = (*ctx).output_plugin_private as *mut State;
         if !p.is_null() {
@@ -174,6 +182,7 @@ unsafe extern "C-unwind" fn begin(
 }
 
 unsafe fn commit_time(txn: *mut pg_sys::ReorderBufferTXN) -> i64 {
+    // SAFETY: the transaction being decoded.
     unsafe { (*txn).xact_time.commit_time }
 }
 
@@ -235,7 +244,7 @@ unsafe extern "C-unwind" fn message(
 ) {
     // SAFETY: the prefix of a decoded logical message.
     let prefix = unsafe { CStr::from_ptr(prefix) };
-    if prefix.to_bytes() != crate::api::sync::SYNC_EVENT_PREFIX.as_bytes() {
+    if prefix.to_bytes() != protocol::SYNC_EVENT_PREFIX.as_bytes() {
         return;
     }
     // The event's position is the end of its record (what sync_event()
@@ -261,32 +270,8 @@ unsafe fn tuple_of(tuple: pg_sys::HeapTuple) -> pg_sys::HeapTuple {
     tuple
 }
 
-/// The columns sent for a relation: not dropped, not generated.
-fn columns_of(relation: pg_sys::Relation, key: &[i16], logold: &[i16]) -> Vec<(i16, Column)> {
-    // SAFETY: the relation's descriptor, valid for the callback.
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*relation).rd_att) };
-    let mut out = Vec::new();
-    for (i, att) in desc.iter().enumerate() {
-        if att.attisdropped || att.attgenerated != 0 {
-            continue;
-        }
-        let attnum = (i + 1) as i16;
-        let mut flags = 0;
-        if key.contains(&attnum) {
-            flags |= att_flags::KEY;
-        }
-        if logold.contains(&attnum) {
-            flags |= att_flags::LOG_OLD_VALUE;
-        }
-        // SAFETY: attname is a NUL-terminated NameData.
-        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy().into_owned();
-        out.push((attnum, Column { flags, name, type_oid: att.atttypid.to_u32(), typmod: att.atttypmod }));
-    }
-    out
-}
-
 /// The values of the sent columns of a tuple, as text.
-fn values_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple, entry: &membership::Entry) -> Tuple {
+fn values_of(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple, entry: &relcache::Entry) -> Tuple {
     let mut values = Vec::with_capacity(entry.columns.len());
     for (col, out) in entry.columns.iter().zip(entry.output.iter()) {
         let mut isnull = false;
@@ -325,6 +310,8 @@ unsafe extern "C-unwind" fn change(
     relation: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
+    // SAFETY: the change, relation and transaction of this callback; the
+    // scratch context belongs to the decoding session.
     unsafe {
         let action = (*change).action;
         let wanted = match action {
@@ -338,27 +325,31 @@ unsafe extern "C-unwind" fn change(
             (st.scratch, st.replication_sets.clone())
         };
         let old_cxt = pg_sys::MemoryContextSwitchTo(scratch);
-        let entry = membership::entry(relation, &replication_sets, columns_of);
+        // The entry is ours (an Rc) for the whole change, whatever the
+        // calls below do to the cache.
+        let (entry, schema_sent) = relcache::entry(relation, &replication_sets);
         if entry.actions & wanted != 0 {
             ensure_begin(ctx, txn);
-            send_relation_if_needed(ctx, relation, entry);
+            if !schema_sent {
+                send_relation(ctx, relation, &entry);
+            }
             let relid = (*relation).rd_id.to_u32();
             let tp = (*change).data.tp;
             let full = (*(*relation).rd_rel).relreplident as u8 == pg_sys::REPLICA_IDENTITY_FULL;
             let old = tuple_of(tp.oldtuple);
             let new = tuple_of(tp.newtuple);
             let msg = match wanted {
-                ACTION_INSERT => Some(Message::Insert { relid, new: values_of(relation, new, entry) }),
+                ACTION_INSERT => Some(Message::Insert { relid, new: values_of(relation, new, &entry) }),
                 ACTION_UPDATE => {
                     let old = (!old.is_null()).then(|| {
-                        let t = values_of(relation, old, entry);
+                        let t = values_of(relation, old, &entry);
                         if full { OldRow::Full(t) } else { OldRow::Key(t) }
                     });
-                    Some(Message::Update { relid, old, new: values_of(relation, new, entry) })
+                    Some(Message::Update { relid, old, new: values_of(relation, new, &entry) })
                 }
                 _ if old.is_null() => None, // a DELETE without a replica identity: nothing to send
                 _ => {
-                    let t = values_of(relation, old, entry);
+                    let t = values_of(relation, old, &entry);
                     Some(Message::Delete { relid, old: if full { OldRow::Full(t) } else { OldRow::Key(t) } })
                 }
             };
@@ -371,27 +362,24 @@ unsafe extern "C-unwind" fn change(
     }
 }
 
-fn send_relation_if_needed(
+/// Sends the Relation message of this version of the entry.
+fn send_relation(
     ctx: *mut pg_sys::LogicalDecodingContext,
     relation: pg_sys::Relation,
-    entry: &mut membership::Entry,
+    entry: &Rc<relcache::Entry>,
 ) {
-    if entry.schema_sent {
-        return;
-    }
     // SAFETY: the relation being decoded.
-    let (relid, nspname, relname) = unsafe {
+    let (nspname, relname) = unsafe {
         let form = (*relation).rd_rel;
         let nsp = pg_sys::get_namespace_name((*form).relnamespace);
         (
-            (*relation).rd_id.to_u32(),
             if nsp.is_null() { String::new() } else { CStr::from_ptr(nsp).to_string_lossy().into_owned() },
             CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned(),
         )
     };
     let columns = entry.columns.iter().map(|(_, c)| c.clone()).collect();
-    write(ctx, &Message::Relation { relid, nspname, relname, columns }, false);
-    entry.schema_sent = true;
+    write(ctx, &Message::Relation { relid: entry.relid, nspname, relname, columns }, false);
+    relcache::mark_schema_sent(entry);
 }
 
 #[pg_guard]
@@ -402,25 +390,27 @@ unsafe extern "C-unwind" fn truncate(
     relations: *mut pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
+    // SAFETY: the relations and change of this callback.
     unsafe {
         let replication_sets = state(ctx).replication_sets.clone();
-        let mut relids = Vec::new();
         let mut members = Vec::new();
         for i in 0..nrelations as usize {
             let relation = *relations.add(i);
-            let entry = membership::entry(relation, &replication_sets, columns_of);
+            let (entry, schema_sent) = relcache::entry(relation, &replication_sets);
             if entry.actions & ACTION_TRUNCATE != 0 {
-                members.push(relation);
-                relids.push((*relation).rd_id.to_u32());
+                members.push((relation, entry, schema_sent));
             }
         }
-        if relids.is_empty() {
+        if members.is_empty() {
             return;
         }
         ensure_begin(ctx, txn);
-        for relation in members {
-            let entry = membership::entry(relation, &replication_sets, columns_of);
-            send_relation_if_needed(ctx, relation, entry);
+        let mut relids = Vec::with_capacity(members.len());
+        for (relation, entry, schema_sent) in &members {
+            if !schema_sent {
+                send_relation(ctx, *relation, entry);
+            }
+            relids.push(entry.relid);
         }
         let tr = (*change).data.truncate;
         let mut flags = 0;

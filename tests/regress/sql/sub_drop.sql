@@ -12,6 +12,13 @@ SELECT spock.node_create('n2', :'n2') > 0 AS created;
 CREATE TABLE t (id int PRIMARY KEY);
 SELECT spock.sub_create('sub_n2_n1', :'n1') > 0 AS subscribed;
 SELECT spock.sub_wait_for_sync('sub_n2_n1');
+-- sub_drop drops the replication origin and the provider's slot, which a
+-- rollback cannot bring back: inside a transaction block it is refused,
+-- and the subscription keeps replicating.
+BEGIN;
+SELECT spock.sub_drop('sub_n2_n1');
+ROLLBACK;
+SELECT subscription_name, status FROM spock.sub_show_status();
 \c :n1
 INSERT INTO t VALUES (1);
 SELECT spock.sync_event() AS lsn \gset
@@ -40,6 +47,17 @@ SELECT spock.sync_event() AS lsn \gset
 \c :n2
 CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
 SELECT * FROM t ORDER BY id;
+-- node_drop of a node whose slots it would drop is refused in a
+-- transaction block too (here n1, whose slot for n2 is idle while n2's
+-- subscription is disabled).
+SELECT spock.sub_disable('sub_n2_n1', immediate := true);
+\c :n1
+BEGIN;
+SELECT spock.node_drop('n1');
+ROLLBACK;
+SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';
+SELECT count(*) AS local_nodes FROM spock.local_node;
+\c :n2
 SELECT spock.sub_drop('sub_n2_n1');
 \c :n1
 SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';

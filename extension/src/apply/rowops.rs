@@ -1,167 +1,91 @@
 //! Applying one remote change to a local table through PostgreSQL's
 //! executor, as a replicated change: indexes and constraints maintained,
 //! triggers as `session_replication_role = replica` allows, rows found by
-//! the replica identity index.
+//! the replica identity index, and everything a change runs (input
+//! functions, defaults, triggers) with the table owner's rights (`owner`).
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 use pgrx::prelude::*;
-use spock_core::protocol::{Column, OldRow, Tuple, Value};
+use spock_core::protocol::{OldRow, Tuple, Value};
 
+use super::owner::OwnerContext;
+use super::relmap::{LocalMap, RelMap, RemoteRel};
 use crate::errors::{raise, raise_hint};
 
-/// What a Relation message said about a provider table.
-pub struct RemoteRel {
-    pub nspname: String,
-    pub relname: String,
-    pub columns: Vec<Column>,
-}
-
-/// How a provider table maps onto the local one.
-struct LocalMap {
-    relid: pg_sys::Oid,
-    /// For each remote column, the local attribute index (0-based).
-    local_att: Vec<usize>,
-    /// Per local attribute: its input function, when a remote column maps to it.
-    input: Vec<Option<InputFn>>,
-    /// Local attributes no remote column fills (they get their defaults on INSERT).
-    unmapped: Vec<usize>,
-}
-
-struct InputFn {
-    finfo: Box<pg_sys::FmgrInfo>,
-    ioparam: pg_sys::Oid,
-    typmod: i32,
-}
-
-static mut INVALID_LOCAL: Option<Vec<u32>> = None;
-static mut CALLBACK: bool = false;
-
-#[pg_guard]
-unsafe extern "C-unwind" fn local_invalidated(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // SAFETY: the apply worker is single-threaded.
-    #[allow(static_mut_refs)]
-    unsafe {
-        INVALID_LOCAL.get_or_insert_with(Vec::new).push(relid.to_u32());
-    }
-}
-
-/// The applier's relation state for one stream.
-#[derive(Default)]
+/// Applies changes: the relation map and the local tables kept open for
+/// the current transaction.
 pub struct Applier {
-    remote: HashMap<u32, RemoteRel>,
-    local: HashMap<u32, LocalMap>,
+    pub relmap: RelMap,
     /// Local tables kept open, with their executor state, until the end of
     /// the current transaction (tables without triggers only).
     open: HashMap<u32, Target>,
-}
-
-fn qualified(rr: &RemoteRel) -> String {
-    format!("{}.{}", pgrx::spi::quote_identifier(&rr.nspname), pgrx::spi::quote_identifier(&rr.relname))
+    /// Whose rights changes run with.
+    owner: OwnerContext,
 }
 
 impl Applier {
     pub fn new() -> Applier {
-        // SAFETY: registers a relcache callback once per process.
-        unsafe {
-            if !CALLBACK {
-                pg_sys::CacheRegisterRelcacheCallback(Some(local_invalidated), pg_sys::Datum::from(0usize));
-                CALLBACK = true;
-            }
-        }
-        Applier::default()
-    }
-
-    /// A Relation message: remember the provider's description.
-    pub fn relation(&mut self, relid: u32, nspname: String, relname: String, columns: Vec<Column>) {
-        self.local.retain(|k, _| *k != relid);
-        self.remote.insert(relid, RemoteRel { nspname, relname, columns });
-    }
-
-    /// Drops local mappings whose tables changed since they were built.
-    fn forget_invalidated(&mut self) {
-        // SAFETY: the apply worker is single-threaded.
-        #[allow(static_mut_refs)]
-        let invalid = unsafe { INVALID_LOCAL.take() };
-        if let Some(invalid) = invalid {
-            if invalid.contains(&0) {
-                self.local.clear();
-            } else {
-                self.local.retain(|_, m| !invalid.contains(&m.relid.to_u32()));
-            }
-        }
-    }
-
-    fn remote(&self, relid: u32) -> &RemoteRel {
-        self.remote.get(&relid).unwrap_or_else(|| {
-            raise(
-                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
-                format!("the provider sent a change for relation {relid} without describing it first"),
-            )
-        })
-    }
-
-    /// The local mapping and the provider's description of a relation.
-    fn map(&mut self, relid: u32) -> (&LocalMap, &RemoteRel) {
-        self.forget_invalidated();
-        if !self.local.contains_key(&relid) {
-            let map = build_map(self.remote(relid));
-            self.local.insert(relid, map);
-        }
-        (&self.local[&relid], &self.remote[&relid])
+        Applier { relmap: RelMap::new(), open: HashMap::new(), owner: OwnerContext::default() }
     }
 
     pub fn insert(&mut self, relid: u32, new: &Tuple) {
-        self.map(relid);
-        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
-        on_table(&mut self.open, map.relid, |t| unsafe {
-            fill_slot(t.row, map, rr, new, None);
-            fill_defaults(t, map);
-            pg_sys::ExecStoreVirtualTuple(t.row);
-            pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
+        let (map, rr) = self.relmap.resolve(relid);
+        on_table(&mut self.open, &mut self.owner, map, |t| {
+            // SAFETY: the target's slots and executor state, in this transaction.
+            unsafe {
+                fill_slot(t.row, map, rr, new, None);
+                fill_defaults(t, map);
+                pg_sys::ExecStoreVirtualTuple(t.row);
+                pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
+            }
         });
     }
 
     pub fn update(&mut self, relid: u32, old: Option<&OldRow>, new: &Tuple) {
-        self.map(relid);
-        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
+        let (map, rr) = self.relmap.resolve(relid);
         let key_source = old.map(|o| o.tuple()).unwrap_or(new);
-        on_table(&mut self.open, map.relid, |t| unsafe {
-            if !find_row(t, map, rr, key_source) {
-                raise(
-                    PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
-                    format!(
-                        "update_missing: the row to update in {} does not exist on this node",
-                        qualified(rr)
-                    ),
-                );
+        on_table(&mut self.open, &mut self.owner, map, |t| {
+            // SAFETY: the target's slots and executor state, in this transaction.
+            unsafe {
+                if !find_row(t, map, rr, key_source) {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+                        format!(
+                            "update_missing: the row to update in {} does not exist on this node",
+                            rr.qualified()
+                        ),
+                    );
+                }
+                slot_getallattrs(t.local);
+                fill_slot(t.row, map, rr, new, Some(t.local));
+                pg_sys::ExecStoreVirtualTuple(t.row);
+                let mut epq: pg_sys::EPQState = std::mem::zeroed();
+                epq_init(&mut epq, t.estate);
+                pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, t.local, t.row);
+                pg_sys::EvalPlanQualEnd(&mut epq);
             }
-            slot_getallattrs(t.local);
-            fill_slot(t.row, map, rr, new, Some(t.local));
-            pg_sys::ExecStoreVirtualTuple(t.row);
-            let mut epq: pg_sys::EPQState = std::mem::zeroed();
-            epq_init(&mut epq, t.estate);
-            pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, t.local, t.row);
-            pg_sys::EvalPlanQualEnd(&mut epq);
         });
     }
 
     pub fn delete(&mut self, relid: u32, old: &OldRow) {
-        self.map(relid);
-        let (map, rr) = (&self.local[&relid], &self.remote[&relid]);
-        on_table(&mut self.open, map.relid, |t| unsafe {
-            if !find_row(t, map, rr, old.tuple()) {
-                pgrx::log!(
-                    "delete_missing: the row to delete in {} does not exist on this node; skipped",
-                    qualified(rr)
-                );
-                return;
+        let (map, rr) = self.relmap.resolve(relid);
+        on_table(&mut self.open, &mut self.owner, map, |t| {
+            // SAFETY: the target's slots and executor state, in this transaction.
+            unsafe {
+                if !find_row(t, map, rr, old.tuple()) {
+                    pgrx::log!(
+                        "delete_missing: the row to delete in {} does not exist on this node; skipped",
+                        rr.qualified()
+                    );
+                    return;
+                }
+                let mut epq: pg_sys::EPQState = std::mem::zeroed();
+                epq_init(&mut epq, t.estate);
+                pg_sys::ExecSimpleRelationDelete(t.rri, t.estate, &mut epq, t.local);
+                pg_sys::EvalPlanQualEnd(&mut epq);
             }
-            let mut epq: pg_sys::EPQState = std::mem::zeroed();
-            epq_init(&mut epq, t.estate);
-            pg_sys::ExecSimpleRelationDelete(t.rri, t.estate, &mut epq, t.local);
-            pg_sys::EvalPlanQualEnd(&mut epq);
         });
     }
 
@@ -172,87 +96,35 @@ impl Applier {
             // SAFETY: a target opened in this transaction.
             unsafe { close_target(target) };
         }
+        self.owner.leave();
     }
 
-    /// Truncates the local tables of the given provider relations in one
-    /// statement, without CASCADE.
+    /// Truncates the local tables of the given provider relations without
+    /// CASCADE: one statement per table owner (usually one), each run with
+    /// that owner's rights.
     pub fn truncate(&mut self, relids: &[u32], restart_identity: bool) {
         // TRUNCATE refuses tables this session holds open.
         self.end_transaction();
-        let mut names = Vec::new();
+        let mut by_owner: Vec<(pg_sys::Oid, Vec<String>)> = Vec::new();
         for relid in relids {
-            names.push(qualified(self.remote(*relid)));
-        }
-        let sql = format!(
-            "TRUNCATE ONLY {}{}",
-            names.join(", "),
-            if restart_identity { " RESTART IDENTITY" } else { "" }
-        );
-        Spi::run(&sql)
-            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{sql} failed: {e}")));
-    }
-}
-
-/// Looks the provider table up locally by schema and name and maps its
-/// columns by name.
-fn build_map(rr: &RemoteRel) -> LocalMap {
-    let nsp = CString::new(rr.nspname.as_str()).expect("no NUL in names");
-    let rel = CString::new(rr.relname.as_str()).expect("no NUL in names");
-    // SAFETY: catalog lookups inside the apply transaction.
-    unsafe {
-        let nspoid = pg_sys::get_namespace_oid(nsp.as_ptr(), true);
-        let relid = if nspoid == pg_sys::InvalidOid {
-            pg_sys::InvalidOid
-        } else {
-            pg_sys::get_relname_relid(rel.as_ptr(), nspoid)
-        };
-        if relid == pg_sys::InvalidOid {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("table {} does not exist on this node; create it here too", qualified(rr)),
-            );
-        }
-        let relation = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
-        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
-        let natts = desc.len();
-        let mut local_att = Vec::with_capacity(rr.columns.len());
-        let mut input: Vec<Option<InputFn>> = (0..natts).map(|_| None).collect();
-        for col in &rr.columns {
-            let found = desc.iter().position(|a| {
-                !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == col.name.as_bytes()
-            });
-            let Some(i) = found else {
-                pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
-                raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!("column \"{}\" of table {} does not exist on this node", col.name, qualified(rr)),
-                );
-            };
-            let att = desc.get(i).expect("index from position");
-            if att.attgenerated != 0 {
-                pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
-                raise(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "column \"{}\" of table {} is generated on this node but not on the provider",
-                        col.name,
-                        qualified(rr)
-                    ),
-                );
+            let (map, rr) = self.relmap.resolve(*relid);
+            match by_owner.iter_mut().find(|(o, _)| *o == map.owner) {
+                Some((_, names)) => names.push(rr.qualified()),
+                None => by_owner.push((map.owner, vec![rr.qualified()])),
             }
-            let mut func = pg_sys::InvalidOid;
-            let mut ioparam = pg_sys::InvalidOid;
-            pg_sys::getTypeInputInfo(att.atttypid, &mut func, &mut ioparam);
-            let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-            pg_sys::fmgr_info_cxt(func, &mut *finfo, pg_sys::TopMemoryContext);
-            input[i] = Some(InputFn { finfo, ioparam, typmod: att.atttypmod });
-            local_att.push(i);
         }
-        let unmapped = (0..natts)
-            .filter(|i| input[*i].is_none() && !desc.get(*i).expect("in range").attisdropped)
-            .collect();
-        pg_sys::table_close(relation, pg_sys::AccessShareLock as i32);
-        LocalMap { relid, local_att, input, unmapped }
+        for (owner, names) in by_owner {
+            let sql = format!(
+                "TRUNCATE ONLY {}{}",
+                names.join(", "),
+                if restart_identity { " RESTART IDENTITY" } else { "" }
+            );
+            self.owner.enter(owner);
+            Spi::run(&sql).unwrap_or_else(|e| {
+                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{sql} failed: {e}"))
+            });
+            self.owner.leave();
+        }
     }
 }
 
@@ -280,6 +152,8 @@ pub struct Target {
 /// Opens `relid` with its executor state in a memory context that lives
 /// until [`close_target`] (or the end of the transaction).
 unsafe fn open_target(relid: pg_sys::Oid) -> Target {
+    // SAFETY: called inside the apply transaction; everything allocated lives in
+    // the executor state's context, freed by `close_target`.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
         let previous = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
@@ -316,6 +190,7 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
 }
 
 unsafe fn close_target(t: Target) {
+    // SAFETY: `t` was opened by `open_target` in this transaction and is not used again.
     unsafe {
         pg_sys::ExecCloseIndices(t.rri);
         pg_sys::ExecResetTupleTable((*t.estate).es_tupleTable, false);
@@ -324,17 +199,26 @@ unsafe fn close_target(t: Target) {
     }
 }
 
-/// Applies one change to local table `relid` with `f`. A table without
-/// triggers stays open in `open` for the rest of the transaction (opening a
-/// table and its indexes for every row would cost about a third of the
-/// apply time); a table with triggers is opened for the change, with its
-/// AFTER triggers fired at the end of it, as a statement would.
-fn on_table(open: &mut HashMap<u32, Target>, relid: pg_sys::Oid, f: impl FnOnce(&mut Target)) {
-    // SAFETY: executor use within the apply transaction.
+/// Applies one change to the local table of `map` with `f`, with the
+/// table owner's rights (kept until the transaction ends or another owner's
+/// table is next). A table without triggers stays open in `open` for
+/// the rest of the transaction (opening a table and its indexes for every
+/// row would cost about a third of the apply time); a table with triggers
+/// is opened for the change, with its AFTER triggers fired at the end of
+/// it, as a statement would.
+fn on_table(
+    open: &mut HashMap<u32, Target>,
+    owner: &mut OwnerContext,
+    map: &LocalMap,
+    f: impl FnOnce(&mut Target),
+) {
+    let key = map.relid.to_u32();
+    owner.enter(map.owner);
+    // SAFETY: executor use within the apply transaction; targets are opened
+    // and closed in it.
     unsafe {
-        let key = relid.to_u32();
-        if !open.contains_key(&key) {
-            let target = open_target(relid);
+        if let std::collections::hash_map::Entry::Vacant(e) = open.entry(key) {
+            let target = open_target(map.relid);
             if target.has_triggers {
                 let mut target = target;
                 (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
@@ -346,7 +230,7 @@ fn on_table(open: &mut HashMap<u32, Target>, relid: pg_sys::Oid, f: impl FnOnce(
                 pg_sys::CommandCounterIncrement();
                 return;
             }
-            open.insert(key, target);
+            e.insert(target);
         }
         let target = open.get_mut(&key).expect("just opened");
         (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
@@ -364,6 +248,8 @@ fn on_table(open: &mut HashMap<u32, Target>, relid: pg_sys::Oid, f: impl FnOnce(
 
 /// Empties the target's slots before a change.
 unsafe fn prepare_slots(t: &Target) {
+    // SAFETY: the target's slots belong to its executor state and have the
+    // table's number of attributes.
     unsafe {
         for slot in [t.row, t.search, t.local] {
             clear_slot(slot);
@@ -380,6 +266,7 @@ unsafe fn prepare_slots(t: &Target) {
 /// Looks up the local row with the key in `key` (through the replica
 /// identity index) into `t.local`, locking it; false when there is none.
 unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, key: &Tuple) -> bool {
+    // SAFETY: the caller's target, in the apply transaction.
     unsafe {
         let index = identity_index(t.rel, rr);
         fill_slot(t.search, map, rr, key, None);
@@ -410,6 +297,7 @@ unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeT
 
 #[cfg(feature = "pg18")]
 unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    // SAFETY: `rte` was built by `open_target` for this executor state.
     unsafe {
         let mut perminfos: *mut pg_sys::List = std::ptr::null_mut();
         pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
@@ -429,6 +317,7 @@ unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
 
 #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
 unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
+    // SAFETY: `epq` is zeroed memory owned by the caller, `estate` a live executor state.
     unsafe {
         pg_sys::EvalPlanQualInit(
             epq,
@@ -443,6 +332,7 @@ unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
 
 /// `ExecClearTuple()`.
 unsafe fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a live slot; every slot type has a clear callback.
     unsafe {
         let clear = (*(*slot).tts_ops).clear.expect("slots have a clear callback");
         clear(slot);
@@ -451,6 +341,7 @@ unsafe fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
 
 /// `slot_getallattrs()`: deform every attribute of a slot.
 unsafe fn slot_getallattrs(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a live slot with a tuple descriptor.
     unsafe {
         let natts = (*(*slot).tts_tupleDescriptor).natts;
         if i32::from((*slot).tts_nvalid) < natts {
@@ -462,13 +353,14 @@ unsafe fn slot_getallattrs(slot: *mut pg_sys::TupleTableSlot) {
 /// The index that finds rows by the replica identity: the local table's
 /// replica identity index (its primary key by default).
 unsafe fn identity_index(rel: pg_sys::Relation, rr: &RemoteRel) -> pg_sys::Oid {
+    // SAFETY: the relation is open (the caller's target).
     let index = unsafe { pg_sys::RelationGetReplicaIndex(rel) };
     if index == pg_sys::InvalidOid {
         raise_hint(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
                 "table {} has no replica identity index on this node, so UPDATE and DELETE cannot find rows",
-                qualified(rr)
+                rr.qualified()
             ),
             "Give the table the same primary key as on the provider.",
         );
@@ -486,6 +378,8 @@ unsafe fn fill_slot(
     tuple: &Tuple,
     base: Option<*mut pg_sys::TupleTableSlot>,
 ) {
+    // SAFETY: `slot` and `base` are live slots of the same table, cleared by
+    // `prepare_slots`; values are stored in the current memory context.
     unsafe {
         if let Some(base) = base {
             let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
@@ -501,7 +395,7 @@ unsafe fn fill_slot(
                     "the provider sent {} values for {} columns of {}",
                     tuple.0.len(),
                     rr.columns.len(),
-                    qualified(rr)
+                    rr.qualified()
                 ),
             );
         }
@@ -536,6 +430,8 @@ unsafe fn fill_slot(
 /// Columns the provider does not send get their local defaults on INSERT.
 /// The default expressions are prepared once per target.
 unsafe fn fill_defaults(t: &mut Target, map: &LocalMap) {
+    // SAFETY: the target's executor state and slots are live; expressions are
+    // prepared in the executor state's context.
     unsafe {
         if map.unmapped.is_empty() {
             return;

@@ -1,0 +1,206 @@
+//! Synchronisation states of a subscription and its tables, as stored in
+//! `spock.local_sync_status` (sql-api.md §6.5), and the rule that decides
+//! whether an apply worker may create its subscription's replication slot.
+
+use std::fmt;
+
+/// What a sync status row asks to synchronise (`sync_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Nothing to copy: only the slot and origin are set up (`i`).
+    Init,
+    /// Structure only (`s`).
+    Structure,
+    /// Data only (`d`).
+    Data,
+    /// Structure and data (`f`).
+    Full,
+}
+
+impl SyncKind {
+    pub const ALL: [SyncKind; 4] = [SyncKind::Init, SyncKind::Structure, SyncKind::Data, SyncKind::Full];
+
+    /// The kind of a subscription created with these flags.
+    pub fn from_flags(structure: bool, data: bool) -> SyncKind {
+        match (structure, data) {
+            (false, false) => SyncKind::Init,
+            (true, false) => SyncKind::Structure,
+            (false, true) => SyncKind::Data,
+            (true, true) => SyncKind::Full,
+        }
+    }
+
+    /// The catalog's one-character code.
+    pub fn code(self) -> char {
+        match self {
+            SyncKind::Init => 'i',
+            SyncKind::Structure => 's',
+            SyncKind::Data => 'd',
+            SyncKind::Full => 'f',
+        }
+    }
+
+    pub fn from_code(c: char) -> Result<SyncKind, UnknownCode> {
+        SyncKind::ALL.into_iter().find(|k| k.code() == c).ok_or(UnknownCode { what: "sync kind", code: c })
+    }
+}
+
+/// How far a synchronisation has come (`sync_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncStatus {
+    /// Requested, nothing done yet (`i`).
+    Requested,
+    /// Copying the structure (`s`).
+    Structure,
+    /// Copying the data (`d`).
+    Data,
+    /// Restoring constraints and indexes (`c`).
+    Constraints,
+    /// Table copy done, waiting for the hand-over (`w`).
+    Waiting,
+    /// Catching up (`u`).
+    CatchUp,
+    /// Synchronised up to `sync_statuslsn` (`y`).
+    Synchronized,
+    /// Ready: replicating (`r`).
+    Ready,
+    /// Failed, not retried automatically (`f`).
+    Failed,
+}
+
+impl SyncStatus {
+    pub const ALL: [SyncStatus; 9] = [
+        SyncStatus::Requested,
+        SyncStatus::Structure,
+        SyncStatus::Data,
+        SyncStatus::Constraints,
+        SyncStatus::Waiting,
+        SyncStatus::CatchUp,
+        SyncStatus::Synchronized,
+        SyncStatus::Ready,
+        SyncStatus::Failed,
+    ];
+
+    /// The catalog's one-character code.
+    pub fn code(self) -> char {
+        match self {
+            SyncStatus::Requested => 'i',
+            SyncStatus::Structure => 's',
+            SyncStatus::Data => 'd',
+            SyncStatus::Constraints => 'c',
+            SyncStatus::Waiting => 'w',
+            SyncStatus::CatchUp => 'u',
+            SyncStatus::Synchronized => 'y',
+            SyncStatus::Ready => 'r',
+            SyncStatus::Failed => 'f',
+        }
+    }
+
+    pub fn from_code(c: char) -> Result<SyncStatus, UnknownCode> {
+        SyncStatus::ALL
+            .into_iter()
+            .find(|s| s.code() == c)
+            .ok_or(UnknownCode { what: "sync status", code: c })
+    }
+
+    /// The name `sub_show_table` reports (sql-api.md §4.4).
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncStatus::Requested => "sync_init",
+            SyncStatus::Structure => "sync_structure",
+            SyncStatus::Data => "sync_data",
+            SyncStatus::Constraints => "sync_constraints",
+            SyncStatus::Waiting => "sync_waiting",
+            SyncStatus::CatchUp => "catchup",
+            SyncStatus::Synchronized => "synchronized",
+            SyncStatus::Ready => "replicating",
+            SyncStatus::Failed => "sync_failed",
+        }
+    }
+}
+
+/// A code the catalog holds that this build does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownCode {
+    pub what: &'static str,
+    pub code: char,
+}
+
+impl fmt::Display for UnknownCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown {} {:?} in spock.local_sync_status", self.what, self.code)
+    }
+}
+
+impl std::error::Error for UnknownCode {}
+
+/// What an apply worker does about its subscription's slot on the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotPlan {
+    /// The slot exists: stream from it.
+    Use,
+    /// The subscription never streamed from a slot and none exists: create it.
+    Create,
+    /// The subscription streamed from its slot before, and the slot is gone
+    /// (dropped by hand, provider restored from a backup, failover). A new
+    /// slot would start at the provider's current position and silently
+    /// skip every change in between, so this is an error until an operator
+    /// acts.
+    Missing,
+}
+
+/// The slot rule (behaviour.md §21): only a subscription that is still
+/// initialising creates its slot. `stream_start` is the provider position
+/// recorded when the subscription first streamed from its slot (the
+/// subscription-level `sync_statuslsn`), `None` while it never did.
+pub fn slot_plan(slot_exists: bool, stream_start: Option<u64>) -> SlotPlan {
+    match (slot_exists, stream_start) {
+        (true, _) => SlotPlan::Use,
+        (false, None) => SlotPlan::Create,
+        (false, Some(_)) => SlotPlan::Missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_distinct() {
+        for kind in SyncKind::ALL {
+            assert_eq!(SyncKind::from_code(kind.code()), Ok(kind));
+        }
+        for status in SyncStatus::ALL {
+            assert_eq!(SyncStatus::from_code(status.code()), Ok(status));
+        }
+        let mut codes: Vec<char> = SyncStatus::ALL.iter().map(|s| s.code()).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), SyncStatus::ALL.len());
+        let err = SyncStatus::from_code('x').unwrap_err();
+        assert_eq!(err.to_string(), "unknown sync status 'x' in spock.local_sync_status");
+        assert!(SyncKind::from_code('r').is_err());
+    }
+
+    #[test]
+    fn kind_follows_the_flags() {
+        assert_eq!(SyncKind::from_flags(false, false), SyncKind::Init);
+        assert_eq!(SyncKind::from_flags(true, false), SyncKind::Structure);
+        assert_eq!(SyncKind::from_flags(false, true), SyncKind::Data);
+        assert_eq!(SyncKind::from_flags(true, true), SyncKind::Full);
+    }
+
+    #[test]
+    fn status_names_follow_the_spec() {
+        assert_eq!(SyncStatus::Ready.name(), "replicating");
+        assert_eq!(SyncStatus::Requested.name(), "sync_init");
+        assert_eq!(SyncStatus::Failed.name(), "sync_failed");
+    }
+
+    #[test]
+    fn a_slot_is_created_only_before_the_first_stream() {
+        assert_eq!(slot_plan(true, None), SlotPlan::Use);
+        assert_eq!(slot_plan(true, Some(0x1000)), SlotPlan::Use);
+        assert_eq!(slot_plan(false, None), SlotPlan::Create);
+        assert_eq!(slot_plan(false, Some(0x1000)), SlotPlan::Missing);
+    }
+}

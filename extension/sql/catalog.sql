@@ -1,0 +1,79 @@
+-- The extension's catalog tables (sql-api.md §6). Tables the output plugin
+-- reads while decoding are user catalog tables, so that walsenders can read
+-- them with the historic snapshot of the change being decoded.
+
+CREATE TABLE spock.node (
+    node_id oid NOT NULL PRIMARY KEY,
+    node_name name NOT NULL UNIQUE,
+    location text,
+    country text,
+    info jsonb
+) WITH (user_catalog_table = true);
+
+CREATE TABLE spock.node_interface (
+    if_id oid NOT NULL PRIMARY KEY,
+    if_name name NOT NULL,
+    if_nodeid oid NOT NULL REFERENCES spock.node (node_id),
+    if_dsn text NOT NULL,
+    UNIQUE (if_nodeid, if_name)
+);
+CREATE SEQUENCE spock.interface_id_generator AS integer START 1;
+
+CREATE TABLE spock.local_node (
+    node_id oid NOT NULL PRIMARY KEY REFERENCES spock.node (node_id),
+    node_local_interface oid NOT NULL REFERENCES spock.node_interface (if_id)
+) WITH (user_catalog_table = true);
+
+CREATE TABLE spock.replication_set (
+    set_id oid NOT NULL PRIMARY KEY,
+    set_nodeid oid NOT NULL REFERENCES spock.node (node_id),
+    set_name name NOT NULL,
+    replicate_insert boolean NOT NULL DEFAULT true,
+    replicate_update boolean NOT NULL DEFAULT true,
+    replicate_delete boolean NOT NULL DEFAULT true,
+    replicate_truncate boolean NOT NULL DEFAULT true,
+    UNIQUE (set_nodeid, set_name)
+) WITH (user_catalog_table = true);
+
+CREATE TABLE spock.replication_set_table (
+    set_id oid NOT NULL REFERENCES spock.replication_set (set_id),
+    set_reloid regclass NOT NULL,
+    set_att_list text[],
+    set_row_filter pg_node_tree,
+    PRIMARY KEY (set_id, set_reloid)
+) WITH (user_catalog_table = true);
+
+CREATE SEQUENCE spock.sub_id_generator AS integer START 1 CYCLE;
+
+CREATE TABLE spock.subscription (
+    sub_id oid NOT NULL PRIMARY KEY,
+    sub_name name NOT NULL UNIQUE,
+    sub_origin oid NOT NULL REFERENCES spock.node (node_id),
+    sub_target oid NOT NULL REFERENCES spock.node (node_id),
+    sub_origin_if oid NOT NULL REFERENCES spock.node_interface (if_id),
+    sub_target_if oid NOT NULL REFERENCES spock.node_interface (if_id),
+    sub_enabled boolean NOT NULL DEFAULT true,
+    sub_slot_name name NOT NULL,
+    sub_replication_sets text[],
+    sub_forward_origins text[],
+    sub_apply_delay interval NOT NULL DEFAULT '0',
+    sub_force_text_transfer boolean NOT NULL DEFAULT false,
+    sub_skip_lsn pg_lsn NOT NULL DEFAULT '0/0',
+    sub_skip_schema text[],
+    sub_created_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER SEQUENCE spock.sub_id_generator OWNED BY spock.subscription.sub_id;
+
+-- sync_status codes are spock_core::sync::SyncStatus; for the
+-- subscription-level row (no relation), sync_statuslsn is the provider
+-- position at which the subscription first streamed from its slot, 0/0
+-- while it never did (the slot may then be created).
+CREATE TABLE spock.local_sync_status (
+    sync_kind "char" NOT NULL CHECK (sync_kind IN ('i', 's', 'd', 'f')),
+    sync_subid oid NOT NULL REFERENCES spock.subscription (sub_id),
+    sync_nspname name,
+    sync_relname name,
+    sync_status "char" NOT NULL CHECK (sync_status IN ('i', 's', 'd', 'c', 'w', 'u', 'y', 'r', 'f')),
+    sync_statuslsn pg_lsn NOT NULL DEFAULT '0/0',
+    UNIQUE NULLS NOT DISTINCT (sync_subid, sync_nspname, sync_relname)
+);

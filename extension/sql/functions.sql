@@ -1,0 +1,53 @@
+-- Functions and procedures written in SQL (sql-api.md §4.1, §4.5).
+
+-- Commit timestamp and origin of a transaction, with the origin given as the
+-- spock node id of the subscription whose replication origin applied it.
+CREATE FUNCTION spock.xact_commit_timestamp_origin(xid xid, OUT "timestamp" timestamptz, OUT roident oid)
+    RETURNS record STRICT STABLE SECURITY DEFINER SET search_path = pg_catalog
+    LANGUAGE sql AS $$
+    SELECT c.timestamp,
+           CASE WHEN c.roident = 0 THEN 0::oid
+                ELSE coalesce((SELECT s.sub_origin FROM spock.subscription s
+                                 JOIN pg_catalog.pg_replication_origin o ON o.roname = s.sub_slot_name
+                                WHERE o.roident = c.roident), c.roident)
+           END
+      FROM pg_catalog.pg_xact_commit_timestamp_origin($1) c
+$$;
+
+CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin name, lsn pg_lsn,
+    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
+BEGIN
+    LOOP
+        IF spock.sync_event_reached(origin, lsn, wait_if_disabled) THEN
+            result := true;
+            RETURN;
+        END IF;
+        IF timeout > 0 AND clock_timestamp() >= deadline THEN
+            result := false;
+            RETURN;
+        END IF;
+        COMMIT;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE spock.wait_for_sync_event(OUT result boolean, origin_id oid, lsn pg_lsn,
+    timeout integer DEFAULT 0, wait_if_disabled boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin_name name;
+BEGIN
+    IF origin_id IS NULL THEN
+        RAISE EXCEPTION 'the origin to wait for must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT node_name INTO origin_name FROM spock.node WHERE node_id = origin_id;
+    IF origin_name IS NULL THEN
+        RAISE EXCEPTION 'node with id % does not exist', origin_id USING ERRCODE = '42704';
+    END IF;
+    CALL spock.wait_for_sync_event(result, origin_name, lsn, timeout, wait_if_disabled);
+END
+$$;

@@ -1,0 +1,27 @@
+-- Who may use what (sql-api.md §1, behaviour.md §21). Runs last.
+--
+-- Everyone may look names up in the schema; what they may then use is
+-- granted object by object. Catalogs (which hold connection strings) are
+-- for superusers only. Management functions are revoked from PUBLIC, and
+-- they also check for a superuser themselves. Public functions are granted
+-- to PUBLIC. Functions a provider's replication role calls (node_info, the
+-- protocol versions) are granted to PUBLIC and check for superuser or the
+-- REPLICATION attribute themselves, since that attribute is not a role one
+-- can grant to.
+GRANT USAGE ON SCHEMA spock TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA spock FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA spock FROM PUBLIC;
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA spock FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    spock.spock_version(),
+    spock.spock_version_num(),
+    spock.spock_max_proto_version(),
+    spock.spock_min_proto_version(),
+    spock.spock_gen_slot_name(name, name, name),
+    spock.xact_commit_timestamp_origin(xid),
+    spock.core_patches_status(),
+    spock.node_info(),
+    spock.node_info_rows()
+TO PUBLIC;
+GRANT SELECT ON spock.core_patches TO PUBLIC;

@@ -1,0 +1,146 @@
+//! Dispatch of decoded protocol messages: each remote transaction becomes
+//! one local transaction committed with the replication origin's position
+//! and the origin's commit time; each change is applied in a memory context
+//! of its own; sync events outside a transaction move the origin on. The
+//! flush bookkeeping that feedback reports from lives here, next to the
+//! commits it tracks.
+
+use pgrx::prelude::*;
+use spock_core::protocol::{Message, truncate_flags};
+use spock_core::stream::FlushTracker;
+
+use super::rowops::Applier;
+use crate::catalog::origin;
+use crate::errors::raise;
+
+pub struct Dispatcher {
+    applier: Applier,
+    flush: FlushTracker,
+    in_transaction: bool,
+    /// Memory for applying one change, reset after each (what the executor,
+    /// type input functions and catalog lookups allocate for a row must not
+    /// pile up over a transaction of a million rows).
+    change_cxt: pg_sys::MemoryContext,
+}
+
+impl Dispatcher {
+    pub fn new() -> Dispatcher {
+        Dispatcher {
+            applier: Applier::new(),
+            flush: FlushTracker::default(),
+            in_transaction: false,
+            // SAFETY: a process-lifetime memory context under TopMemoryContext.
+            change_cxt: unsafe {
+                pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::TopMemoryContext,
+                    c"spock apply change".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                )
+            },
+        }
+    }
+
+    /// The highest provider position whose transactions are all flushed
+    /// locally (see `FlushTracker`).
+    pub fn flushed(&mut self, local_flush: u64, received: u64) -> u64 {
+        self.flush.flushed(local_flush, received, self.in_transaction)
+    }
+
+    /// Runs `f` in the per-change memory context, then frees what it allocated.
+    fn in_change_context(&mut self, f: impl FnOnce(&mut Applier)) {
+        // SAFETY: switches to a context this worker owns and resets it after.
+        unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(self.change_cxt);
+            f(&mut self.applier);
+            pg_sys::MemoryContextSwitchTo(previous);
+            pg_sys::MemoryContextReset(self.change_cxt);
+        }
+    }
+
+    fn require_transaction(&self, what: &str) {
+        if !self.in_transaction {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                format!("the provider sent {what} outside a transaction"),
+            );
+        }
+    }
+
+    pub fn handle(&mut self, msg: Message) {
+        match msg {
+            Message::Begin { .. } => {
+                if self.in_transaction {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                        "the provider began a transaction inside another",
+                    );
+                }
+                self.in_transaction = true;
+                // SAFETY: starts the local transaction that applies the remote one.
+                unsafe {
+                    pg_sys::SetCurrentStatementStartTimestamp();
+                    pg_sys::StartTransactionCommand();
+                    pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+                }
+            }
+            Message::Commit { end_lsn, commit_time, .. } => {
+                self.require_transaction("Commit");
+                self.applier.end_transaction();
+                origin::stamp_commit(end_lsn, commit_time);
+                // SAFETY: commits the local transaction started at Begin.
+                let local_end = unsafe {
+                    pg_sys::PopActiveSnapshot();
+                    pg_sys::CommitTransactionCommand();
+                    pg_sys::pgstat_report_stat(false);
+                    pg_sys::XactLastCommitEnd
+                };
+                self.in_transaction = false;
+                self.flush.committed(end_lsn, local_end);
+            }
+            Message::Relation { relid, nspname, relname, columns } => {
+                self.applier.relmap.relation(relid, nspname, relname, columns);
+            }
+            Message::Insert { relid, new } => {
+                self.require_transaction("Insert");
+                self.in_change_context(|a| a.insert(relid, &new));
+            }
+            Message::Update { relid, old, new } => {
+                self.require_transaction("Update");
+                self.in_change_context(|a| a.update(relid, old.as_ref(), &new));
+            }
+            Message::Delete { relid, old } => {
+                self.require_transaction("Delete");
+                self.in_change_context(|a| a.delete(relid, &old));
+            }
+            Message::Truncate { flags, relids } => {
+                self.require_transaction("Truncate");
+                self.in_change_context(|a| {
+                    a.truncate(&relids, flags & truncate_flags::RESTART_IDENTITY != 0)
+                });
+            }
+            Message::SyncEvent { lsn } => {
+                if self.in_transaction {
+                    // A transactional event: the commit carries the origin past it.
+                    return;
+                }
+                self.advance_origin(lsn);
+            }
+        }
+    }
+
+    /// Moves the replication origin to `lsn` with a local transaction of its
+    /// own (it must write a commit record for the move to be durable).
+    fn advance_origin(&mut self, lsn: u64) {
+        // SAFETY: a small transaction that only advances the session's origin.
+        let local_end = unsafe {
+            pg_sys::StartTransactionCommand();
+            pg_sys::GetCurrentTransactionId();
+            origin::stamp_commit(lsn, pg_sys::GetCurrentTimestamp());
+            pg_sys::CommitTransactionCommand();
+            pg_sys::XactLastCommitEnd
+        };
+        self.flush.committed(lsn, local_end);
+    }
+}

@@ -1,0 +1,236 @@
+//! The relation map of an apply worker: what the provider's Relation
+//! messages said about its tables, and how each maps onto a local table
+//! (found by schema and name, columns matched by name). A local mapping is
+//! dropped when a relation cache invalidation says the local table changed,
+//! and rebuilt on its next use.
+//!
+//! Only ordinary and partitioned tables outside the system schemas and the
+//! `spock` schema are ever mapped (behaviour.md §21): a provider cannot make
+//! a subscriber write into a catalog, whatever it names.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+
+use pgrx::prelude::*;
+use spock_core::protocol::Column;
+
+use crate::errors::{raise, raise_hint};
+
+/// What a Relation message said about a provider table.
+pub struct RemoteRel {
+    pub nspname: String,
+    pub relname: String,
+    pub columns: Vec<Column>,
+}
+
+impl RemoteRel {
+    /// `schema.table`, quoted where needed, for messages.
+    pub fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            pgrx::spi::quote_identifier(&self.nspname),
+            pgrx::spi::quote_identifier(&self.relname)
+        )
+    }
+}
+
+/// How a provider table maps onto the local one.
+pub struct LocalMap {
+    pub relid: pg_sys::Oid,
+    /// The local table's owner: its changes are applied with this role's rights.
+    pub owner: pg_sys::Oid,
+    /// For each remote column, the local attribute index (0-based).
+    pub local_att: Vec<usize>,
+    /// Per local attribute: its input function, when a remote column maps to it.
+    pub input: Vec<Option<InputFn>>,
+    /// Local attributes no remote column fills (they get their defaults on INSERT).
+    pub unmapped: Vec<usize>,
+}
+
+/// A column type's input function, looked up once.
+pub struct InputFn {
+    pub finfo: Box<pg_sys::FmgrInfo>,
+    pub ioparam: pg_sys::Oid,
+    pub typmod: i32,
+}
+
+thread_local! {
+    /// Local tables invalidated since the map was last used (`None` inside:
+    /// every table).
+    static INVALID: RefCell<Vec<Option<u32>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn local_invalidated(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    INVALID.with(|i| i.borrow_mut().push((relid != pg_sys::InvalidOid).then(|| relid.to_u32())));
+}
+
+/// The map of one stream.
+#[derive(Default)]
+pub struct RelMap {
+    remote: HashMap<u32, RemoteRel>,
+    local: HashMap<u32, LocalMap>,
+}
+
+static mut CALLBACK_REGISTERED: bool = false;
+
+impl RelMap {
+    pub fn new() -> RelMap {
+        // SAFETY: a flag of this single-threaded worker; the relcache
+        // callback is registered once per process.
+        unsafe {
+            if !CALLBACK_REGISTERED {
+                pg_sys::CacheRegisterRelcacheCallback(Some(local_invalidated), pg_sys::Datum::from(0usize));
+                CALLBACK_REGISTERED = true;
+            }
+        }
+        RelMap::default()
+    }
+
+    /// A Relation message: remember the provider's description (a changed
+    /// description replaces the mapping built from the old one).
+    pub fn relation(&mut self, relid: u32, nspname: String, relname: String, columns: Vec<Column>) {
+        self.local.remove(&relid);
+        self.remote.insert(relid, RemoteRel { nspname, relname, columns });
+    }
+
+    /// Drops local mappings whose tables changed since they were built.
+    fn forget_invalidated(&mut self) {
+        let invalid = INVALID.with(|i| std::mem::take(&mut *i.borrow_mut()));
+        if invalid.contains(&None) {
+            self.local.clear();
+        } else if !invalid.is_empty() {
+            self.local.retain(|_, m| !invalid.contains(&Some(m.relid.to_u32())));
+        }
+    }
+
+    /// The provider's description of a relation.
+    pub fn remote(&self, relid: u32) -> &RemoteRel {
+        self.remote.get(&relid).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                format!("the provider sent a change for relation {relid} without describing it first"),
+            )
+        })
+    }
+
+    /// The local mapping and the provider's description of a relation,
+    /// built if needed.
+    pub fn resolve(&mut self, relid: u32) -> (&LocalMap, &RemoteRel) {
+        self.forget_invalidated();
+        if !self.local.contains_key(&relid) {
+            let map = build_map(self.remote(relid));
+            self.local.insert(relid, map);
+        }
+        (&self.local[&relid], &self.remote[&relid])
+    }
+}
+
+/// Refuses a local relation spock must never write into (behaviour.md §21).
+///
+/// # Safety
+/// `relation` is open.
+unsafe fn check_target(relation: pg_sys::Relation, rr: &RemoteRel) {
+    // SAFETY: the caller keeps the relation open.
+    let (relkind, namespace) =
+        unsafe { ((*(*relation).rd_rel).relkind as u8, (*(*relation).rd_rel).relnamespace) };
+    // SAFETY: catalog lookups of an existing namespace.
+    let (system, nspname) = unsafe {
+        let name = pg_sys::get_namespace_name(namespace);
+        let nspname =
+            if name.is_null() { String::new() } else { CStr::from_ptr(name).to_string_lossy().into_owned() };
+        (pg_sys::IsCatalogNamespace(namespace) || pg_sys::IsToastNamespace(namespace), nspname)
+    };
+    let reserved =
+        system || nspname.starts_with("pg_") || nspname == "information_schema" || nspname == "spock";
+    if reserved {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the provider sent a change for {}, in schema {nspname}, which spock never writes into",
+                rr.qualified()
+            ),
+            "Only tables outside pg_catalog, information_schema, pg_* schemas and spock are replicated; \
+             remove the table from the provider's replication sets.",
+        );
+    }
+    if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
+        raise(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!(
+                "the provider sent a change for {}, which is not a table on this node; only ordinary and \
+                 partitioned tables receive replicated changes",
+                rr.qualified()
+            ),
+        );
+    }
+}
+
+/// Looks the provider table up locally by schema and name, checks that it
+/// may receive changes, and maps its columns by name.
+fn build_map(rr: &RemoteRel) -> LocalMap {
+    let nsp = CString::new(rr.nspname.as_str()).expect("no NUL in names");
+    let rel = CString::new(rr.relname.as_str()).expect("no NUL in names");
+    // SAFETY: catalog lookups and a relation opened and closed inside the
+    // apply transaction.
+    unsafe {
+        let nspoid = pg_sys::get_namespace_oid(nsp.as_ptr(), true);
+        let relid = if nspoid == pg_sys::InvalidOid {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_relname_relid(rel.as_ptr(), nspoid)
+        };
+        if relid == pg_sys::InvalidOid {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("table {} does not exist on this node; create it here too", rr.qualified()),
+            );
+        }
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        check_target(relation, rr);
+        let owner = (*(*relation).rd_rel).relowner;
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
+        let natts = desc.len();
+        let mut local_att = Vec::with_capacity(rr.columns.len());
+        let mut input: Vec<Option<InputFn>> = (0..natts).map(|_| None).collect();
+        for col in &rr.columns {
+            let found = desc.iter().position(|a| {
+                !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == col.name.as_bytes()
+            });
+            let Some(i) = found else {
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{}\" of table {} does not exist on this node",
+                        col.name,
+                        rr.qualified()
+                    ),
+                );
+            };
+            let att = desc.get(i).expect("index from position");
+            if att.attgenerated != 0 {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "column \"{}\" of table {} is generated on this node but not on the provider",
+                        col.name,
+                        rr.qualified()
+                    ),
+                );
+            }
+            let mut func = pg_sys::InvalidOid;
+            let mut ioparam = pg_sys::InvalidOid;
+            pg_sys::getTypeInputInfo(att.atttypid, &mut func, &mut ioparam);
+            let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info_cxt(func, &mut *finfo, pg_sys::TopMemoryContext);
+            input[i] = Some(InputFn { finfo, ioparam, typmod: att.atttypmod });
+            local_att.push(i);
+        }
+        let unmapped = (0..natts)
+            .filter(|i| input[*i].is_none() && !desc.get(*i).expect("in range").attisdropped)
+            .collect();
+        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
+        LocalMap { relid, owner, local_att, input, unmapped }
+    }
+}

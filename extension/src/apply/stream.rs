@@ -1,0 +1,208 @@
+//! The replication stream of one subscription: connect to the provider,
+//! agree on a protocol version, make sure the slot is the one this
+//! subscription has been streaming from (creating it only before the first
+//! stream, `spock_core::sync::slot_plan`), set up the replication origin,
+//! stream from the origin's position, hand each message to the dispatcher,
+//! and report back only positions whose local commits are flushed.
+
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use spock_core::protocol::{self, encode_name_list};
+use spock_core::stream::{self, FromProvider, format_lsn};
+use spock_core::sync::{SlotPlan, slot_plan};
+
+use super::dispatch::Dispatcher;
+use crate::catalog::subscription::Subscription;
+use crate::catalog::{origin, sync_status};
+use crate::errors::{raise, raise_hint};
+use crate::guc;
+use crate::remote::{self, Conn, PqError, Purpose, provider};
+use crate::workers::{self, registry};
+
+/// How often feedback is sent when nothing asks for it.
+const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
+
+fn connect_error(e: PqError, what: &str) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE, format!("{what}: {}", e.message))
+}
+
+pub struct Stream {
+    sub: Subscription,
+    dboid: u32,
+    dispatcher: Dispatcher,
+    /// Highest provider position received (data or keepalive).
+    received: u64,
+    last_feedback: Instant,
+    last_message: Instant,
+}
+
+impl Stream {
+    pub fn new(sub: Subscription, dboid: u32) -> Stream {
+        Stream {
+            sub,
+            dboid,
+            dispatcher: Dispatcher::new(),
+            received: 0,
+            last_feedback: Instant::now(),
+            last_message: Instant::now(),
+        }
+    }
+
+    fn connect(&self) -> Conn {
+        remote::connect(&self.sub.origin_dsn, Purpose::Replication { subscription: &self.sub.name })
+            .unwrap_or_else(|e| {
+                connect_error(e, &format!("cannot connect to provider \"{}\"", self.sub.origin_name))
+            })
+    }
+
+    /// Protocol negotiation, on the replication connection.
+    fn negotiate(&self, conn: &mut Conn) -> u32 {
+        let theirs = provider::protocol_versions(conn)
+            .unwrap_or_else(|e| connect_error(e, "cannot ask the provider for its protocol versions"));
+        protocol::negotiate((protocol::MIN_PROTO_VERSION, protocol::MAX_PROTO_VERSION), theirs)
+            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e))
+    }
+
+    /// Makes sure the slot is there (creating it only if this subscription
+    /// never streamed, see `slot_plan`), records where the subscription's
+    /// stream starts, and takes over the replication origin. Returns the
+    /// origin's position, where streaming resumes.
+    fn prepare(&self, conn: &mut Conn) -> u64 {
+        let (sub_id, slot) = (self.sub.sub_id, self.sub.slot_name.clone());
+        let sync = BackgroundWorker::transaction(|| {
+            Spi::connect(|client| sync_status::subscription_sync(client, sub_id))
+        });
+        let stream_start = sync.and_then(|s| s.stream_start);
+        let position = provider::slot_position(conn, &slot)
+            .unwrap_or_else(|e| connect_error(e, "cannot list the provider's replication slots"));
+        let start = match slot_plan(position.is_some(), stream_start) {
+            SlotPlan::Use => position.unwrap_or(0),
+            SlotPlan::Create => {
+                let lsn = provider::create_slot(conn, &slot).unwrap_or_else(|e| {
+                    connect_error(e, &format!("cannot create replication slot {slot} on the provider"))
+                });
+                pgrx::log!(
+                    "created replication slot {slot} on provider \"{}\" at {}",
+                    self.sub.origin_name,
+                    format_lsn(lsn)
+                );
+                lsn
+            }
+            SlotPlan::Missing => raise_hint(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!(
+                    "replication slot \"{slot}\" of subscription \"{}\" does not exist on provider \"{}\"; \
+                     the changes the provider made since this subscription last received from it are \
+                     not available any more, so spock does not create a new slot",
+                    self.sub.name, self.sub.origin_name
+                ),
+                "Was the slot dropped, or the provider restored from a backup or failed over? Drop and \
+                 re-create the subscription (spock.sub_drop, spock.sub_create) to start again from the \
+                 provider's current state, after making the two nodes' data equal.",
+            ),
+        };
+        BackgroundWorker::transaction(move || {
+            Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
+            origin::setup_session(origin::ensure(&slot))
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut conn = self.connect();
+        let version = self.negotiate(&mut conn);
+        let start = self.prepare(&mut conn);
+        self.received = start;
+        let command = format!(
+            "START_REPLICATION SLOT {} LOGICAL {} (\"proto_version\" '{version}', \"replication_sets\" {}, \"forward_origins\" {})",
+            conn.ident(&self.sub.slot_name),
+            format_lsn(start),
+            conn.literal(&encode_name_list(&self.sub.replication_sets)),
+            conn.literal(&encode_name_list(&self.sub.forward_origins)),
+        );
+        conn.start_copy_both(&command).unwrap_or_else(|e| {
+            connect_error(e, &format!("cannot start streaming from provider \"{}\"", self.sub.origin_name))
+        });
+        registry::mark_streaming(self.dboid, self.sub.sub_id);
+        pgrx::log!(
+            "spock apply worker for subscription {} is streaming from provider \"{}\" at {}",
+            self.sub.name,
+            self.sub.origin_name,
+            format_lsn(start)
+        );
+        self.last_message = Instant::now();
+        loop {
+            workers::reload_config_if_asked();
+            conn.consume_input().unwrap_or_else(|e| connect_error(e, "lost the connection to the provider"));
+            let mut got_any = false;
+            while let Some(data) =
+                conn.get_copy_data().unwrap_or_else(|e| connect_error(e, "the provider's stream failed"))
+            {
+                got_any = true;
+                self.last_message = Instant::now();
+                match stream::parse(&data) {
+                    Ok(FromProvider::XLogData { wal_end, payload, .. }) => {
+                        self.received = self.received.max(wal_end);
+                        let messages = protocol::decode_all(payload).unwrap_or_else(|e| {
+                            raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e.to_string())
+                        });
+                        for msg in messages {
+                            self.dispatcher.handle(msg);
+                        }
+                    }
+                    Ok(FromProvider::Keepalive { wal_end, reply_requested, .. }) => {
+                        self.received = self.received.max(wal_end);
+                        if reply_requested {
+                            self.send_feedback(&mut conn);
+                        }
+                    }
+                    Err(e) => raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e),
+                }
+                pgrx::check_for_interrupts!();
+            }
+            if self.last_feedback.elapsed() >= FEEDBACK_INTERVAL {
+                self.send_feedback(&mut conn);
+            }
+            if got_any {
+                continue;
+            }
+            let idle = guc::APPLY_IDLE_TIMEOUT.get();
+            if idle > 0 && self.last_message.elapsed() > Duration::from_secs(idle as u64) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                    format!(
+                        "nothing arrived from provider \"{}\" for {idle} s; reconnecting",
+                        self.sub.origin_name
+                    ),
+                );
+            }
+            // SAFETY: waits on the latch and the provider's socket.
+            unsafe {
+                let events = pg_sys::WaitLatchOrSocket(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET
+                        | pg_sys::WL_SOCKET_READABLE
+                        | pg_sys::WL_TIMEOUT
+                        | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    conn.socket(),
+                    FEEDBACK_INTERVAL.as_millis() as i64,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                if events & pg_sys::WL_LATCH_SET as i32 != 0 {
+                    pg_sys::ResetLatch(pg_sys::MyLatch);
+                }
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+
+    fn send_feedback(&mut self, conn: &mut Conn) {
+        // SAFETY: reads the local WAL flush position.
+        let local_flush = unsafe { pg_sys::GetFlushRecPtr(std::ptr::null_mut()) };
+        let flushed = self.dispatcher.flushed(local_flush, self.received);
+        let msg = stream::feedback(self.received, flushed, flushed, workers::now(), false);
+        conn.put_copy_data(&msg).unwrap_or_else(|e| connect_error(e, "cannot send feedback to the provider"));
+        self.last_feedback = Instant::now();
+    }
+}

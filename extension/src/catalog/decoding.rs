@@ -1,0 +1,119 @@
+//! Catalog reads for the output plugin. A walsender decodes with a historic
+//! snapshot (the catalogs as they were when the change was made), in which
+//! SPI cannot run, so these read the user catalog tables with plain system
+//! table scans.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::prelude::*;
+
+/// Bits of the actions a relation's sets carry.
+pub const ACTION_INSERT: u8 = 1;
+pub const ACTION_UPDATE: u8 = 2;
+pub const ACTION_DELETE: u8 = 4;
+pub const ACTION_TRUNCATE: u8 = 8;
+
+/// Scans one of spock's catalog tables with the current catalog snapshot
+/// (historic while decoding), calling `f` with each row's values.
+fn scan(relname: &str, mut f: impl FnMut(&[pg_sys::Datum], &[bool])) {
+    let relname = CString::new(relname).expect("no NUL");
+    // SAFETY: catalog access inside the decoding transaction; the tuple
+    // descriptor and the values live until the scan ends.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"spock".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return;
+        }
+        let relid = pg_sys::get_relname_relid(relname.as_ptr(), nsp);
+        if relid == pg_sys::InvalidOid {
+            return;
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![false; natts];
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::InvalidOid,
+            false,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        loop {
+            let tup = pg_sys::systable_getnext(scan);
+            if tup.is_null() {
+                break;
+            }
+            pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            f(&values, &nulls);
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+    }
+}
+
+fn oid_at(values: &[pg_sys::Datum], nulls: &[bool], i: usize) -> u32 {
+    if nulls[i] { 0 } else { values[i].value() as u32 }
+}
+
+fn bool_at(values: &[pg_sys::Datum], nulls: &[bool], i: usize) -> bool {
+    !nulls[i] && values[i].value() != 0
+}
+
+fn name_at(values: &[pg_sys::Datum], nulls: &[bool], i: usize) -> String {
+    if nulls[i] {
+        return String::new();
+    }
+    // SAFETY: a `name` datum points to a NUL-terminated NameData.
+    unsafe { CStr::from_ptr(values[i].cast_mut_ptr::<std::ffi::c_char>()) }.to_string_lossy().into_owned()
+}
+
+/// The actions the subscribed sets of the local node carry for `relid`
+/// (0: the relation is not sent). Errors when the database is not a node or
+/// a subscribed set does not exist.
+pub fn actions_for(relid: u32, replication_sets: &[String]) -> u8 {
+    let mut local_node = 0u32;
+    scan("local_node", |v, n| local_node = oid_at(v, n, 0));
+    if local_node == 0 {
+        error!("this database is not a spock node; run spock.node_create() on the provider");
+    }
+    // spock.replication_set: set_id, set_nodeid, set_name, insert, update, delete, truncate
+    let mut sets: Vec<(u32, u8)> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
+    scan("replication_set", |v, n| {
+        if oid_at(v, n, 1) != local_node {
+            return;
+        }
+        let name = name_at(v, n, 2);
+        if !replication_sets.contains(&name) {
+            return;
+        }
+        let mut actions = 0;
+        for (i, bit) in [(3, ACTION_INSERT), (4, ACTION_UPDATE), (5, ACTION_DELETE), (6, ACTION_TRUNCATE)] {
+            if bool_at(v, n, i) {
+                actions |= bit;
+            }
+        }
+        sets.push((oid_at(v, n, 0), actions));
+        found.push(name);
+    });
+    if let Some(missing) = replication_sets.iter().find(|s| !found.contains(s)) {
+        error!(
+            "replication set \"{missing}\" does not exist on this node; remove it from the subscription with spock.sub_remove_repset()"
+        );
+    }
+    // spock.replication_set_table: set_id, set_reloid, ...
+    let mut actions = 0;
+    scan("replication_set_table", |v, n| {
+        if oid_at(v, n, 1) != relid {
+            return;
+        }
+        let set = oid_at(v, n, 0);
+        if let Some((_, a)) = sets.iter().find(|(id, _)| *id == set) {
+            actions |= a;
+        }
+    });
+    actions
+}

@@ -1,0 +1,74 @@
+//! The extension's own catalogs (`spock.*`, sql-api.md §6) and the
+//! replication origins of subscriptions: the only code that reads or writes
+//! them. The tables are created by `sql/catalog.sql`; each submodule gives
+//! typed access to one group of them through SPI, and `decoding` reads them
+//! the way the output plugin must, with the historic snapshot of the change
+//! being decoded.
+
+pub mod decoding;
+pub mod node;
+pub mod origin;
+pub mod repset;
+pub mod subscription;
+pub mod sync_status;
+
+use pgrx::prelude::*;
+
+pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
+pgrx::extension_sql_file!(
+    "../../sql/functions.sql",
+    name = "sql_functions",
+    requires = ["catalog", api::sync::sync_event_reached]
+);
+pgrx::extension_sql_file!(
+    "../../sql/views.sql",
+    name = "views",
+    requires = ["catalog", core_patches::core_patches_status]
+);
+pgrx::extension_sql_file!("../../sql/privileges.sql", name = "privileges", finalize);
+
+/// An `oid` column or argument from a Rust id.
+pub(crate) fn oid(v: u32) -> pg_sys::Oid {
+    pg_sys::Oid::from(v)
+}
+
+/// An `oid` column value as a Rust id (0 for NULL).
+pub(crate) fn oid_u32(v: Option<pg_sys::Oid>) -> u32 {
+    v.map(|o| o.to_u32()).unwrap_or(0)
+}
+
+/// Fails the statement when SPI does, naming the catalog access that failed.
+pub(crate) fn spi_failed<T>(what: &str) -> impl FnOnce(pgrx::spi::SpiError) -> T + '_ {
+    move |e| pgrx::error!("spock cannot {what}: {e}")
+}
+
+/// Runs `f` with the rights of the owner of schema `spock` (who owns the
+/// catalogs), for the few functions that callers without superuser may use
+/// and that must read a catalog: the caller's own privilege has been checked
+/// before. The previous user is restored afterwards, on error too.
+pub fn with_catalog_owner_rights<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: syscache lookup of the schema's owner, and a user switch that
+    // is undone below (and by transaction abort if anything fails).
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"spock".as_ptr(), false);
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            pg_sys::Datum::from(nsp),
+        );
+        if tup.is_null() {
+            pgrx::error!("cache lookup failed for schema spock");
+        }
+        let form = pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_namespace;
+        let owner = (*form).nspowner;
+        pg_sys::ReleaseSysCache(tup);
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        // On an error only the user is restored; nothing `f` left half done
+        // is looked at again (the transaction aborts).
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+            .finally(|| pg_sys::SetUserIdAndSecContext(saved_user, saved_context))
+            .execute()
+    }
+}

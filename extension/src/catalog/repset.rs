@@ -1,0 +1,185 @@
+//! Replication sets and their tables (`spock.replication_set`,
+//! `spock.replication_set_table`). Every membership or flag change queues a
+//! relation cache invalidation of the tables it affects, so that walsenders
+//! see it in stream order (at the changing transaction's commit).
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use spock_core::naming;
+
+use super::{oid, spi_failed};
+
+/// The built-in replication sets every node gets: (name, insert, update, delete, truncate).
+pub const BUILTIN_SETS: [(&str, bool, bool, bool, bool); 3] = [
+    ("default", true, true, true, true),
+    ("default_insert_only", true, false, false, true),
+    ("ddl_sql", true, false, false, false),
+];
+
+/// A set of the local node.
+#[derive(Clone, Debug)]
+pub struct Set {
+    pub id: pg_sys::Oid,
+    pub update: bool,
+    pub delete: bool,
+}
+
+/// A set of `node_id` by name.
+pub fn find_set(client: &SpiClient<'_>, node_id: u32, name: &str) -> Option<Set> {
+    client
+        .select(
+            "SELECT set_id, replicate_update, replicate_delete
+               FROM spock.replication_set WHERE set_nodeid = $1 AND set_name = $2",
+            None,
+            &[oid(node_id).into(), name.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set"))
+        .next()
+        .map(|r| Set {
+            id: r.get(1).unwrap().unwrap(),
+            update: r.get(2).unwrap().unwrap_or(true),
+            delete: r.get(3).unwrap().unwrap_or(true),
+        })
+}
+
+/// The names of a node's sets, ordered.
+pub fn set_names(client: &SpiClient<'_>, node_id: u32) -> Vec<String> {
+    client
+        .select(
+            "SELECT set_name::text FROM spock.replication_set WHERE set_nodeid = $1 ORDER BY set_name",
+            None,
+            &[oid(node_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}
+
+/// A set id for a set of a node: a hash of the node id and the set name,
+/// moved on when another set already has it.
+fn new_set_id(client: &SpiClient<'_>, node_id: u32, set_name: &str) -> u32 {
+    let mut salt = 0u32;
+    loop {
+        let id = 1 + naming::fnv1a32(format!("{node_id}/{set_name}/{salt}").as_bytes()) % (u32::MAX - 1);
+        let taken = !client
+            .select("SELECT 1 FROM spock.replication_set WHERE set_id = $1", None, &[oid(id).into()])
+            .unwrap_or_else(spi_failed("read spock.replication_set"))
+            .is_empty();
+        if !taken {
+            return id;
+        }
+        salt += 1;
+    }
+}
+
+/// Creates a set of `node_id` with the given flags (insert, update, delete,
+/// truncate) and returns its id.
+pub fn insert_set(client: &mut SpiClient<'_>, node_id: u32, name: &str, flags: [bool; 4]) -> pg_sys::Oid {
+    let id = new_set_id(client, node_id, name);
+    let [insert, update, delete, truncate] = flags;
+    client
+        .update(
+            "INSERT INTO spock.replication_set (set_id, set_nodeid, set_name, replicate_insert, replicate_update,
+                replicate_delete, replicate_truncate) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            None,
+            &[
+                oid(id).into(),
+                oid(node_id).into(),
+                name.into(),
+                insert.into(),
+                update.into(),
+                delete.into(),
+                truncate.into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed("insert into spock.replication_set"));
+    oid(id)
+}
+
+/// Changes the flags given as `Some` and invalidates the set's tables.
+pub fn alter_set(client: &mut SpiClient<'_>, set: &Set, flags: [Option<bool>; 4]) {
+    let [insert, update, delete, truncate] = flags;
+    client
+        .update(
+            "UPDATE spock.replication_set SET
+                replicate_insert = coalesce($2, replicate_insert),
+                replicate_update = coalesce($3, replicate_update),
+                replicate_delete = coalesce($4, replicate_delete),
+                replicate_truncate = coalesce($5, replicate_truncate)
+              WHERE set_id = $1",
+            None,
+            &[set.id.into(), insert.into(), update.into(), delete.into(), truncate.into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.replication_set"));
+    for reloid in members(client, set.id) {
+        invalidate(reloid);
+    }
+}
+
+/// Drops a set and its memberships.
+pub fn delete_set(client: &mut SpiClient<'_>, set: &Set) {
+    let tables = members(client, set.id);
+    for sql in [
+        "DELETE FROM spock.replication_set_table WHERE set_id = $1",
+        "DELETE FROM spock.replication_set WHERE set_id = $1",
+    ] {
+        client.update(sql, None, &[set.id.into()]).unwrap_or_else(spi_failed("drop a replication set"));
+    }
+    for reloid in tables {
+        invalidate(reloid);
+    }
+}
+
+/// Queues a relation cache invalidation of a table, transactionally: the
+/// output plugin sees it at this transaction's commit.
+fn invalidate(reloid: pg_sys::Oid) {
+    // SAFETY: queues an invalidation message for a relation id; the
+    // relation need not be open.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(reloid) };
+}
+
+/// The tables of a set.
+pub fn members(client: &SpiClient<'_>, set: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    client
+        .select(
+            "SELECT set_reloid::oid FROM spock.replication_set_table WHERE set_id = $1",
+            None,
+            &[set.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .filter_map(|r| r.get::<pg_sys::Oid>(1).unwrap())
+        .collect()
+}
+
+pub fn is_member(client: &SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) -> bool {
+    !client
+        .select(
+            "SELECT 1 FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .is_empty()
+}
+
+pub fn add_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
+    client
+        .update(
+            "INSERT INTO spock.replication_set_table (set_id, set_reloid) VALUES ($1, $2)",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("add a table to a replication set"));
+    invalidate(reloid);
+}
+
+pub fn remove_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
+    client
+        .update(
+            "DELETE FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("remove a table from a replication set"));
+    invalidate(reloid);
+}

@@ -1,0 +1,159 @@
+//! Subscriptions of the local node (`spock.subscription`) and the local
+//! copies of their providers' nodes.
+
+use pgrx::spi::SpiClient;
+
+use super::{oid, oid_u32, spi_failed};
+
+/// A subscription of the local node, with what its worker needs.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub sub_id: u32,
+    pub name: String,
+    pub origin_id: u32,
+    pub origin_name: String,
+    pub origin_dsn: String,
+    pub enabled: bool,
+    pub slot_name: String,
+    pub replication_sets: Vec<String>,
+    pub forward_origins: Vec<String>,
+}
+
+const SUBSCRIPTION_QUERY: &str = "SELECT s.sub_id, s.sub_name::text, s.sub_origin, o.node_name::text,
+        i.if_dsn, s.sub_enabled, s.sub_slot_name::text,
+        coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}')
+   FROM spock.subscription s
+   JOIN spock.node o ON o.node_id = s.sub_origin
+   JOIN spock.node_interface i ON i.if_id = s.sub_origin_if";
+
+fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
+    Subscription {
+        sub_id: oid_u32(row.get(1).unwrap()),
+        name: row.get::<String>(2).unwrap().unwrap_or_default(),
+        origin_id: oid_u32(row.get(3).unwrap()),
+        origin_name: row.get::<String>(4).unwrap().unwrap_or_default(),
+        origin_dsn: row.get::<String>(5).unwrap().unwrap_or_default(),
+        enabled: row.get::<bool>(6).unwrap().unwrap_or(false),
+        slot_name: row.get::<String>(7).unwrap().unwrap_or_default(),
+        replication_sets: row.get::<Vec<String>>(8).unwrap().unwrap_or_default(),
+        forward_origins: row.get::<Vec<String>>(9).unwrap().unwrap_or_default(),
+    }
+}
+
+fn query(client: &SpiClient<'_>, filter: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Subscription> {
+    client
+        .select(&format!("{SUBSCRIPTION_QUERY} {filter}"), None, args)
+        .unwrap_or_else(spi_failed("read spock.subscription"))
+        .map(|row| from_row(&row))
+        .collect()
+}
+
+/// Every subscription of the local node, ordered by name.
+pub fn all(client: &SpiClient<'_>) -> Vec<Subscription> {
+    query(client, "ORDER BY s.sub_name", &[])
+}
+
+/// One subscription by name.
+pub fn by_name(client: &SpiClient<'_>, name: &str) -> Option<Subscription> {
+    query(client, "WHERE s.sub_name = $1", &[name.into()]).into_iter().next()
+}
+
+/// One subscription by id.
+pub fn by_id(client: &SpiClient<'_>, id: u32) -> Option<Subscription> {
+    query(client, "WHERE s.sub_id = $1", &[oid(id).into()]).into_iter().next()
+}
+
+/// The subscriptions (enabled or not) whose provider is `node_id`.
+pub fn from_provider(client: &SpiClient<'_>, node_id: u32) -> Vec<Subscription> {
+    query(client, "WHERE s.sub_origin = $1 ORDER BY s.sub_name", &[oid(node_id).into()])
+}
+
+/// What a new subscription row holds.
+pub struct NewSubscription<'a> {
+    pub name: &'a str,
+    pub origin: u32,
+    pub target: u32,
+    pub origin_if: u32,
+    pub target_if: u32,
+    pub enabled: bool,
+    pub slot_name: &'a str,
+    pub replication_sets: &'a [String],
+}
+
+/// A fresh subscription id from `spock.sub_id_generator`.
+pub fn next_id(client: &SpiClient<'_>) -> u32 {
+    client
+        .select("SELECT nextval('spock.sub_id_generator')::int", None, &[])
+        .unwrap_or_else(spi_failed("allocate a subscription id"))
+        .first()
+        .get_one::<i32>()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| pgrx::error!("spock cannot allocate a subscription id")) as u32
+}
+
+pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
+    client
+        .update(
+            "INSERT INTO spock.subscription (sub_id, sub_name, sub_origin, sub_target, sub_origin_if, sub_target_if,
+                sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', '{}')",
+            None,
+            &[
+                oid(id).into(),
+                sub.name.into(),
+                oid(sub.origin).into(),
+                oid(sub.target).into(),
+                oid(sub.origin_if).into(),
+                oid(sub.target_if).into(),
+                sub.enabled.into(),
+                sub.slot_name.into(),
+                sub.replication_sets.to_vec().into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed("insert into spock.subscription"));
+}
+
+/// Names of other subscriptions to the same provider that receive one of `sets`.
+pub fn overlapping(client: &SpiClient<'_>, provider: u32, except: u32, sets: &[String]) -> Vec<String> {
+    client
+        .select(
+            "SELECT sub_name::text FROM spock.subscription
+              WHERE sub_origin = $1 AND sub_id <> $2 AND sub_replication_sets && $3 ORDER BY 1",
+            None,
+            &[oid(provider).into(), oid(except).into(), sets.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.subscription"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}
+
+/// Deletes a subscription and its sync status rows.
+pub fn delete(client: &mut SpiClient<'_>, id: u32) {
+    for sql in [
+        "DELETE FROM spock.local_sync_status WHERE sync_subid = $1",
+        "DELETE FROM spock.subscription WHERE sub_id = $1",
+    ] {
+        client.update(sql, None, &[oid(id).into()]).unwrap_or_else(spi_failed("drop a subscription"));
+    }
+}
+
+pub fn set_enabled(client: &mut SpiClient<'_>, id: u32, enabled: bool) {
+    client
+        .update(
+            "UPDATE spock.subscription SET sub_enabled = $2 WHERE sub_id = $1",
+            None,
+            &[oid(id).into(), enabled.into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"));
+}
+
+pub fn set_replication_sets(client: &mut SpiClient<'_>, id: u32, sets: &[String]) {
+    client
+        .update(
+            "UPDATE spock.subscription SET sub_replication_sets = $2 WHERE sub_id = $1",
+            None,
+            &[oid(id).into(), sets.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"));
+}

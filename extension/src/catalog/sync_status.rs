@@ -1,0 +1,90 @@
+//! Synchronisation status rows (`spock.local_sync_status`), typed with
+//! `spock_core::sync`. Only subscription-level rows (no relation) exist
+//! today.
+
+use pgrx::spi::SpiClient;
+use spock_core::sync::{SyncKind, SyncStatus};
+
+use super::{oid, spi_failed};
+
+/// The subscription-level row of a subscription.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscriptionSync {
+    pub status: SyncStatus,
+    /// The provider position at which the subscription first streamed from
+    /// its slot; `None` while it never did.
+    pub stream_start: Option<u64>,
+}
+
+fn code_of(text: Option<String>, what: &str) -> char {
+    text.and_then(|s| s.chars().next())
+        .unwrap_or_else(|| pgrx::error!("spock.local_sync_status has no {what}"))
+}
+
+/// The subscription-level row, if it exists.
+pub fn subscription_sync(client: &SpiClient<'_>, sub_id: u32) -> Option<SubscriptionSync> {
+    let row = client
+        .select(
+            "SELECT sync_status::text, (sync_statuslsn - '0/0'::pg_lsn)::int8
+               FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_nspname IS NULL AND sync_relname IS NULL",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .next()?;
+    let status = SyncStatus::from_code(code_of(row.get(1).unwrap(), "sync_status"))
+        .unwrap_or_else(|e| pgrx::error!("{e}"));
+    let lsn = row.get::<i64>(2).unwrap().unwrap_or(0) as u64;
+    Some(SubscriptionSync { status, stream_start: (lsn != 0).then_some(lsn) })
+}
+
+/// Inserts the subscription-level row of a new subscription.
+pub fn insert_subscription_sync(client: &mut SpiClient<'_>, sub_id: u32, kind: SyncKind, status: SyncStatus) {
+    client
+        .update(
+            "INSERT INTO spock.local_sync_status (sync_kind, sync_subid, sync_status) VALUES ($1, $2, $3)",
+            None,
+            &[kind.code().to_string().into(), oid(sub_id).into(), status.code().to_string().into()],
+        )
+        .unwrap_or_else(spi_failed("insert into spock.local_sync_status"));
+}
+
+/// Records that the subscription streams from its slot, which the
+/// provider says starts at `lsn`, and is ready. The start is kept once set.
+pub fn mark_streaming(client: &mut SpiClient<'_>, sub_id: u32, lsn: u64) {
+    client
+        .update(
+            "UPDATE spock.local_sync_status
+                SET sync_status = 'r',
+                    sync_statuslsn = CASE WHEN sync_statuslsn = '0/0' THEN '0/0'::pg_lsn + $2::numeric
+                                          ELSE sync_statuslsn END
+              WHERE sync_subid = $1 AND sync_nspname IS NULL AND sync_relname IS NULL",
+            None,
+            &[oid(sub_id).into(), (lsn.max(1) as i64).into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"));
+}
+
+/// `(enabled, subscription-level status)` of a subscription by name, read
+/// with a fresh snapshot (a non-read-only SPI statement takes one), for
+/// loops that wait for what a worker commits.
+pub fn wait_state(client: &mut SpiClient<'_>, name: &str) -> Option<(bool, Option<SyncStatus>)> {
+    client
+        .update(
+            "SELECT s.sub_enabled, l.sync_status::text FROM spock.subscription s
+               LEFT JOIN spock.local_sync_status l
+                 ON l.sync_subid = s.sub_id AND l.sync_nspname IS NULL AND l.sync_relname IS NULL
+              WHERE s.sub_name = $1",
+            None,
+            &[name.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.subscription"))
+        .next()
+        .map(|r| {
+            let status = r.get::<String>(2).ok().flatten().map(|t| {
+                SyncStatus::from_code(t.chars().next().unwrap_or(' ')).unwrap_or_else(|e| pgrx::error!("{e}"))
+            });
+            (r.get::<bool>(1).ok().flatten().unwrap_or(false), status)
+        })
+}

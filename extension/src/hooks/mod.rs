@@ -1,0 +1,52 @@
+//! spock's hooks into the server, installed once while the library is
+//! preloaded: one ProcessUtility hook, chained to whatever was installed
+//! before, that runs each utility-statement check in turn (today the
+//! column-option guard of `column_options`).
+
+mod column_options;
+
+use pgrx::prelude::*;
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Installs the hooks; called from `_PG_init` while preloading.
+pub fn install() {
+    // SAFETY: hooks are installed while the library is preloaded, before
+    // any backend runs; the previous hook is kept and chained.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: the statement PostgreSQL is about to execute, passed on
+    // unchanged to the previous hook or the standard implementation.
+    unsafe {
+        column_options::check((*pstmt).utilityStmt);
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}

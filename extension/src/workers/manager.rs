@@ -1,0 +1,97 @@
+//! A manager (behaviour.md §3): one per database with a spock node, started
+//! by the supervisor. It runs one apply worker per enabled subscription,
+//! restarts failed ones after `spock.restart_delay_default`, and stops those
+//! of disabled or dropped subscriptions. A manager of a database without a
+//! node (or without the extension) exits.
+
+use std::time::Duration;
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use super::registry::{self, Kind};
+use crate::catalog;
+use crate::guc;
+
+/// Subscriptions of the manager's database: (id, name, enabled).
+fn subscriptions() -> Option<Vec<(u32, String, bool)>> {
+    BackgroundWorker::transaction(|| {
+        Spi::connect(|client| {
+            let installed = client
+                .select("SELECT 1 FROM pg_extension WHERE extname = 'spock'", None, &[])
+                .map(|t| !t.is_empty())
+                .unwrap_or(false);
+            if !installed || catalog::node::local_node(client).is_none() {
+                return None;
+            }
+            Some(
+                catalog::subscription::all(client)
+                    .into_iter()
+                    .map(|s| (s.sub_id, s.name, s.enabled))
+                    .collect(),
+            )
+        })
+    })
+}
+
+fn launch_apply(dboid: u32, sub_id: u32, name: &str) {
+    let result = BackgroundWorkerBuilder::new(&format!("spock apply {name}"))
+        .set_type("spock apply")
+        .set_library("spock")
+        .set_function("spock_apply_main")
+        .set_argument(Some(pg_sys::Datum::from(sub_id)))
+        .set_extra(&dboid.to_string())
+        .enable_shmem_access(None)
+        .enable_spi_access()
+        .set_restart_time(None)
+        // SAFETY: reads this process's pid.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic();
+    match result {
+        Ok(_) => registry::note_launch(dboid, sub_id),
+        Err(_) => pgrx::warning!(
+            "spock: cannot start the apply worker of subscription {name}: no free background worker slot \
+             (raise max_worker_processes)"
+        ),
+    }
+}
+
+/// A manager's main loop.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
+    let dboid = arg.value() as u32;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+    registry::claim(Kind::Manager, dboid, 0);
+    loop {
+        super::reload_config_if_asked();
+        let Some(subs) = subscriptions() else {
+            // No spock node here (any more): nothing to manage.
+            return;
+        };
+        let restart_delay = i64::from(guc::RESTART_DELAY_DEFAULT.get()) * 1000;
+        let now = super::now();
+        for (sub_id, name, enabled) in &subs {
+            let slot = registry::apply_slot(dboid, *sub_id);
+            let running = slot.is_some_and(|s| s.pid != 0);
+            if *enabled && !running {
+                let starting = slot.is_some_and(|s| s.launched_at != 0 && now - s.launched_at < 10_000_000);
+                let backing_off = slot.is_some_and(|s| s.failed_at != 0 && now - s.failed_at < restart_delay);
+                let held = slot.is_some_and(|s| now < s.hold_until);
+                if !starting && !backing_off && !held {
+                    launch_apply(dboid, *sub_id, name);
+                }
+            } else if !*enabled && running {
+                registry::stop_apply_worker(dboid, *sub_id, false);
+            }
+        }
+        // Workers of dropped subscriptions are stopped, their slots forgotten.
+        let keep: Vec<u32> = subs.iter().map(|(id, _, _)| *id).collect();
+        registry::stop_orphans(dboid, &keep);
+        registry::forget_apply_slots(dboid, &keep);
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(500))) {
+            break;
+        }
+    }
+}

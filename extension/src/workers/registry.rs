@@ -1,0 +1,384 @@
+//! The registry of spock's workers in shared memory: which manager runs for
+//! which database and which apply worker for which subscription, which
+//! failed, when, and with what error, and which have reached their stream.
+//! SQL functions wake the supervisor and the managers through it after a
+//! catalog change commits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::lwlock::PgLwLock;
+use pgrx::prelude::*;
+use pgrx::shmem::PGRXSharedMemory;
+use pgrx::{PgXactCallbackEvent, pg_shmem_init, register_xact_callback};
+
+/// Most workers spock runs at once (managers and apply workers).
+pub const MAX_WORKERS: usize = 128;
+
+/// Bytes kept of a worker's last error message.
+const ERROR_BYTES: usize = 512;
+
+/// What a registry slot is for.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    #[default]
+    Free,
+    Manager,
+    Apply,
+}
+
+/// One worker: a manager of a database or the apply worker of a subscription.
+#[derive(Copy, Clone, Debug)]
+pub struct Slot {
+    pub kind: Kind,
+    pub dboid: u32,
+    /// The subscription of an apply worker; 0 for a manager.
+    pub subid: u32,
+    /// The running process, 0 when none.
+    pub pid: i32,
+    /// Its latch, for waking it.
+    latch: usize,
+    /// When the last process of this slot exited with an error (0 if never,
+    /// or if it later exited cleanly or was stopped on request).
+    pub failed_at: i64,
+    /// The manager's view: a worker was launched and has not reported yet.
+    pub launched_at: i64,
+    /// No new worker before this time: a backend stopped the worker and is
+    /// about to commit a catalog change (disable, drop) the manager must see
+    /// before it decides to start one again.
+    pub hold_until: i64,
+    /// The running worker was asked to stop (its exit is not a failure).
+    stop_requested: bool,
+    /// The running apply worker has started streaming from its provider.
+    pub streaming: bool,
+    /// The last error of this slot's workers, until one streams again
+    /// (passwords masked, cut to `ERROR_BYTES`).
+    error: [u8; ERROR_BYTES],
+    error_len: u16,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            kind: Kind::Free,
+            dboid: 0,
+            subid: 0,
+            pid: 0,
+            latch: 0,
+            failed_at: 0,
+            launched_at: 0,
+            hold_until: 0,
+            stop_requested: false,
+            streaming: false,
+            error: [0; ERROR_BYTES],
+            error_len: 0,
+        }
+    }
+}
+
+impl Slot {
+    /// The last error recorded for this slot, if any.
+    pub fn last_error(&self) -> Option<String> {
+        (self.error_len > 0)
+            .then(|| String::from_utf8_lossy(&self.error[..self.error_len as usize]).into_owned())
+    }
+
+    fn set_error(&mut self, message: &str) {
+        let mut end = message.len().min(ERROR_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.error[..end].copy_from_slice(&message.as_bytes()[..end]);
+        self.error_len = end as u16;
+    }
+
+    fn is_apply(&self, dboid: u32, subid: u32) -> bool {
+        self.kind == Kind::Apply && self.dboid == dboid && self.subid == subid
+    }
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct Registry {
+    supervisor_latch: usize,
+    /// Bumped whenever a catalog change needs workers to look again.
+    generation: u64,
+    slots: [Slot; MAX_WORKERS],
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { supervisor_latch: 0, generation: 0, slots: [Slot::default(); MAX_WORKERS] }
+    }
+}
+
+// SAFETY: plain data without pointers that are dereferenced across
+// processes, except latches, which live in shared memory.
+unsafe impl PGRXSharedMemory for Registry {}
+
+// SAFETY: the lock's name is a static C string; pgrx initialises the lock
+// in the shared memory startup hook before any process uses it.
+static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"spock_worker_registry") };
+
+/// Set in the postmaster when the library is preloaded (inherited by every
+/// process it forks).
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Requests the shared memory; called from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(REGISTRY);
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+/// Whether the registry exists (the library was preloaded).
+pub fn available() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+fn now() -> i64 {
+    // SAFETY: reads the clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+fn my_pid() -> i32 {
+    // SAFETY: reads this process's pid, set at process start.
+    unsafe { pg_sys::MyProcPid }
+}
+
+fn my_latch() -> usize {
+    // SAFETY: MyLatch is this process's latch, in shared memory for
+    // processes that have a PGPROC.
+    unsafe { pg_sys::MyLatch as usize }
+}
+
+fn set_latch(latch: usize) {
+    if latch != 0 {
+        // SAFETY: a latch recorded by a live worker; setting a latch of a
+        // process that just exited is harmless (its PGPROC latch stays valid
+        // shared memory).
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+}
+
+fn signal(pid: i32) {
+    // SAFETY: sends SIGTERM to a process spock started (its pid is in the
+    // registry only while it runs).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+}
+
+/// The supervisor records its latch.
+pub fn register_supervisor() {
+    REGISTRY.exclusive().supervisor_latch = my_latch();
+}
+
+/// A worker claims its slot (one per manager database or subscription) and
+/// arranges for the slot to be released when the process exits.
+pub fn claim(kind: Kind, dboid: u32, subid: u32) {
+    let claimed = {
+        let mut reg = REGISTRY.exclusive();
+        let index = reg
+            .slots
+            .iter()
+            .position(|s| s.kind == kind && s.dboid == dboid && s.subid == subid)
+            .or_else(|| reg.slots.iter().position(|s| s.kind == Kind::Free));
+        if let Some(i) = index {
+            let slot = &mut reg.slots[i];
+            *slot = Slot {
+                kind,
+                dboid,
+                subid,
+                pid: my_pid(),
+                latch: my_latch(),
+                failed_at: slot.failed_at,
+                error: slot.error,
+                error_len: slot.error_len,
+                ..Slot::default()
+            };
+        }
+        index.is_some()
+    };
+    // Raised only once the lock is released.
+    if !claimed {
+        crate::errors::raise(
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!("spock cannot run more than {MAX_WORKERS} workers"),
+        );
+    }
+    // SAFETY: registers a callback that runs while shared memory is still attached.
+    unsafe { pg_sys::before_shmem_exit(Some(release_on_exit), pg_sys::Datum::from(0usize)) };
+}
+
+/// Clears this process's slot; an exit with an error code that nobody asked
+/// for marks it failed, so that the manager waits
+/// `spock.restart_delay_default` before a restart.
+#[pg_guard]
+unsafe extern "C-unwind" fn release_on_exit(code: i32, _arg: pg_sys::Datum) {
+    let pid = my_pid();
+    let mut reg = REGISTRY.exclusive();
+    for slot in reg.slots.iter_mut().filter(|s| s.pid == pid) {
+        slot.failed_at = if code != 0 && !slot.stop_requested { now() } else { 0 };
+        slot.pid = 0;
+        slot.latch = 0;
+        slot.stop_requested = false;
+        slot.streaming = false;
+    }
+}
+
+/// Records the error an apply worker is about to exit with.
+pub fn record_error(dboid: u32, subid: u32, message: &str) {
+    if !available() {
+        return;
+    }
+    let masked = spock_core::dsn::mask_passwords(message);
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.set_error(&masked);
+    }
+}
+
+/// An apply worker has started streaming: it is healthy again.
+pub fn mark_streaming(dboid: u32, subid: u32) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.streaming = true;
+        slot.error_len = 0;
+    }
+}
+
+/// A copy of the slot of a subscription's apply worker, if any.
+pub fn apply_slot(dboid: u32, subid: u32) -> Option<Slot> {
+    if !available() {
+        return None;
+    }
+    REGISTRY.share().slots.iter().find(|s| s.is_apply(dboid, subid)).copied()
+}
+
+/// Whether a process currently runs the apply worker of a subscription.
+pub fn apply_running(dboid: u32, subid: u32) -> bool {
+    apply_slot(dboid, subid).is_some_and(|s| s.pid != 0)
+}
+
+/// Whether a manager runs for a database.
+pub fn manager_running(dboid: u32) -> bool {
+    REGISTRY.share().slots.iter().any(|s| s.kind == Kind::Manager && s.dboid == dboid && s.pid != 0)
+}
+
+/// The manager notes it launched a worker (so it does not launch it twice
+/// while the worker starts).
+pub fn note_launch(dboid: u32, subid: u32) {
+    let mut reg = REGISTRY.exclusive();
+    let index = reg
+        .slots
+        .iter()
+        .position(|s| s.is_apply(dboid, subid))
+        .or_else(|| reg.slots.iter().position(|s| s.kind == Kind::Free));
+    if let Some(i) = index {
+        let slot = &mut reg.slots[i];
+        if slot.kind == Kind::Free {
+            *slot = Slot { kind: Kind::Apply, dboid, subid, ..Slot::default() };
+        }
+        slot.launched_at = now();
+    }
+}
+
+/// Forgets the slots of subscriptions that no longer exist in a database.
+pub fn forget_apply_slots(dboid: u32, keep: &[u32]) {
+    let mut reg = REGISTRY.exclusive();
+    for slot in reg.slots.iter_mut() {
+        if slot.kind == Kind::Apply && slot.dboid == dboid && slot.pid == 0 && !keep.contains(&slot.subid) {
+            *slot = Slot::default();
+        }
+    }
+}
+
+/// The current generation (see [`wake_after_commit`]).
+pub fn generation() -> u64 {
+    REGISTRY.share().generation
+}
+
+/// Wakes the supervisor and every manager now.
+pub fn wake_all() {
+    if !available() {
+        return;
+    }
+    let latches: Vec<usize> = {
+        let mut reg = REGISTRY.exclusive();
+        reg.generation += 1;
+        std::iter::once(reg.supervisor_latch)
+            .chain(reg.slots.iter().filter(|s| s.kind == Kind::Manager && s.pid != 0).map(|s| s.latch))
+            .collect()
+    };
+    for latch in latches {
+        set_latch(latch);
+    }
+}
+
+/// Wakes the supervisor and the managers when the current transaction
+/// commits: catalog changes (a new node, a subscription created, enabled,
+/// disabled or dropped) are acted on within moments of the commit.
+pub fn wake_after_commit() {
+    if available() {
+        register_xact_callback(PgXactCallbackEvent::Commit, wake_all);
+    }
+}
+
+/// Asks the apply worker of a subscription to stop (SIGTERM); its exit is
+/// not counted as a failure. With `hold`, the manager starts no new worker
+/// for it for a while (long enough for the caller's transaction to commit
+/// the change that made it stop). Returns the pid signalled.
+pub fn stop_apply_worker(dboid: u32, subid: u32, hold: bool) -> Option<i32> {
+    if !available() {
+        return None;
+    }
+    let pid = {
+        let mut reg = REGISTRY.exclusive();
+        let slot = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid))?;
+        if hold {
+            slot.hold_until = now() + HOLD_MICROS;
+        }
+        if slot.pid != 0 {
+            slot.stop_requested = true;
+        }
+        slot.pid
+    };
+    if pid == 0 {
+        return None;
+    }
+    signal(pid);
+    Some(pid)
+}
+
+/// Ends the hold of [`stop_apply_worker`] (when the transaction that asked
+/// for it ends) and wakes the managers.
+pub fn release_hold(dboid: u32, subid: u32) {
+    if !available() {
+        return;
+    }
+    {
+        let mut reg = REGISTRY.exclusive();
+        for slot in reg.slots.iter_mut().filter(|s| s.is_apply(dboid, subid)) {
+            slot.hold_until = 0;
+        }
+    }
+    wake_all();
+}
+
+/// How long a stop with `hold` keeps the manager from starting a new worker
+/// at most (the hold normally ends with the transaction that set it).
+const HOLD_MICROS: i64 = 10_000_000;
+
+/// Stops the apply workers of a database whose subscriptions are gone.
+pub fn stop_orphans(dboid: u32, keep: &[u32]) {
+    let pids: Vec<i32> = {
+        let mut reg = REGISTRY.exclusive();
+        reg.slots
+            .iter_mut()
+            .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0 && !keep.contains(&s.subid))
+            .map(|s| {
+                s.stop_requested = true;
+                s.pid
+            })
+            .collect()
+    };
+    for pid in pids {
+        signal(pid);
+    }
+}
