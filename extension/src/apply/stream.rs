@@ -114,14 +114,12 @@ impl Stream {
         let version = self.negotiate(&mut conn);
         let start = self.prepare(&mut conn);
         self.received = start;
-        let command = format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (\"proto_version\" '{version}', \"replication_sets\" {}, \"forward_origins\" {})",
-            conn.ident(&self.sub.slot_name),
-            format_lsn(start),
-            conn.literal(&encode_name_list(&self.sub.replication_sets)),
-            conn.literal(&encode_name_list(&self.sub.forward_origins)),
-        );
-        conn.start_copy_both(&command).unwrap_or_else(|e| {
+        let options = [
+            ("proto_version", version.to_string()),
+            ("replication_sets", encode_name_list(&self.sub.replication_sets)),
+            ("forward_origins", encode_name_list(&self.sub.forward_origins)),
+        ];
+        provider::start_replication(&mut conn, &self.sub.slot_name, start, &options).unwrap_or_else(|e| {
             connect_error(e, &format!("cannot start streaming from provider \"{}\"", self.sub.origin_name))
         });
         registry::mark_streaming(self.dboid, self.sub.sub_id);

@@ -105,6 +105,27 @@ pub fn create_slot(conn: &mut Conn, slot: &str) -> Result<u64, PqError> {
         .ok_or_else(|| malformed("CREATE_REPLICATION_SLOT", format!("consistent point {point:?}")))
 }
 
+/// Starts streaming from a slot at `start` with the output plugin options
+/// `options`; the connection is then in COPY BOTH mode.
+pub fn start_replication(
+    conn: &mut Conn,
+    slot: &str,
+    start: u64,
+    options: &[(&str, String)],
+) -> Result<(), PqError> {
+    // Replication commands take only plain '...' strings (no E'...'), in
+    // which a quote is doubled and a backslash is an ordinary character.
+    let quoted: Vec<String> =
+        options.iter().map(|(name, value)| format!("\"{name}\" '{}'", value.replace('\'', "''"))).collect();
+    let command = format!(
+        "START_REPLICATION SLOT {} LOGICAL {} ({})",
+        conn.ident(slot),
+        spock_core::stream::format_lsn(start),
+        quoted.join(", ")
+    );
+    conn.start_copy_both(&command)
+}
+
 /// How dropping a slot went.
 pub enum SlotDrop {
     Dropped,
