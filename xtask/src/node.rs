@@ -34,6 +34,15 @@ pub struct Node {
     pub run_as: RunAs,
 }
 
+/// A private directory for a node's Unix socket. Socket paths are limited to
+/// about 100 bytes, so it lives in the system's temporary directory.
+pub fn socket_dir(tag: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("spock-{tag}-"))
+        .tempdir()
+        .context("cannot create a socket directory")
+}
+
 /// Asks the kernel for a free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot probe for a free port")?;

@@ -83,7 +83,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
         let core: CorePatches = fsutil::read_json(&sharedir.join(CORE_PATCHES_FILE)).with_context(|| {
             format!("the installed server package has no {CORE_PATCHES_FILE} in {}", sharedir.display())
         })?;
-        crate::test::smoke_test(&Installed { dirs, core })?;
+        crate::smoke::smoke_test(&Installed { dirs, core })?;
         step.done("archives, installation and a server from the installed files are as expected");
     }
     Ok(())
