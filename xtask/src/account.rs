@@ -103,6 +103,39 @@ impl RunAs {
         Ok(())
     }
 
+    /// Creates `path` as a new file with `contents`, readable and writable
+    /// by the account alone (mode 0600, owned by it; by us when not root).
+    /// An existing file or link at `path` is replaced, never followed, so a
+    /// directory the account can write cannot redirect the write.
+    pub fn write_private_file(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+            }
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        self.give_file(&file, path)?;
+        file.write_all(contents).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Gives an open file (`path` names it in errors) to the account.
+    pub fn give_file(&self, file: &std::fs::File, path: &Path) -> Result<()> {
+        if let RunAs::Account { uid, gid, .. } = self {
+            nix::unistd::fchown(file, Some(*uid), Some(*gid))
+                .with_context(|| format!("cannot give {} to the server account", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Gives a whole tree to the account (for build trees whose tests write
     /// into them as the account).
     pub fn give_tree(&self, root: &Path) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Local multi-node clusters: N nodes of a toolkit build side by side, each
 //! with its own data directory, port and log, sharing a private socket
-//! directory. The state is kept in `cluster.json` so that later commands
-//! (`status`, `psql`, `down`) find the nodes again.
+//! directory and one superuser password for TCP connections (each node keeps
+//! it in its own password file, so that any node's server processes can log
+//! in to any other over TCP). The state is kept in `cluster.json` so that
+//! later commands (`status`, `psql`, `down`) find the nodes again.
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +80,8 @@ pub fn sql_literal(s: &str) -> String {
 impl Cluster {
     /// Initialises `count` nodes `n1..nK` in `dir` (which must not hold a
     /// cluster yet) with the base configuration for a mesh of that size plus
-    /// `extra_conf`. The nodes are not started.
+    /// `extra_conf`, and one new superuser password for all of them. The
+    /// nodes are not started.
     pub fn create(
         dir: &Path,
         installed: &Installed,
@@ -111,11 +114,21 @@ impl Cluster {
         }
         let mut conf = node::base_conf(installed, count);
         conf.push_str(extra_conf);
+        let password = node::new_password()?;
         let mut nodes = Vec::new();
         for (i, port) in ports.into_iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let node = Node::init(&name, installed, &dir.join(&name), &socket_dir, port, run_as, &conf)
-                .with_context(|| format!("cannot initialise node {name}"))?;
+            let node = Node::init_with_password(
+                &name,
+                installed,
+                &dir.join(&name),
+                &socket_dir,
+                port,
+                run_as,
+                &conf,
+                &password,
+            )
+            .with_context(|| format!("cannot initialise node {name}"))?;
             nodes.push(node);
         }
         let cluster = Cluster { dir: dir.to_path_buf(), installed: installed.clone(), socket_dir, nodes };
@@ -177,6 +190,12 @@ impl Cluster {
             })
             .collect();
         Ok(Some(Cluster { dir: dir.to_path_buf(), installed, socket_dir: state.socket_dir, nodes }))
+    }
+
+    /// The nodes made by an older toolkit, without a password file: their
+    /// servers were initialised with `trust` for TCP connections too.
+    pub fn nodes_without_password(&self) -> Vec<&Node> {
+        self.nodes.iter().filter(|n| !n.pgpass_file().exists()).collect()
     }
 
     pub fn node(&self, name: &str) -> Result<&Node> {
