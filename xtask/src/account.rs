@@ -136,30 +136,6 @@ impl RunAs {
         Ok(())
     }
 
-    /// Gives a whole tree to the account (for build trees whose tests write
-    /// into them as the account).
-    pub fn give_tree(&self, root: &Path) -> Result<()> {
-        let RunAs::Account { uid, gid, .. } = self else { return Ok(()) };
-        fn walk(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
-            nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
-                Some(uid),
-                Some(gid),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .with_context(|| format!("cannot give {} to the server account", path.display()))?;
-            let meta = std::fs::symlink_metadata(path)?;
-            if meta.is_dir() {
-                for entry in std::fs::read_dir(path)? {
-                    walk(&entry?.path(), uid, gid)?;
-                }
-            }
-            Ok(())
-        }
-        walk(root, *uid, *gid)
-    }
-
     /// Makes sure the account can reach `path` (search permission on every
     /// ancestor). When it cannot, grants search permission to others on the
     /// blocking directories, and says so: that permission only lets the
