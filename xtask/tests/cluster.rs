@@ -223,8 +223,8 @@ fn apply_errors_and_lost_connections_are_logged_and_retried() {
 
 /// psql over `args` as the invoking user, with `PGPASSFILE` set to
 /// `pgpassfile`, `PGPASSWORD` unset and never a password prompt (`-w`).
-/// Returns whether it succeeded, and its output and errors.
-fn psql_as_client(node: &xtask::node::Node, args: &[&str], pgpassfile: &Path) -> (bool, String) {
+/// Returns what it printed on success, or its errors.
+fn psql_as_client(node: &xtask::node::Node, args: &[&str], pgpassfile: &Path) -> Result<String, String> {
     let out = std::process::Command::new(node.installed.bin("psql"))
         .args(["-X", "-A", "-t", "-w"])
         .args(args)
@@ -236,8 +236,11 @@ fn psql_as_client(node: &xtask::node::Node, args: &[&str], pgpassfile: &Path) ->
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text.trim().to_string())
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }
 
 #[test]
@@ -245,30 +248,37 @@ fn psql_as_client(node: &xtask::node::Node, args: &[&str], pgpassfile: &Path) ->
 fn tcp_connections_need_the_password_and_the_socket_does_not() {
     use std::os::unix::fs::MetadataExt;
 
-    let cluster = cluster("tcp-auth", 2, "fsync = off\n");
+    // Authentication is the server's and the toolkit's business alone: the
+    // extension is not loaded, so this test needs only a built server.
+    let cluster = cluster("tcp-auth", 2, "fsync = off\nshared_preload_libraries = ''\n");
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let port = n1.port.to_string();
     let no_pgpass = Path::new("/dev/null");
 
     // Without a password, TCP is refused, for the superuser too.
-    let (ok, text) =
-        psql_as_client(n1, &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres"], no_pgpass);
-    assert!(!ok, "a TCP connection as postgres without a password was accepted: {text}");
+    let refusal =
+        psql_as_client(n1, &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres"], no_pgpass)
+            .expect_err("a TCP connection as postgres without a password was accepted");
     assert!(
-        text.contains("no password supplied") || text.contains("password authentication failed"),
-        "the refusal does not say that a password is needed: {text}"
+        refusal.contains("no password supplied") || refusal.contains("password authentication failed"),
+        "the refusal does not say that a password is needed: {refusal}"
     );
+    println!("TCP without a password: {refusal}");
 
     // With the node's password file, TCP works, as a connection string and as a URI.
     let pgpass = n1.pgpass_file();
-    let (ok, text) = psql_as_client(n1, &["-d", &n1.tcp_connstr("postgres", "postgres")], &pgpass);
-    assert!(ok && text == "postgres via 127.0.0.1", "TCP with {}: {text}", pgpass.display());
-    let (ok, text) = psql_as_client(n1, &["-d", &n1.uri("postgres", "postgres")], &pgpass);
-    assert!(ok && text == "postgres via 127.0.0.1", "{}: {text}", n1.uri("postgres", "postgres"));
+    for target in [n1.tcp_connstr("postgres", "postgres"), n1.uri("postgres", "postgres")] {
+        let answer = psql_as_client(n1, &["-d", &target], &pgpass)
+            .unwrap_or_else(|e| panic!("{target} with PGPASSFILE={}: {e}", pgpass.display()));
+        assert_eq!(answer, "postgres via 127.0.0.1", "{target}");
+        println!("{target} with PGPASSFILE={}: {answer}", pgpass.display());
+    }
 
     // The socket needs no password.
-    let (ok, text) = psql_as_client(n1, &["-d", &n1.connstr("postgres")], no_pgpass);
-    assert!(ok && text == "postgres via socket", "socket connection: {text}");
+    let answer = psql_as_client(n1, &["-d", &n1.connstr("postgres")], no_pgpass)
+        .unwrap_or_else(|e| panic!("socket connection: {e}"));
+    assert_eq!(answer, "postgres via socket");
+    println!("{} without a password: {answer}", n1.connstr("postgres"));
 
     // One password for the cluster, in files only the server account reads.
     let password = n1.password().unwrap();
@@ -277,12 +287,35 @@ fn tcp_connections_need_the_password_and_the_socket_does_not() {
     let meta = std::fs::metadata(&pgpass).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600, "{} must be private", pgpass.display());
     assert_eq!(meta.uid(), std::fs::metadata(n1.data()).unwrap().uid(), "owned by the server account");
+    // The cluster's own directory and state stay the invoking user's.
+    let me = nix::unistd::geteuid().as_raw();
+    assert_eq!(std::fs::metadata(&cluster.dir).unwrap().uid(), me, "{}", cluster.dir.display());
+    assert_eq!(std::fs::metadata(cluster.dir.join("cluster.json")).unwrap().uid(), me);
     let leftovers: Vec<_> = std::fs::read_dir(&n1.base)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.contains("pwfile"))
         .collect();
     assert!(leftovers.is_empty(), "initdb's password file was left behind: {leftovers:?}");
+
+    // A standby has its primary's roles, and gets a copy of its password file.
+    let standby = xtask::node::Node::init_standby(
+        "standby",
+        n1,
+        &cluster.dir.join("standby"),
+        xtask::node::free_port().unwrap(),
+    )
+    .unwrap();
+    standby.start().unwrap();
+    assert_eq!(standby.password().unwrap(), password);
+    let answer = psql_as_client(
+        &standby,
+        &["-d", &standby.tcp_connstr("postgres", "postgres")],
+        &standby.pgpass_file(),
+    )
+    .unwrap_or_else(|e| panic!("TCP to the standby: {e}"));
+    assert_eq!(answer, "postgres via 127.0.0.1");
+    standby.stop(StopMode::Fast).unwrap();
 
     // The servers' own processes log in over TCP with the password from
     // PGPASSFILE: n2 subscribes to n1 with built-in logical replication.
@@ -299,6 +332,10 @@ fn tcp_connections_need_the_password_and_the_socket_does_not() {
     );
     n2.poll_query_until("postgres", "SELECT count(*) = 1 FROM auth_probe", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e:#}\n--- log of n2 ---\n{}", n2.log_tail(30)));
+    println!(
+        "n2 subscribed to n1 over TCP ({}) with the password from PGPASSFILE",
+        n1.tcp_connstr("postgres", "postgres")
+    );
     sql(n2, "postgres", "DROP SUBSCRIPTION auth_probe");
     cluster.destroy().unwrap();
 }
