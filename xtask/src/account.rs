@@ -103,28 +103,37 @@ impl RunAs {
         Ok(())
     }
 
-    /// Gives a whole tree to the account (for build trees whose tests write
-    /// into them as the account).
-    pub fn give_tree(&self, root: &Path) -> Result<()> {
-        let RunAs::Account { uid, gid, .. } = self else { return Ok(()) };
-        fn walk(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
-            nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
-                Some(uid),
-                Some(gid),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .with_context(|| format!("cannot give {} to the server account", path.display()))?;
-            let meta = std::fs::symlink_metadata(path)?;
-            if meta.is_dir() {
-                for entry in std::fs::read_dir(path)? {
-                    walk(&entry?.path(), uid, gid)?;
-                }
+    /// Creates `path` as a new file with `contents`, readable and writable
+    /// by the account alone (mode 0600, owned by it; by us when not root).
+    /// An existing file or link at `path` is replaced, never followed, so a
+    /// directory the account can write cannot redirect the write.
+    pub fn write_private_file(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot replace {}", path.display()));
             }
-            Ok(())
+            _ => {}
         }
-        walk(root, *uid, *gid)
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        self.give_file(&file, path)?;
+        file.write_all(contents).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Gives an open file (`path` names it in errors) to the account.
+    pub fn give_file(&self, file: &std::fs::File, path: &Path) -> Result<()> {
+        if let RunAs::Account { uid, gid, .. } = self {
+            nix::unistd::fchown(file, Some(*uid), Some(*gid))
+                .with_context(|| format!("cannot give {} to the server account", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Makes sure the account can reach `path` (search permission on every

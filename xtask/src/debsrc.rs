@@ -10,9 +10,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cmd::{self, tool};
-use crate::fetch::Route;
 use crate::versions::{DebianSource, PgVersion};
 use crate::{layout, ui};
+
+/// Why Debian's source archive did not deliver the tarball: not usable on
+/// this machine (the caller tries its next route), or a real failure that
+/// must stop the run.
+pub enum Miss {
+    Unavailable(String),
+    Failed(anyhow::Error),
+}
 
 /// One apt source entry of type `deb`, as configured on the system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,8 +165,8 @@ fn system_codename() -> Option<String> {
 
 /// Downloads `postgresql-NN_X.Y.orig.tar.bz2` into `downloads` under a
 /// temporary name and returns its path; the caller verifies and renames it.
-pub fn fetch_orig(version: PgVersion, deb: &DebianSource, downloads: &Path) -> Result<PathBuf, Route> {
-    let unavailable = |s: String| Route::Unavailable(s);
+pub fn fetch_orig(version: PgVersion, deb: &DebianSource, downloads: &Path) -> Result<PathBuf, Miss> {
+    let unavailable = |s: String| Miss::Unavailable(s);
     if cmd::on_path("apt-get").is_none() {
         return Err(unavailable("apt-get is not installed (not a Debian-family system)".into()));
     }
@@ -170,7 +177,7 @@ pub fn fetch_orig(version: PgVersion, deb: &DebianSource, downloads: &Path) -> R
         ));
     };
 
-    let fail = |e: anyhow::Error| Route::Failed(e);
+    let fail = |e: anyhow::Error| Miss::Failed(e);
     let apt = layout::apt_dir().map_err(fail)?;
     for sub in ["state/lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"] {
         std::fs::create_dir_all(apt.join(sub))

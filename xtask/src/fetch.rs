@@ -182,8 +182,8 @@ pub fn obtain(resolved: &Resolved, explicit: Option<&Path>) -> Result<Source> {
                     .with_context(|| format!("cannot move the tarball to {}", dest.display()))?;
                 return Ok(Source { version, path: dest, sha256: actual });
             }
-            Err(Route::Unavailable(why)) => attempts.push(format!("Debian's source archive: {why}")),
-            Err(Route::Failed(err)) => return Err(err),
+            Err(debsrc::Miss::Unavailable(why)) => attempts.push(format!("Debian's source archive: {why}")),
+            Err(debsrc::Miss::Failed(err)) => return Err(err),
         },
     }
 
@@ -208,9 +208,9 @@ fn copy_into_cache(file: &Path, dest: &Path, sha256: &str) -> Result<()> {
     fsutil::write_atomic(&sidecar(dest), format!("{sha256}\n").as_bytes())
 }
 
-/// Why a route did not deliver: not usable here (try the next one), or a
-/// real failure that must stop the run (a checksum mismatch).
-pub enum Route {
+/// Why the upstream route did not deliver: not usable here (try the next
+/// one), or a real failure that must stop the run (a checksum mismatch).
+enum Route {
     Unavailable(String),
     Failed(anyhow::Error),
 }

@@ -1,4 +1,5 @@
-//! Small file-system helpers: checksums, atomic writes, directory copies.
+//! Small file-system helpers: checksums, atomic writes, directory copies,
+//! ownership of a tree.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -61,6 +62,32 @@ pub fn remove_dir_all_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// The first entry of the tree at `root` (`root` included) that is not
+/// owned by `uid`, with its owner; symbolic links are looked at, never
+/// followed. `None` when there is none, or no tree.
+pub fn first_not_owned_by(root: &Path, uid: u32) -> Result<Option<(std::path::PathBuf, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        };
+        if meta.uid() != uid {
+            return Ok(Some((path, meta.uid())));
+        }
+        if meta.is_dir() {
+            for entry in
+                std::fs::read_dir(&path).with_context(|| format!("cannot list {}", path.display()))?
+            {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +99,19 @@ mod tests {
         let p = dir.path().join("f");
         write_atomic(&p, b"abc").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), sha256_bytes(b"abc"));
+    }
+
+    #[test]
+    fn foreign_owners_are_found() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("a/link")).unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        assert_eq!(first_not_owned_by(dir.path(), me).unwrap(), None, "links are not followed");
+        let (path, owner) = first_not_owned_by(dir.path(), me + 1).unwrap().unwrap();
+        assert_eq!((path.as_path(), owner), (dir.path(), me));
+        assert_eq!(first_not_owned_by(&dir.path().join("missing"), me).unwrap(), None);
     }
 }

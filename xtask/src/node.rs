@@ -1,6 +1,13 @@
 //! One PostgreSQL server of a toolkit build, driven the way PostgreSQL's own
 //! test cluster API drives its nodes: `init`, `start`, `stop`, `restart`,
 //! `kill9`, `safe_psql`, `poll_query_until`, `log_tail`.
+//!
+//! Authentication: connections through the Unix socket, whose directory is
+//! private to the server account, are trusted; TCP connections (the server
+//! listens on 127.0.0.1) need the superuser's password (`scram-sha-256`).
+//! The password is generated at `init` and kept in the node's libpq
+//! password file, `<base>/pgpass`, which the server gets as `PGPASSFILE` so
+//! that its own processes can connect over TCP too.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +22,9 @@ use crate::pgbuild::Installed;
 /// The database superuser of toolkit-made nodes.
 pub const SUPERUSER: &str = "postgres";
 
+/// The node's libpq password file, in its base directory.
+const PGPASS_FILE: &str = "pgpass";
+
 /// How `stop` asks the server to shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopMode {
@@ -26,12 +36,69 @@ pub enum StopMode {
 pub struct Node {
     pub name: String,
     pub installed: Installed,
-    /// Directory holding `data/` and `server.log`, owned by the server account.
+    /// Directory holding `data/`, `server.log` and `pgpass`, owned by the
+    /// server account.
     pub base: PathBuf,
     pub port: u16,
     /// Private directory of the Unix socket.
     pub socket_dir: PathBuf,
     pub run_as: RunAs,
+}
+
+/// A private directory for a node's Unix socket. Socket paths are limited to
+/// about 100 bytes, so it lives in the system's temporary directory.
+pub fn socket_dir(tag: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("spock-{tag}-"))
+        .tempdir()
+        .context("cannot create a socket directory")
+}
+
+/// A new random superuser password: 24 bytes from the kernel's random
+/// source, as 48 hexadecimal digits (nothing libpq's password file would
+/// need to escape).
+pub fn new_password() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a server password")?;
+    Ok(hex::encode(bytes))
+}
+
+/// The lines of a libpq password file that give `password` for every
+/// database and user on the loopback interface.
+fn pgpass_text(password: &str) -> String {
+    format!("127.0.0.1:*:*:*:{password}\nlocalhost:*:*:*:{password}\n")
+}
+
+/// The password of the first entry of a libpq password file (fields are
+/// separated by `:`; `\` escapes `:` and `\`).
+fn pgpass_password(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut()?.push(chars.next().unwrap_or('\\')),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut()?.push(c),
+        }
+    }
+    (fields.len() == 5).then(|| fields.pop()).flatten()
+}
+
+/// Percent-encodes a user or database name for a connection URI.
+fn uri_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Asks the kernel for a free TCP port on the loopback interface.
@@ -53,8 +120,16 @@ impl Node {
         self.base.join("server.log")
     }
 
-    /// Runs initdb in `base/data` (as the server account) and writes the
-    /// configuration: port, socket directory, and `conf` appended verbatim.
+    /// The node's libpq password file (`<base>/pgpass`): the superuser's
+    /// password for TCP connections to 127.0.0.1 and localhost, owned by the
+    /// server account, mode 0600. Nodes made by an older toolkit have none.
+    pub fn pgpass_file(&self) -> PathBuf {
+        self.base.join(PGPASS_FILE)
+    }
+
+    /// Runs initdb in `base/data` (as the server account) with a new random
+    /// superuser password and writes the configuration: port, socket
+    /// directory, and `conf` appended verbatim.
     pub fn init(
         name: &str,
         installed: &Installed,
@@ -63,6 +138,24 @@ impl Node {
         port: u16,
         run_as: &RunAs,
         conf: &str,
+    ) -> Result<Node> {
+        Node::init_with_password(name, installed, base, socket_dir, port, run_as, conf, &new_password()?)
+    }
+
+    /// [`Node::init`] with a given superuser password (the nodes of a
+    /// cluster share one). Socket connections are trusted; TCP connections
+    /// need the password (`scram-sha-256`), which is written to
+    /// [`Node::pgpass_file`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn init_with_password(
+        name: &str,
+        installed: &Installed,
+        base: &Path,
+        socket_dir: &Path,
+        port: u16,
+        run_as: &RunAs,
+        conf: &str,
+        password: &str,
     ) -> Result<Node> {
         if base.join("data").exists() {
             bail!("{} already exists; remove it or pick another directory", base.join("data").display());
@@ -82,14 +175,39 @@ impl Node {
         };
         let data = node.data().display().to_string();
         let log = node.base.join("initdb.log");
+        // initdb reads the password from a file: one only the account can
+        // read, removed when initdb is done (`pwfile` is deleted on drop).
+        let mut pwfile = tempfile::Builder::new()
+            .prefix(".initdb-pwfile-")
+            .tempfile_in(base)
+            .with_context(|| format!("cannot create a password file for initdb in {}", base.display()))?;
+        run_as.give_file(pwfile.as_file(), pwfile.path())?;
+        {
+            use std::io::Write;
+            writeln!(pwfile, "{password}").context("cannot write the password file for initdb")?;
+        }
+        let pwfile_arg = format!("--pwfile={}", pwfile.path().display());
         cmd::run_logged(
             run_as.cmd(
                 installed.bin("initdb"),
-                ["-D", &data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+                [
+                    "-D",
+                    &data,
+                    "-U",
+                    SUPERUSER,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    &pwfile_arg,
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
             ),
             &format!("initdb for node {name}"),
             &log,
         )?;
+        drop(pwfile);
+        run_as.write_private_file(&node.pgpass_file(), pgpass_text(password).as_bytes())?;
         node.append_conf(&node_conf(name, port, socket_dir, conf))?;
         Ok(node)
     }
@@ -123,16 +241,54 @@ impl Node {
         // The copied configuration names the primary's port; the last
         // setting in the file wins.
         node.append_conf(&node_conf(name, port, &primary.socket_dir, ""))?;
+        // The copy has the primary's roles and pg_hba.conf, so the same
+        // password; the standby gets its own copy of the password file.
+        if primary.pgpass_file().exists() {
+            let text = read_no_follow(&primary.pgpass_file())?;
+            run_as.write_private_file(&node.pgpass_file(), text.as_bytes())?;
+        }
         Ok(node)
+    }
+
+    /// The superuser's password for TCP connections, read from
+    /// [`Node::pgpass_file`].
+    pub fn password(&self) -> Result<String> {
+        let path = self.pgpass_file();
+        let text = read_no_follow(&path).with_context(|| {
+            format!(
+                "node {} has no readable password file (made by an older toolkit, its TCP connections \
+                 need no password; recreate the node to get one)",
+                self.name
+            )
+        })?;
+        pgpass_password(&text).with_context(|| format!("{} holds no password entry", path.display()))
+    }
+
+    /// A libpq connection string for a TCP connection to this node as
+    /// `user`: `host=127.0.0.1 port=<port> dbname=<db> user=<user>`. It
+    /// carries no password: libpq takes it from `PGPASSFILE` (set it to
+    /// [`Node::pgpass_file`]; the node's own server processes have it set).
+    pub fn tcp_connstr(&self, db: &str, user: &str) -> String {
+        format!("host=127.0.0.1 port={} dbname={db} user={user}", self.port)
+    }
+
+    /// The same TCP connection as a URI,
+    /// `postgresql://<user>@127.0.0.1:<port>/<db>` (names percent-encoded),
+    /// also without the password.
+    pub fn uri(&self, db: &str, user: &str) -> String {
+        format!("postgresql://{}@127.0.0.1:{}/{}", uri_component(user), self.port, uri_component(db))
     }
 
     /// Appends settings to the node's postgresql.conf (they take effect at
     /// the next start or reload).
     pub fn append_conf(&self, text: &str) -> Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.data().join("postgresql.conf");
+        // The data directory is the server account's: never follow a link there.
         let mut file = std::fs::OpenOptions::new()
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
@@ -149,11 +305,18 @@ impl Node {
         full.extend_from_slice(args);
         // The server inherits pg_ctl's environment; a Rust backtrace setting
         // would make pgrx append backtraces to error details.
-        let out = self
+        let mut expr = self
             .run_as
             .cmd(self.installed.bin("pg_ctl"), &full)
             .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE");
+        // The server's own connections (apply workers, subscriptions) find
+        // the password for TCP there. Nodes of an older toolkit have none.
+        let pgpass = self.pgpass_file();
+        if pgpass.exists() {
+            expr = expr.env("PGPASSFILE", &pgpass);
+        }
+        let out = expr
             .stdin_null()
             .stderr_to_stdout()
             .stdout_capture()
@@ -338,6 +501,21 @@ impl Node {
     }
 }
 
+/// Reads a small file without following a symbolic link at `path` (the
+/// node's directories belong to the server account).
+fn read_no_follow(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text)
+}
+
 /// The lines that place a node: its port, loopback, and its socket directory,
 /// then `conf`.
 fn node_conf(name: &str, port: u16, socket_dir: &Path, conf: &str) -> String {
@@ -373,4 +551,33 @@ pub fn base_conf(installed: &Installed, nodes: usize) -> String {
         conf.push_str("output_plugin_libraries = 'pgoutput, test_decoding, spock_output'\n");
     }
     conf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_random_hex() {
+        let (a, b) = (new_password().unwrap(), new_password().unwrap());
+        assert_eq!(a.len(), 48);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_password_file_round_trips() {
+        let text = pgpass_text("0123abcd");
+        assert_eq!(text, "127.0.0.1:*:*:*:0123abcd\nlocalhost:*:*:*:0123abcd\n");
+        assert_eq!(pgpass_password(&text).as_deref(), Some("0123abcd"));
+        assert_eq!(pgpass_password("# c\nh:5432:db:u:p\\:w\\\\d:x\n").as_deref(), Some("p:w\\d:x"));
+        assert_eq!(pgpass_password("only:four:fields:here\n"), None);
+        assert_eq!(pgpass_password(""), None);
+    }
+
+    #[test]
+    fn uris_encode_names() {
+        assert_eq!(uri_component("postgres"), "postgres");
+        assert_eq!(uri_component("a b/ü"), "a%20b%2F%C3%BC");
+    }
 }

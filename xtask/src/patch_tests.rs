@@ -11,8 +11,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::account::RunAs;
-use crate::cmd;
+use crate::cmd::{self, tool};
 use crate::flags::{Profile, TestPatches};
+use crate::fsutil;
+use crate::layout::PgDirs;
 use crate::node::{self, Node, StopMode};
 use crate::pgbuild::Installed;
 use crate::regress::{self, Suite};
@@ -23,8 +25,12 @@ use crate::{build, doctor, extension, ui};
 struct CoreSuite {
     /// Where `make check` runs, relative to the build tree.
     make_dir: &'static str,
-    /// Where pg_regress leaves `regression.diffs`, relative to the build tree.
-    results_dir: &'static str,
+    /// Where that `make check` runs `checkprep` (the suite's extra modules
+    /// for the temporary installation), relative to the build tree.
+    prep_dir: &'static str,
+    /// The suite's directory in the scratch space: pg_regress's output
+    /// (`regression.diffs`, `results/`, `log/`) and temporary instance.
+    name: &'static str,
     log: &'static str,
     what: &'static str,
 }
@@ -32,19 +38,22 @@ struct CoreSuite {
 const CORE_SUITES: [CoreSuite; 3] = [
     CoreSuite {
         make_dir: ".",
-        results_dir: "src/test/regress",
+        prep_dir: "src/test/regress",
+        name: "main",
         log: "check-main.log",
         what: "the main regression suite (make check)",
     },
     CoreSuite {
         make_dir: "contrib/test_decoding",
-        results_dir: "contrib/test_decoding",
+        prep_dir: "contrib/test_decoding",
+        name: "test_decoding",
         log: "check-test_decoding.log",
         what: "contrib/test_decoding (make check)",
     },
     CoreSuite {
         make_dir: "src/test/modules/commit_ts",
-        results_dir: "src/test/modules/commit_ts",
+        prep_dir: "src/test/modules/commit_ts",
+        name: "commit_ts",
         log: "check-commit_ts.log",
         what: "src/test/modules/commit_ts (make check)",
     },
@@ -102,22 +111,51 @@ pub fn run_for(installed: &Installed, core_suites: bool, scenarios: &[String], a
     Ok(ok)
 }
 
-/// Runs PostgreSQL's own suites in the build tree. `make check` makes a
-/// temporary installation and runs initdb, so when the toolkit runs as root
-/// the build tree is given to the server account and make runs as it.
+/// Runs PostgreSQL's own suites from the build tree, which stays ours: we
+/// make the temporary installation the suites run from in it
+/// ([`temp_install`]), then `make check` runs (as the server account when
+/// root, since the suites run initdb and servers) with `NO_TEMP_INSTALL=1`
+/// and pg_regress's `--outputdir` and `--temp-instance` pointing into a
+/// scratch directory of its own. The account only reads the build tree.
 fn run_core_suites(installed: &Installed) -> Result<bool> {
     let dirs = &installed.dirs;
+    let version = &installed.core.postgresql_version;
     let run_as = RunAs::detect()?;
     run_as.ensure_reachable(&dirs.build())?;
-    run_as.give_tree(&dirs.build())?;
+    let step = ui::Step::start(format!(
+        "PostgreSQL {version}: temporary installation for its suites ({})",
+        dirs.build().join("tmp_install").display()
+    ));
+    temp_install(dirs)?;
+    step.done("");
+    let scratch = dirs.scratch().join("core-suites");
+    fsutil::remove_dir_all_if_exists(&scratch)?;
     let mut ok = true;
     for suite in &CORE_SUITES {
-        let step =
-            ui::Step::start(format!("PostgreSQL {}: {}", installed.core.postgresql_version, suite.what));
+        let step = ui::Step::start(format!("PostgreSQL {version}: {}", suite.what));
         let make_dir = dirs.build().join(suite.make_dir);
+        let out = scratch.join(suite.name);
+        run_as.make_owned_dir(&out)?;
+        // pg_regress reads its options in order, so these override the
+        // Makefile's own `--outputdir` and `--temp-instance`.
+        let regress_opts = format!(
+            "EXTRA_REGRESS_OPTS=--outputdir={} --temp-instance={}",
+            out.display(),
+            out.join("tmp_check").display()
+        );
         let log = dirs.logs().join(suite.log);
         let result = cmd::run_logged(
-            run_as.cmd("make", ["-C", &make_dir.display().to_string(), "check"]).env_remove("PGPORT"),
+            run_as
+                .cmd(
+                    "make",
+                    ["-C", &make_dir.display().to_string(), "check", "NO_TEMP_INSTALL=1", &regress_opts],
+                )
+                .env_remove("PGPORT")
+                // From 17 on, the suites copy an initdb template from
+                // tmp_install that temp-install makes with initdb, which
+                // refuses to run as root; any value here makes them run
+                // initdb themselves instead.
+                .env("PG_TEST_INITDB_EXTRA_OPTS", "--no-instructions"),
             suite.what,
             &log,
         );
@@ -127,13 +165,41 @@ fn run_core_suites(installed: &Installed) -> Result<bool> {
             }
             Err(e) => {
                 drop(step);
-                let diffs = dirs.build().join(suite.results_dir).join("regression.diffs");
+                let diffs = out.join("regression.diffs");
                 ui::error(&e.context(format!("the regression differences are in {}", diffs.display())));
                 ok = false;
             }
         }
     }
     Ok(ok)
+}
+
+/// What `make check`'s `temp-install` step does, run as ourselves in our
+/// build tree: a fresh `tmp_install` with the server (`make install
+/// DESTDIR=...`) and each suite's extra modules (`checkprep`). The initdb
+/// template that step also makes from 17 on is left out (initdb refuses to
+/// run as root); the suites run initdb instead.
+fn temp_install(dirs: &PgDirs) -> Result<()> {
+    let build = dirs.build();
+    let tmp_install = build.join("tmp_install");
+    fsutil::remove_dir_all_if_exists(&tmp_install)?;
+    std::fs::create_dir_all(tmp_install.join("log"))
+        .with_context(|| format!("cannot create {}", tmp_install.display()))?;
+    let destdir = format!("DESTDIR={}", tmp_install.display());
+    cmd::run_logged(
+        tool("make", ["-C", &build.display().to_string(), &destdir, "install"]),
+        "make install into tmp_install",
+        &dirs.logs().join("check-temp-install.log"),
+    )?;
+    for suite in &CORE_SUITES {
+        // checkprep installs into tmp_install itself.
+        cmd::run_logged(
+            tool("make", ["-j1", "-C", &build.join(suite.prep_dir).display().to_string(), "checkprep"]),
+            &format!("make checkprep for {}", suite.what),
+            &dirs.logs().join(format!("check-prep-{}.log", suite.name)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Negative control on a stock build of the same minor: the extension loads,
@@ -145,7 +211,7 @@ pub fn negative_control(stock: &Installed) -> Result<()> {
     let step = ui::Step::start(format!("Negative control on stock PostgreSQL {version} (no core patches)"));
     let run_as = RunAs::detect()?;
     let base = stock.dirs.scratch().join("negative-control");
-    crate::fsutil::remove_dir_all_if_exists(&base)?;
+    fsutil::remove_dir_all_if_exists(&base)?;
     let sockets = tempfile::Builder::new().prefix("spock-stock-").tempdir()?;
     let node = Node::init(
         "stock",

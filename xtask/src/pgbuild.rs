@@ -91,6 +91,7 @@ pub fn ensure_built(
     fresh_tree: bool,
     jobs: usize,
 ) -> Result<Installed> {
+    let fresh_tree = fresh_tree | !build_tree_is_ours(dirs)?;
     let args = configure_args(dirs, record);
     let stamp = ConfigureStamp { series: record.clone(), args: args.clone() };
     let profile = match dirs.profile {
@@ -189,6 +190,30 @@ pub fn ensure_built(
         "server has no output_plugin_libraries setting"
     });
     Ok(Installed { dirs: dirs.clone(), core })
+}
+
+/// Whether everything in the build directory belongs to us. As root, a
+/// build tree with an entry of another owner is not built in again (an
+/// earlier toolkit gave the whole tree to the server account for `make
+/// check`, and that account could have planted files there for root to
+/// build or run): it is said so, and the build starts over.
+fn build_tree_is_ours(dirs: &PgDirs) -> Result<bool> {
+    let me = nix::unistd::geteuid();
+    if !me.is_root() {
+        return Ok(true);
+    }
+    match fsutil::first_not_owned_by(&dirs.build(), me.as_raw())? {
+        None => Ok(true),
+        Some((path, owner)) => {
+            ui::warn(format!(
+                "{} belongs to uid {owner}, not root: root does not build in a tree another account can \
+                 write, so {} is built again from scratch",
+                path.display(),
+                dirs.build().display()
+            ));
+            Ok(false)
+        }
+    }
 }
 
 /// Whether `postgres --describe-config` lists a setting. (The server answers

@@ -1,11 +1,12 @@
 //! Cluster integration tests: crash and restart cases that SQL scenarios
-//! cannot express, driven through the toolkit's cluster library against a
-//! server the toolkit built. `cargo xtask test-cluster` runs them (they are
+//! cannot express, and the nodes' authentication, driven through the
+//! toolkit's cluster library against a server the toolkit built. `cargo xtask test-cluster` runs them (they are
 //! ignored by a plain `cargo test`, which has no server).
 
 mod common;
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::time::Duration;
 
 use common::cluster;
@@ -217,5 +218,124 @@ fn apply_errors_and_lost_connections_are_logged_and_retried() {
     let lsn = sql(n1, db, "SELECT spock.sync_event()");
     assert_eq!(sql(n2, db, &format!("CALL spock.wait_for_sync_event(NULL, 'n1', '{lsn}', 60)")), "t");
     assert_eq!(sql(n2, db, "SELECT v FROM t WHERE id = 3"), "after reconnect");
+    cluster.destroy().unwrap();
+}
+
+/// psql over `args` as the invoking user, with `PGPASSFILE` set to
+/// `pgpassfile`, `PGPASSWORD` unset and never a password prompt (`-w`).
+/// Returns what it printed on success, or its errors.
+fn psql_as_client(node: &xtask::node::Node, args: &[&str], pgpassfile: &Path) -> Result<String, String> {
+    let out = std::process::Command::new(node.installed.bin("psql"))
+        .args(["-X", "-A", "-t", "-w"])
+        .args(args)
+        .args(["-c", "SELECT current_user || ' via ' || coalesce(host(inet_server_addr()), 'socket')"])
+        .env("PGPASSFILE", pgpassfile)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn tcp_connections_need_the_password_and_the_socket_does_not() {
+    use std::os::unix::fs::MetadataExt;
+
+    // Authentication is the server's and the toolkit's business alone: the
+    // extension is not loaded, so this test needs only a built server.
+    let cluster = cluster("tcp-auth", 2, "fsync = off\nshared_preload_libraries = ''\n");
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let port = n1.port.to_string();
+    let no_pgpass = Path::new("/dev/null");
+
+    // Without a password, TCP is refused, for the superuser too.
+    let refusal =
+        psql_as_client(n1, &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres"], no_pgpass)
+            .expect_err("a TCP connection as postgres without a password was accepted");
+    assert!(
+        refusal.contains("no password supplied") || refusal.contains("password authentication failed"),
+        "the refusal does not say that a password is needed: {refusal}"
+    );
+    println!("TCP without a password: {refusal}");
+
+    // With the node's password file, TCP works, as a connection string and as a URI.
+    let pgpass = n1.pgpass_file();
+    for target in [n1.tcp_connstr("postgres", "postgres"), n1.uri("postgres", "postgres")] {
+        let answer = psql_as_client(n1, &["-d", &target], &pgpass)
+            .unwrap_or_else(|e| panic!("{target} with PGPASSFILE={}: {e}", pgpass.display()));
+        assert_eq!(answer, "postgres via 127.0.0.1", "{target}");
+        println!("{target} with PGPASSFILE={}: {answer}", pgpass.display());
+    }
+
+    // The socket needs no password.
+    let answer = psql_as_client(n1, &["-d", &n1.connstr("postgres")], no_pgpass)
+        .unwrap_or_else(|e| panic!("socket connection: {e}"));
+    assert_eq!(answer, "postgres via socket");
+    println!("{} without a password: {answer}", n1.connstr("postgres"));
+
+    // One password for the cluster, in files only the server account reads.
+    let password = n1.password().unwrap();
+    assert_eq!(password.len(), 48, "{password}");
+    assert_eq!(n2.password().unwrap(), password, "the nodes of a cluster share one password");
+    let meta = std::fs::metadata(&pgpass).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "{} must be private", pgpass.display());
+    assert_eq!(meta.uid(), std::fs::metadata(n1.data()).unwrap().uid(), "owned by the server account");
+    // The cluster's own directory and state stay the invoking user's.
+    let me = nix::unistd::geteuid().as_raw();
+    assert_eq!(std::fs::metadata(&cluster.dir).unwrap().uid(), me, "{}", cluster.dir.display());
+    assert_eq!(std::fs::metadata(cluster.dir.join("cluster.json")).unwrap().uid(), me);
+    let leftovers: Vec<_> = std::fs::read_dir(&n1.base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("pwfile"))
+        .collect();
+    assert!(leftovers.is_empty(), "initdb's password file was left behind: {leftovers:?}");
+
+    // A standby has its primary's roles, and gets a copy of its password file.
+    let standby = xtask::node::Node::init_standby(
+        "standby",
+        n1,
+        &cluster.dir.join("standby"),
+        xtask::node::free_port().unwrap(),
+    )
+    .unwrap();
+    standby.start().unwrap();
+    assert_eq!(standby.password().unwrap(), password);
+    let answer = psql_as_client(
+        &standby,
+        &["-d", &standby.tcp_connstr("postgres", "postgres")],
+        &standby.pgpass_file(),
+    )
+    .unwrap_or_else(|e| panic!("TCP to the standby: {e}"));
+    assert_eq!(answer, "postgres via 127.0.0.1");
+    standby.stop(StopMode::Fast).unwrap();
+
+    // The servers' own processes log in over TCP with the password from
+    // PGPASSFILE: n2 subscribes to n1 with built-in logical replication.
+    sql(n1, "postgres", "CREATE TABLE auth_probe (id int PRIMARY KEY); INSERT INTO auth_probe VALUES (1)");
+    sql(n1, "postgres", "CREATE PUBLICATION auth_probe FOR TABLE auth_probe");
+    sql(n2, "postgres", "CREATE TABLE auth_probe (id int PRIMARY KEY)");
+    sql(
+        n2,
+        "postgres",
+        &format!(
+            "CREATE SUBSCRIPTION auth_probe CONNECTION '{}' PUBLICATION auth_probe",
+            n1.tcp_connstr("postgres", "postgres")
+        ),
+    );
+    n2.poll_query_until("postgres", "SELECT count(*) = 1 FROM auth_probe", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}\n--- log of n2 ---\n{}", n2.log_tail(30)));
+    println!(
+        "n2 subscribed to n1 over TCP ({}) with the password from PGPASSFILE",
+        n1.tcp_connstr("postgres", "postgres")
+    );
+    sql(n2, "postgres", "DROP SUBSCRIPTION auth_probe");
     cluster.destroy().unwrap();
 }

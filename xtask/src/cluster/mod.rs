@@ -1,7 +1,9 @@
 //! Local multi-node clusters: N nodes of a toolkit build side by side, each
 //! with its own data directory, port and log, sharing a private socket
-//! directory. The state is kept in `cluster.json` so that later commands
-//! (`status`, `psql`, `down`) find the nodes again.
+//! directory and one superuser password for TCP connections (each node keeps
+//! it in its own password file, so that any node's server processes can log
+//! in to any other over TCP). The state is kept in `cluster.json` so that
+//! later commands (`status`, `psql`, `down`) find the nodes again.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ use crate::pgbuild::Installed;
 pub mod task;
 
 const STATE_FILE: &str = "cluster.json";
+/// How the name of a cluster's socket directory starts.
+const SOCKET_DIR_PREFIX: &str = "spock-cluster-";
 
 /// Memory a node is allowed for in the node limit (shared buffers, WAL
 /// buffers, workers and a few backends).
@@ -70,6 +74,39 @@ pub fn max_nodes() -> (usize, String) {
     }
 }
 
+/// The paths in a cluster's state are what `create` makes: node `nK` in
+/// `dir/nK`, the sockets in a `spock-cluster-*` directory. Anything else
+/// (the state was edited, for instance by the server account, which owned
+/// the cluster directory in earlier versions of the toolkit) is refused
+/// before any of those paths is created, run or removed.
+fn check_state(dir: &Path, state: &State) -> Result<()> {
+    let refuse = |what: String| {
+        anyhow::anyhow!(
+            "{} {what}, which the toolkit never writes; it was changed by hand or by another account. \
+             Stop the servers and remove {} by hand",
+            dir.join(STATE_FILE).display(),
+            dir.display()
+        )
+    };
+    for n in &state.nodes {
+        let numbered =
+            n.name.strip_prefix('n').is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+        if !numbered || n.base != dir.join(&n.name) {
+            return Err(refuse(format!("places node {:?} in {}", n.name, n.base.display())));
+        }
+    }
+    let socket_ok = state.socket_dir.is_absolute()
+        && state
+            .socket_dir
+            .components()
+            .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+        && state.socket_dir.file_name().is_some_and(|f| f.to_string_lossy().starts_with(SOCKET_DIR_PREFIX));
+    if !socket_ok {
+        return Err(refuse(format!("names the socket directory {}", state.socket_dir.display())));
+    }
+    Ok(())
+}
+
 /// Quotes a string as an SQL literal.
 pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -78,7 +115,8 @@ pub fn sql_literal(s: &str) -> String {
 impl Cluster {
     /// Initialises `count` nodes `n1..nK` in `dir` (which must not hold a
     /// cluster yet) with the base configuration for a mesh of that size plus
-    /// `extra_conf`. The nodes are not started.
+    /// `extra_conf`, and one new superuser password for all of them. The
+    /// nodes are not started.
     pub fn create(
         dir: &Path,
         installed: &Installed,
@@ -96,9 +134,12 @@ impl Cluster {
         if dir.join(STATE_FILE).exists() {
             bail!("{} already holds a cluster", dir.display());
         }
-        run_as.make_owned_dir(dir)?;
+        // The directory and `cluster.json` stay ours: the server account
+        // gets the node directories inside it, never the state that names
+        // what `load` and `destroy` work on.
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let socket_dir = tempfile::Builder::new()
-            .prefix("spock-cluster-")
+            .prefix(SOCKET_DIR_PREFIX)
             .tempdir()
             .context("cannot create the socket directory")?
             .keep();
@@ -111,11 +152,21 @@ impl Cluster {
         }
         let mut conf = node::base_conf(installed, count);
         conf.push_str(extra_conf);
+        let password = node::new_password()?;
         let mut nodes = Vec::new();
         for (i, port) in ports.into_iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let node = Node::init(&name, installed, &dir.join(&name), &socket_dir, port, run_as, &conf)
-                .with_context(|| format!("cannot initialise node {name}"))?;
+            let node = Node::init_with_password(
+                &name,
+                installed,
+                &dir.join(&name),
+                &socket_dir,
+                port,
+                run_as,
+                &conf,
+                &password,
+            )
+            .with_context(|| format!("cannot initialise node {name}"))?;
             nodes.push(node);
         }
         let cluster = Cluster { dir: dir.to_path_buf(), installed: installed.clone(), socket_dir, nodes };
@@ -147,6 +198,7 @@ impl Cluster {
         let state: State = fsutil::read_json(&path).with_context(|| {
             format!("{} is malformed; remove {} to start over", path.display(), dir.display())
         })?;
+        check_state(dir, &state)?;
         let dirs = PgDirs::new(state.major, state.profile);
         let installed = Installed::load(&dirs).with_context(|| {
             format!(
@@ -177,6 +229,12 @@ impl Cluster {
             })
             .collect();
         Ok(Some(Cluster { dir: dir.to_path_buf(), installed, socket_dir: state.socket_dir, nodes }))
+    }
+
+    /// The nodes made by an older toolkit, without a password file: their
+    /// servers were initialised with `trust` for TCP connections too.
+    pub fn nodes_without_password(&self) -> Vec<&Node> {
+        self.nodes.iter().filter(|n| !n.pgpass_file().exists()).collect()
     }
 
     pub fn node(&self, name: &str) -> Result<&Node> {
@@ -304,5 +362,44 @@ impl Cluster {
         fsutil::remove_dir_all_if_exists(&self.dir)?;
         fsutil::remove_dir_all_if_exists(&self.socket_dir)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(socket_dir: &str, nodes: &[(&str, &str)]) -> State {
+        State {
+            postgresql_version: "18.6".into(),
+            major: 18,
+            profile: Profile::Dev,
+            socket_dir: socket_dir.into(),
+            nodes: nodes
+                .iter()
+                .map(|(name, base)| NodeState { name: name.to_string(), port: 5432, base: base.into() })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_state_may_only_name_what_create_makes() {
+        let dir = Path::new("/w/target/cluster");
+        let good = state(
+            "/tmp/spock-cluster-abc",
+            &[("n1", "/w/target/cluster/n1"), ("n2", "/w/target/cluster/n2")],
+        );
+        check_state(dir, &good).unwrap();
+        for bad in [
+            state("/tmp/spock-cluster-abc", &[("n1", "/etc")]),
+            state("/tmp/spock-cluster-abc", &[("n1", "/w/target/cluster/n2")]),
+            state("/tmp/spock-cluster-abc", &[("../x", "/w/target/x")]),
+            state("/etc", &[("n1", "/w/target/cluster/n1")]),
+            state("/tmp/spock-cluster-abc/../../etc", &[]),
+            state("spock-cluster-abc", &[]),
+        ] {
+            let err = check_state(dir, &bad).unwrap_err().to_string();
+            assert!(err.contains("never writes") && err.contains("remove /w/target/cluster"), "{err}");
+        }
     }
 }

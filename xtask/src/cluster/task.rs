@@ -1,4 +1,4 @@
-//! The `cargo xtask cluster up/down/status/psql` task: a local cluster for
+//! The `cargo xtask cluster up/down/status/psql/env` task: a local cluster for
 //! people, kept in `target/cluster`.
 
 use std::os::unix::process::CommandExt;
@@ -131,6 +131,22 @@ fn print_status(cluster: &Cluster) -> Result<()> {
     for node in &cluster.nodes {
         println!("  {}: {}", node.name, node.connstr(DATABASE));
     }
+    let old = cluster.nodes_without_password();
+    if !old.is_empty() {
+        ui::warn(format!(
+            "node(s) {} were made by an older toolkit and accept TCP connections as superuser without a \
+             password; `cargo xtask cluster down --destroy` and `cargo xtask cluster up` make a cluster \
+             that needs one",
+            old.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(node) = cluster.nodes.iter().find(|n| n.pgpass_file().exists()) {
+        println!(
+            "over TCP (host=127.0.0.1 and the node's port) the nodes need the cluster's password, which \
+             PGPASSFILE={} holds (`cargo xtask cluster env NODE` exports it)",
+            node.pgpass_file().display()
+        );
+    }
     let subs = cluster.subscription_states(DATABASE);
     if subs.is_empty() {
         println!("subscriptions: none");
@@ -180,13 +196,17 @@ impl ClusterPsql {
             vars.push("-v".to_string());
             vars.push(format!("{}={}", n.name, n.connstr(DATABASE)));
         }
-        let err = std::process::Command::new(node.installed.bin("psql"))
-            .args(["-h", &node.socket_dir.display().to_string(), "-p", &node.port.to_string()])
+        let mut psql = std::process::Command::new(node.installed.bin("psql"));
+        psql.args(["-h", &node.socket_dir.display().to_string(), "-p", &node.port.to_string()])
             .args(["-U", SUPERUSER, "-d", DATABASE])
             .args(&vars)
             .args(&self.args)
-            .env("PSQL_HISTORY", cluster.dir.join(format!(".psql_history-{}", node.name)))
-            .exec();
+            .env("PSQL_HISTORY", cluster.dir.join(format!(".psql_history-{}", node.name)));
+        // So that `\c` over TCP finds the password.
+        if node.pgpass_file().exists() {
+            psql.env("PGPASSFILE", node.pgpass_file());
+        }
+        let err = psql.exec();
         Err(err).context("cannot start psql")
     }
 }
@@ -205,6 +225,10 @@ impl ClusterEnv {
         println!("export PGPORT={}", node.port);
         println!("export PGUSER={SUPERUSER}");
         println!("export PGDATABASE={DATABASE}");
+        // TCP connections (`-h 127.0.0.1`) need the password.
+        if node.pgpass_file().exists() {
+            println!("export PGPASSFILE={}", quote(&node.pgpass_file().display().to_string()));
+        }
         Ok(())
     }
 }

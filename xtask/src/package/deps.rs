@@ -7,7 +7,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::spec::{Entry, Kind};
 use crate::cmd::{self, tool};
 
 /// What a set of ELF files needs and provides.
@@ -24,19 +23,17 @@ fn is_elf(path: &Path) -> Result<bool> {
     Ok(file.read(&mut magic)? == 4 && magic == *b"\x7fELF")
 }
 
-/// Reads the dynamic sections of the entries that are ELF files.
-pub fn scan(entries: &[Entry]) -> Result<Elf> {
-    let mut files = Vec::new();
-    for e in entries {
-        if let Kind::File { source, .. } = &e.kind
-            && is_elf(source)?
-        {
-            files.push(source.display().to_string());
+/// Reads the dynamic sections of those `files` that are ELF files.
+pub fn scan<'a>(files: impl IntoIterator<Item = &'a Path>) -> Result<Elf> {
+    let mut elf_files = Vec::new();
+    for file in files {
+        if is_elf(file)? {
+            elf_files.push(file.display().to_string());
         }
     }
     let mut elf = Elf::default();
     // One readelf per batch of files keeps this quick on a server tree.
-    for chunk in files.chunks(200) {
+    for chunk in elf_files.chunks(200) {
         let mut args = vec!["-d".to_string(), "-W".to_string()];
         args.extend(chunk.iter().cloned());
         let out = cmd::read(tool("readelf", &args), "readelf -d")?;

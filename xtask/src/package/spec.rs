@@ -26,6 +26,17 @@ pub struct Entry {
     pub kind: Kind,
 }
 
+impl Entry {
+    /// The file in the installed tree this entry is read from (none for a
+    /// symbolic link).
+    pub fn source(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::File { source, .. } => Some(source),
+            Kind::Symlink { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A regular file; its mode is normalised to 0755 (any execute bit) or
@@ -151,8 +162,8 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
             );
         }
     }
-    let server_elf = deps::scan(&server_entries)?;
-    let ext_elf = deps::scan(&ext_entries)?;
+    let server_elf = deps::scan(server_entries.iter().filter_map(Entry::source))?;
+    let ext_elf = deps::scan(ext_entries.iter().filter_map(Entry::source))?;
     let server_libs: Vec<String> = server_elf.needed.difference(&server_elf.sonames).cloned().collect();
     let provided: BTreeSet<String> = server_elf.sonames.union(&ext_elf.sonames).cloned().collect();
     let ext_libs: Vec<String> = ext_elf.needed.difference(&provided).cloned().collect();

@@ -83,7 +83,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
         let core: CorePatches = fsutil::read_json(&sharedir.join(CORE_PATCHES_FILE)).with_context(|| {
             format!("the installed server package has no {CORE_PATCHES_FILE} in {}", sharedir.display())
         })?;
-        crate::test::smoke_test(&Installed { dirs, core })?;
+        crate::smoke::smoke_test(&Installed { dirs, core })?;
         step.done("archives, installation and a server from the installed files are as expected");
     }
     Ok(())
@@ -344,12 +344,69 @@ fn unpack_rpms(root: &Path, rpms: &[&PathBuf]) -> Result<()> {
 /// The cluster the `postgresql-common` check creates and drops.
 const PGCOMMON_CLUSTER: &str = "spock_pkgtest";
 
-/// Where `postgresql-common` is installed, no package of the same major
-/// that ours conflicts with is, and we are root: installs the .deb packages
-/// on this system for real, creates a cluster with `pg_createcluster`,
-/// starts it with `pg_ctlcluster`, creates the extension through
-/// `pg_wrapper`'s psql, then drops the cluster and purges the packages
-/// (also when a step fails). Otherwise says why it was skipped.
+/// What the system-install check may do, decided from the packages dpkg
+/// knows on this system before the check touches anything.
+#[derive(Debug, PartialEq, Eq)]
+enum HostPlan {
+    /// Neither of our packages nor any package ours conflicts with is on
+    /// the system: install ours, and purge them again afterwards.
+    Install,
+    /// Leave the system alone; why, naming the package.
+    Skip(String),
+}
+
+/// The plan for the system-install check. `present` lists the packages
+/// among ours and those ours conflict with that dpkg has on this system
+/// (installed, or removed with their configuration files left), each with
+/// its dpkg status. The check never replaces or removes a package it did not
+/// install itself: installing ours would replace a package of the same name,
+/// and make dpkg remove one ours conflicts with.
+fn host_plan(names: &Names, present: &[(String, String)]) -> HostPlan {
+    let ours = present.iter().find(|(name, _)| *name == names.server || *name == names.extension);
+    if let Some((name, status)) = ours {
+        return HostPlan::Skip(format!(
+            "{name} was on this system before the test started (dpkg status `{status}`; installed by \
+             someone else, or left by an interrupted run), and the test does not replace or remove \
+             packages it did not install; `dpkg --purge {name}` lets the check run"
+        ));
+    }
+    if let Some((name, status)) = present.iter().find(|(name, _)| names.conflicts.contains(name)) {
+        return HostPlan::Skip(format!(
+            "{name} is on this system (dpkg status `{status}`), and {} conflicts with it by design: \
+             installing ours would remove it",
+            names.server
+        ));
+    }
+    HostPlan::Install
+}
+
+/// Whether a `${Status}` line of dpkg-query means that dpkg has the package
+/// on this system (anything but `not-installed`, which includes a removed
+/// package whose configuration files are still there).
+fn status_is_present(status: &str) -> bool {
+    status.split_whitespace().nth(2).is_some_and(|state| state != "not-installed")
+}
+
+/// The dpkg status of a package that dpkg has on this system, or `None`.
+fn dpkg_status(name: &str) -> Option<String> {
+    let out = tool("dpkg-query", ["-W", "-f=${Status}\n", name])
+        .env("PATH", SYSTEM_PATH)
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .ok()?;
+    // A package of several architectures prints one line each.
+    String::from_utf8_lossy(&out.stdout).lines().find(|l| status_is_present(l)).map(str::to_string)
+}
+
+/// Where `postgresql-common` is installed, we are root, and neither our
+/// packages nor any package ours conflicts with were on the system before
+/// (see [`host_plan`]): installs the .deb packages on this system for real,
+/// creates a cluster with `pg_createcluster`, starts it with
+/// `pg_ctlcluster`, creates the extension through `pg_wrapper`'s psql, then
+/// drops the cluster and purges the packages it installed (also when a step
+/// fails). Otherwise says why it was skipped.
 fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Names) -> Result<()> {
     let major = installed.dirs.major.to_string();
     let skip = |why: String| ui::note(format!("skipped: the postgresql-common check: {why}"));
@@ -361,16 +418,20 @@ fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Name
         skip("postgresql-common is not installed here".into());
         return Ok(());
     }
-    for other in &names.conflicts {
-        if dpkg_installed(other) {
-            skip(format!("{other} is installed here, and {} conflicts with it by design", names.server));
-            return Ok(());
-        }
+    let present: Vec<(String, String)> = [&names.server, &names.extension]
+        .into_iter()
+        .chain(&names.conflicts)
+        .filter_map(|name| dpkg_status(name).map(|status| (name.clone(), status)))
+        .collect();
+    if let HostPlan::Skip(why) = host_plan(names, &present) {
+        skip(why);
+        return Ok(());
     }
     let logs = layout::target_dir().join("package-tests");
     let log = |step: &str| logs.join(format!("postgresql-common-{major}-{step}.log"));
+    // From here on, whatever of ours is installed was installed by this check.
     let guard = HostInstall { major: major.clone(), names: names.clone() };
-    guard.clean();
+    guard.drop_cluster();
     let mut args = vec!["-i".to_string()];
     args.extend(debs.iter().map(|d| d.display().to_string()));
     cmd::run_logged(tool("dpkg", &args).env("PATH", SYSTEM_PATH), "dpkg -i (on this system)", &log("dpkg"))?;
@@ -426,25 +487,22 @@ fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Name
 
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn dpkg_installed(name: &str) -> bool {
-    tool("dpkg-query", ["-W", "-f=${Status}", name])
-        .stderr_null()
-        .read()
-        .is_ok_and(|status| status.contains("ok installed"))
-}
-
 /// Drops the test cluster and purges our packages from this system when
-/// the check ends, whatever happened.
+/// the check ends, whatever happened. It exists only once [`host_plan`] has
+/// found none of our packages on the system, so what it purges is what the
+/// check installed.
 struct HostInstall {
     major: String,
     names: Names,
 }
 
+fn quiet(e: duct::Expression) {
+    let _ = e.env("PATH", SYSTEM_PATH).stdout_null().stderr_null().unchecked().run();
+}
+
 impl HostInstall {
-    fn clean(&self) {
-        let quiet = |e: duct::Expression| {
-            let _ = e.env("PATH", SYSTEM_PATH).stdout_null().stderr_null().unchecked().run();
-        };
+    /// Drops the check's cluster (also one left by an interrupted run).
+    fn drop_cluster(&self) {
         let conf = PathBuf::from(format!("/etc/postgresql/{}/{PGCOMMON_CLUSTER}", self.major));
         if conf.exists() {
             quiet(tool("pg_dropcluster", ["--stop", self.major.as_str(), PGCOMMON_CLUSTER]));
@@ -456,21 +514,60 @@ impl HostInstall {
         {
             let _ = std::fs::remove_dir(dir);
         }
-        if dpkg_installed(&self.names.extension) || dpkg_installed(&self.names.server) {
-            quiet(tool("dpkg", ["--purge", self.names.extension.as_str(), self.names.server.as_str()]));
-        }
     }
 }
 
 impl Drop for HostInstall {
     fn drop(&mut self) {
-        self.clean();
+        self.drop_cluster();
+        if dpkg_status(&self.names.extension).is_some() || dpkg_status(&self.names.server).is_some() {
+            quiet(tool("dpkg", ["--purge", self.names.extension.as_str(), self.names.server.as_str()]));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_install_leaves_packages_it_did_not_install_alone() {
+        let names = names(PkgLayout::Deb, 18);
+        let on = |name: &str, status: &str| (name.to_string(), status.to_string());
+        assert_eq!(host_plan(&names, &[]), HostPlan::Install);
+        for (name, status) in [
+            ("spock-postgresql-18", "install ok installed"),
+            ("postgresql-18-spock", "install ok installed"),
+            ("postgresql-18-spock", "deinstall ok config-files"),
+            ("postgresql-18", "install ok installed"),
+            ("postgresql-client-18", "install ok installed"),
+        ] {
+            let HostPlan::Skip(why) = host_plan(&names, &[on(name, status)]) else {
+                panic!("{name} ({status}) was on the system, and the check would install anyway");
+            };
+            assert!(why.contains(name) && why.contains(status), "{why}");
+        }
+        // Our own package is named first, wherever it is in the list.
+        let HostPlan::Skip(why) = host_plan(
+            &names,
+            &[on("postgresql-18", "install ok installed"), on("spock-postgresql-18", "install ok installed")],
+        ) else {
+            panic!("must skip");
+        };
+        assert!(why.starts_with("spock-postgresql-18 was on this system"), "{why}");
+        // Packages of another major are no reason to skip.
+        assert_eq!(host_plan(&names, &[on("postgresql-15", "install ok installed")]), HostPlan::Install);
+    }
+
+    #[test]
+    fn dpkg_status_lines_are_read() {
+        assert!(status_is_present("install ok installed"));
+        assert!(status_is_present("deinstall ok config-files"));
+        assert!(status_is_present("install ok half-configured"));
+        assert!(!status_is_present("unknown ok not-installed"));
+        assert!(!status_is_present("purge ok not-installed"));
+        assert!(!status_is_present(""));
+    }
 
     #[test]
     fn status_copy_leaves_out_our_packages() {
