@@ -57,10 +57,16 @@ pub fn role_can_replicate(conn: &mut Conn) -> Result<bool, PqError> {
     Ok(rows.scalar() == Some("t"))
 }
 
-/// The provider's `output_plugin_libraries`, when its server has that setting.
+/// The provider's `output_plugin_libraries`, when its server has that
+/// setting and the connected role may read it (only superusers and members
+/// of `pg_read_all_settings` may; for other roles a disallowed plugin shows
+/// up when the apply worker creates its slot).
 pub fn output_plugin_libraries(conn: &mut Conn) -> Result<Option<String>, PqError> {
-    let rows = conn.query("SELECT pg_catalog.current_setting('output_plugin_libraries', true)")?;
-    Ok(rows.scalar().map(str::to_string))
+    match conn.query("SELECT pg_catalog.current_setting('output_plugin_libraries', true)") {
+        Ok(rows) => Ok(rows.scalar().map(str::to_string)),
+        Err(e) if e.sqlstate.as_deref() == Some("42501") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `IDENTIFY_SYSTEM` on a replication connection: proves the role may stream.
