@@ -332,6 +332,9 @@ fn a_provider_cannot_write_into_spock_catalogs() {
         "INSERT INTO spock.replication_set_table (set_id, set_reloid)
          SELECT set_id, 'spock.node_interface'::regclass FROM spock.replication_set WHERE set_name = 'default'",
     );
+    // An interface id the subscriber does not use yet, so that only spock's
+    // refusal, not a duplicate key, keeps the row out.
+    sql(n1, "SELECT spock.node_add_interface('n1', 'spare', 'host=spare.invalid')");
     sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(DB)));
     sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
     let before = sql(n2, "SELECT count(*) FROM spock.node_interface");
