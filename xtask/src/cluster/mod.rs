@@ -88,10 +88,17 @@ fn check_state(dir: &Path, state: &State) -> Result<()> {
             dir.display()
         )
     };
+    // The same directory, also when spelled through another link to it
+    // (a checkout whose target/pg points at another one's).
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    };
     for n in &state.nodes {
         let numbered =
             n.name.strip_prefix('n').is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
-        if !numbered || n.base != dir.join(&n.name) {
+        let in_dir = n.base.file_name() == Some(std::ffi::OsStr::new(&n.name))
+            && n.base.parent().is_some_and(|parent| same(parent, dir));
+        if !numbered || !in_dir {
             return Err(refuse(format!("places node {:?} in {}", n.name, n.base.display())));
         }
     }
@@ -401,5 +408,12 @@ mod tests {
             let err = check_state(dir, &bad).unwrap_err().to_string();
             assert!(err.contains("never writes") && err.contains("remove /w/target/cluster"), "{err}");
         }
+        // Another spelling of the same directory is the same directory.
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir_all(real.join("n1")).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        let base = tmp.path().join("link/n1").display().to_string();
+        check_state(&real, &state("/tmp/spock-cluster-abc", &[("n1", &base)])).unwrap();
     }
 }
