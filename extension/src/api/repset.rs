@@ -99,6 +99,16 @@ fn disqualification(
     None
 }
 
+/// Raises the error of [`disqualification`], if there is one.
+fn refuse_if_disqualified(facts: &TableFacts, set_name: &str, set: &Set) {
+    if let Some((code, message, hint)) = disqualification(facts, set_name, set) {
+        match hint {
+            Some(hint) => raise_hint(code, message, hint),
+            None => raise(code, message),
+        }
+    }
+}
+
 #[pg_extern(sql = r#"
 CREATE FUNCTION spock.repset_create(set_name name, replicate_insert boolean DEFAULT true,
     replicate_update boolean DEFAULT true, replicate_delete boolean DEFAULT true,
@@ -262,12 +272,7 @@ fn repset_add_table(
         let node = node::require_local_node(client, "spock.repset_add_table");
         let set = require_set(client, &node, &set_name);
         let facts = table_facts(reloid);
-        if let Some((code, message, hint)) = disqualification(&facts, &set_name, &set) {
-            match hint {
-                Some(hint) => raise_hint(code, message, hint),
-                None => raise(code, message),
-            }
-        }
+        refuse_if_disqualified(&facts, &set_name, &set);
         if repset::is_member(client, &set, reloid) {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -276,13 +281,7 @@ fn repset_add_table(
         }
         for table in with_partitions(reloid, include_partitions.unwrap_or(true)) {
             if table != reloid {
-                let part = table_facts(table);
-                if let Some((code, message, hint)) = disqualification(&part, &set_name, &set) {
-                    match hint {
-                        Some(hint) => raise_hint(code, message, hint),
-                        None => raise(code, message),
-                    }
-                }
+                refuse_if_disqualified(&table_facts(table), &set_name, &set);
                 if repset::is_member(client, &set, table) {
                     continue;
                 }

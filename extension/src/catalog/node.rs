@@ -179,13 +179,13 @@ pub fn insert_interface(client: &mut SpiClient<'_>, node_id: u32, if_name: &str,
     if_id
 }
 
-/// The interface of a node by name.
-pub fn interface_by_name(client: &SpiClient<'_>, node_id: u32, if_name: &str) -> Option<u32> {
+/// The interface of a node whose `column` (`if_name` or `if_dsn`) is `value`.
+fn interface_where(client: &SpiClient<'_>, node_id: u32, column: &str, value: &str) -> Option<u32> {
     client
         .select(
-            "SELECT if_id FROM spock.node_interface WHERE if_nodeid = $1 AND if_name = $2",
+            &format!("SELECT if_id FROM spock.node_interface WHERE if_nodeid = $1 AND {column} = $2"),
             None,
-            &[oid(node_id).into(), if_name.into()],
+            &[oid(node_id).into(), value.into()],
         )
         .unwrap_or_else(spi_failed("read spock.node_interface"))
         .first()
@@ -195,20 +195,14 @@ pub fn interface_by_name(client: &SpiClient<'_>, node_id: u32, if_name: &str) ->
         .map(|o| o.to_u32())
 }
 
+/// The interface of a node by name.
+pub fn interface_by_name(client: &SpiClient<'_>, node_id: u32, if_name: &str) -> Option<u32> {
+    interface_where(client, node_id, "if_name", if_name)
+}
+
 /// The interface of a node with exactly this DSN.
 pub fn interface_by_dsn(client: &SpiClient<'_>, node_id: u32, dsn: &str) -> Option<u32> {
-    client
-        .select(
-            "SELECT if_id FROM spock.node_interface WHERE if_nodeid = $1 AND if_dsn = $2",
-            None,
-            &[oid(node_id).into(), dsn.into()],
-        )
-        .unwrap_or_else(spi_failed("read spock.node_interface"))
-        .first()
-        .get_one::<pg_sys::Oid>()
-        .ok()
-        .flatten()
-        .map(|o| o.to_u32())
+    interface_where(client, node_id, "if_dsn", dsn)
 }
 
 /// Whether a subscription or the local node uses an interface.

@@ -80,6 +80,9 @@ unsafe extern "C" {
     fn PQconninfoFree(conn_options: *mut ConninfoOption);
 }
 
+/// `PQescapeLiteral` or `PQescapeIdentifier`.
+type EscapeFn = unsafe extern "C" fn(*mut PGconn, *const c_char, usize) -> *mut c_char;
+
 /// An error from libpq or the server, with the SQLSTATE when the server sent one.
 #[derive(Debug, Clone)]
 pub struct PqError {
@@ -365,11 +368,12 @@ impl Conn {
         }
     }
 
-    /// Quotes a string as an SQL literal for this connection.
-    pub fn literal(&mut self, s: &str) -> String {
-        // SAFETY: escapes `s.len()` bytes of `s`; the result is freed below.
+    /// Quotes `s` with one of libpq's escape functions.
+    fn escape(&mut self, escape: EscapeFn, s: &str) -> String {
+        // SAFETY: escapes `s.len()` bytes of `s` for this connection; the
+        // result is libpq's allocation, copied and freed here.
         unsafe {
-            let p = PQescapeLiteral(self.conn.as_ptr(), s.as_ptr().cast(), s.len());
+            let p = escape(self.conn.as_ptr(), s.as_ptr().cast(), s.len());
             let out = cstr(p);
             if !p.is_null() {
                 PQfreemem(p.cast());
@@ -378,17 +382,14 @@ impl Conn {
         }
     }
 
+    /// Quotes a string as an SQL literal for this connection.
+    pub fn literal(&mut self, s: &str) -> String {
+        self.escape(PQescapeLiteral, s)
+    }
+
     /// Quotes an identifier for this connection.
     pub fn ident(&mut self, s: &str) -> String {
-        // SAFETY: escapes `s.len()` bytes of `s`; the result is freed below.
-        unsafe {
-            let p = PQescapeIdentifier(self.conn.as_ptr(), s.as_ptr().cast(), s.len());
-            let out = cstr(p);
-            if !p.is_null() {
-                PQfreemem(p.cast());
-            }
-            out
-        }
+        self.escape(PQescapeIdentifier, s)
     }
 
     /// Sends a command that starts COPY BOTH (START_REPLICATION).
