@@ -313,6 +313,14 @@ fn table_owner_code_runs_with_the_owners_rights() {
     assert_eq!(sql(n2, "SELECT string_agg(id || v, ',' ORDER BY id) FROM t"), "1plain,2escalate,3after");
     assert_eq!(sql(n2, "SELECT string_agg(DISTINCT who, ',') FROM audit"), "app");
     wait_for(n2, "SELECT status = 'replicating' AND last_error IS NULL FROM spock.sub_show_status()", 30);
+
+    // The compatibility setting applies as the worker's superuser again.
+    sql(n2, "ALTER SYSTEM SET spock.apply_as_superuser = on; SELECT pg_reload_conf()");
+    wait_for(n2, "SELECT current_setting('spock.apply_as_superuser') = 'on'", 10);
+    std::thread::sleep(Duration::from_secs(1));
+    sql(n1, "INSERT INTO t VALUES (4, 'as superuser')");
+    barrier(n1, n2, 60);
+    assert_eq!(sql(n2, "SELECT who FROM audit WHERE id = 4"), "postgres");
     cluster.destroy().unwrap();
 }
 
