@@ -191,7 +191,7 @@ fn decoding_survives_tables_changing_under_it() {
     // Rounds of: a column added (and filled by its default), rows, a table
     // leaving and rejoining the set, the column dropped, rows. Decoding
     // interleaves the relation changes with the inserts.
-    const ROUNDS: usize = 24;
+    const ROUNDS: usize = 12;
     let mut written = 0;
     for round in 0..ROUNDS {
         let k = round % EXTRA + 1;
