@@ -253,8 +253,9 @@ fn table_owner_code_runs_with_the_owners_rights() {
             "SET ROLE app; CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE audit (who text, id int)",
         );
     }
-    // On the subscriber the owner's trigger logs the applying user, and for
-    // one row tries to make its owner a superuser.
+    // On the subscriber the owner's triggers log the applying user; for some
+    // rows they try to make their owner a superuser. One trigger is a
+    // deferred constraint trigger, which would fire at commit.
     sql(
         n2,
         "SET ROLE app;
@@ -267,7 +268,18 @@ fn table_owner_code_runs_with_the_owners_rights() {
              RETURN NEW;
          END $$;
          CREATE TRIGGER t_trigger BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_trigger();
-         ALTER TABLE t ENABLE ALWAYS TRIGGER t_trigger;",
+         ALTER TABLE t ENABLE ALWAYS TRIGGER t_trigger;
+         CREATE FUNCTION t_deferred() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO audit VALUES (current_user || ' (deferred)', NEW.id);
+             IF NEW.v = 'escalate later' THEN
+                 ALTER ROLE app SUPERUSER;
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER t_deferred AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW EXECUTE FUNCTION t_deferred();
+         ALTER TABLE t ENABLE ALWAYS TRIGGER t_deferred;",
     );
     sql(n1, "SELECT spock.repset_add_table('default', 't')");
     sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(DB)));
@@ -276,27 +288,45 @@ fn table_owner_code_runs_with_the_owners_rights() {
     sql(n1, "INSERT INTO t VALUES (1, 'plain')");
     barrier(n1, n2, 60);
     assert_eq!(
-        sql(n2, "SELECT who || ':' || id FROM audit"),
-        "app:1",
-        "the trigger did not run as the table owner"
+        sql(n2, "SELECT string_agg(who || ':' || id, ',' ORDER BY who) FROM audit"),
+        "app (deferred):1,app:1",
+        "the triggers did not run as the table owner"
     );
 
-    sql(n1, "INSERT INTO t VALUES (2, 'escalate'); INSERT INTO t VALUES (3, 'after')");
     // PostgreSQL 15 says "must be superuser to alter superuser roles ...",
     // later ones "permission denied to alter role".
-    wait_for(
-        n2,
-        "SELECT status = 'down' AND (last_error LIKE '%permission denied%' OR last_error LIKE '%must be superuser%')
-           FROM spock.sub_show_status()",
-        60,
+    let refused = "SELECT status = 'down' AND (last_error LIKE '%permission denied%' OR last_error LIKE '%must be superuser%')
+                     FROM spock.sub_show_status()";
+    let fix = |function: &str, who: &str, returns: &str| {
+        sql(
+            n2,
+            &format!(
+                "SET ROLE app; CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN INSERT INTO audit VALUES ({who}, NEW.id); RETURN {returns}; END $$"
+            ),
+        )
+    };
+    // The deferred trigger fires at the end of its change, still as the
+    // owner, not at commit with the worker's rights.
+    sql(n1, "INSERT INTO t VALUES (2, 'escalate later')");
+    wait_for(n2, refused, 60);
+    assert_eq!(
+        sql(n2, "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'"),
+        "f",
+        "a deferred trigger made its owner superuser"
     );
+    fix("t_deferred", "current_user || ' (deferred)'", "NULL");
+    barrier(n1, n2, 60);
+
+    sql(n1, "INSERT INTO t VALUES (3, 'escalate'); INSERT INTO t VALUES (4, 'after')");
+    wait_for(n2, refused, 60);
     assert_eq!(
         sql(n2, "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'"),
         "f",
         "the table owner became superuser"
     );
     assert_eq!(
-        sql(n2, "SELECT count(*) FROM t WHERE id >= 2"),
+        sql(n2, "SELECT count(*) FROM t WHERE id >= 3"),
         "0",
         "the failing transaction or a later one was applied"
     );
@@ -304,23 +334,25 @@ fn table_owner_code_runs_with_the_owners_rights() {
     assert!(log.contains("spock apply worker for subscription sub_n2_n1"), "{}", n2.log_tail(30));
 
     // The owner fixes the trigger; the same transactions then apply, in order.
-    sql(
-        n2,
-        "SET ROLE app; CREATE OR REPLACE FUNCTION t_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN INSERT INTO audit VALUES (current_user, NEW.id); RETURN NEW; END $$",
-    );
+    fix("t_trigger", "current_user", "NEW");
     barrier(n1, n2, 60);
-    assert_eq!(sql(n2, "SELECT string_agg(id || v, ',' ORDER BY id) FROM t"), "1plain,2escalate,3after");
-    assert_eq!(sql(n2, "SELECT string_agg(DISTINCT who, ',') FROM audit"), "app");
+    assert_eq!(
+        sql(n2, "SELECT string_agg(id || v, ',' ORDER BY id) FROM t"),
+        "1plain,2escalate later,3escalate,4after"
+    );
+    assert_eq!(sql(n2, "SELECT string_agg(DISTINCT who, ',' ORDER BY who) FROM audit"), "app,app (deferred)");
     wait_for(n2, "SELECT status = 'replicating' AND last_error IS NULL FROM spock.sub_show_status()", 30);
 
     // The compatibility setting applies as the worker's superuser again.
     sql(n2, "ALTER SYSTEM SET spock.apply_as_superuser = on; SELECT pg_reload_conf()");
     wait_for(n2, "SELECT current_setting('spock.apply_as_superuser') = 'on'", 10);
     std::thread::sleep(Duration::from_secs(1));
-    sql(n1, "INSERT INTO t VALUES (4, 'as superuser')");
+    sql(n1, "INSERT INTO t VALUES (5, 'as superuser')");
     barrier(n1, n2, 60);
-    assert_eq!(sql(n2, "SELECT who FROM audit WHERE id = 4"), "postgres");
+    assert_eq!(
+        sql(n2, "SELECT string_agg(who, ',' ORDER BY who) FROM audit WHERE id = 5"),
+        "postgres,postgres (deferred)"
+    );
     cluster.destroy().unwrap();
 }
 
@@ -357,6 +389,35 @@ fn a_provider_cannot_write_into_spock_catalogs() {
         "the provider wrote into the subscriber's catalog"
     );
     assert_eq!(sql(n2, "SELECT count(*) FROM spock.node_interface WHERE if_name = 'evil'"), "0");
+    cluster.destroy().unwrap();
+}
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn a_table_partitioned_only_on_the_subscriber_is_an_apply_error() {
+    let cluster = cluster("parted", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    for node in [n1, n2] {
+        make_node(node, &node.connstr(DB));
+    }
+    sql(n1, "CREATE TABLE m (id int PRIMARY KEY, v text); SELECT spock.repset_add_table('default', 'm')");
+    sql(
+        n2,
+        "CREATE TABLE m (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+         CREATE TABLE m_low PARTITION OF m FOR VALUES FROM (0) TO (100)",
+    );
+    let started = sql(n2, "SELECT pg_postmaster_start_time()");
+    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(DB)));
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+    sql(n1, "INSERT INTO m VALUES (1, 'one')");
+    wait_for(
+        n2,
+        "SELECT status = 'down' AND last_error LIKE '%public.m, which is a partitioned table on this node%'
+           FROM spock.sub_show_status()",
+        60,
+    );
+    assert_eq!(sql(n2, "SELECT pg_postmaster_start_time()"), started, "the subscriber crashed and restarted");
+    assert_eq!(sql(n2, "SELECT count(*) FROM m"), "0");
     cluster.destroy().unwrap();
 }
 

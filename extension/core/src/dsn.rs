@@ -60,12 +60,19 @@ fn mask_keyword_passwords(text: &str) -> String {
                 }
             }
         } else {
+            // Unquoted: up to whitespace or `&`, where libpq lets a backslash
+            // escape the next character (`pass\ word`).
             let mut k = j;
             while k < bytes.len() && !bytes[k].is_ascii_whitespace() && bytes[k] != b'&' {
-                k += 1;
+                k += if bytes[k] == b'\\' && k + 1 < bytes.len() { 2 } else { 1 };
             }
-            k
+            k.min(bytes.len())
         };
+        // A backslash before a multi-byte character skips only its first byte.
+        let mut value_end = value_end;
+        while value_end < bytes.len() && !text.is_char_boundary(value_end) {
+            value_end += 1;
+        }
         out.push_str(&text[i..start]);
         out.push_str(&keyword.to_ascii_lowercase());
         out.push_str("=********");
@@ -145,6 +152,9 @@ mod tests {
         assert_eq!(mask_passwords("password = 'se cret' host=a"), "password=******** host=a");
         assert_eq!(mask_passwords("password='it''s' x=1"), "password=******** x=1");
         assert_eq!(mask_passwords("password='a\\'b' x=1"), "password=******** x=1");
+        assert_eq!(mask_passwords("password=a\\ b x=1"), "password=******** x=1");
+        assert_eq!(mask_passwords("password=a\\é x=1"), "password=******** x=1");
+        assert_eq!(mask_passwords("password='a\\é' x=1"), "password=******** x=1");
         assert_eq!(mask_passwords("PASSWORD=secret"), "password=********");
         assert_eq!(mask_passwords("password=secret"), "password=********");
         // Not a keyword of its own: left alone.

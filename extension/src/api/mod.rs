@@ -58,17 +58,3 @@ pub fn require_replication_privilege(what: &str) {
         );
     }
 }
-
-/// Refuses to run inside a transaction block (or a subtransaction), for
-/// functions that do something a rollback cannot undo, with `25001`.
-pub fn refuse_in_transaction_block(what: &str, because: &str) {
-    // SAFETY: reads the transaction state of this backend.
-    let in_block = unsafe { pg_sys::IsTransactionBlock() || pg_sys::IsSubTransaction() };
-    if in_block {
-        crate::errors::raise_hint(
-            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            format!("{what} cannot run inside a transaction block: {because}, which a rollback cannot undo"),
-            "Run it on its own, outside BEGIN ... COMMIT and outside functions with exception handlers.",
-        );
-    }
-}

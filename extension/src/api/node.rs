@@ -4,9 +4,10 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
+use pgrx::{PgXactCallbackEvent, register_xact_callback};
 use spock_core::naming;
 
-use super::{name_arg, refuse_in_transaction_block, required};
+use super::{name_arg, required};
 use crate::catalog::node::{self, NodeDetails};
 use crate::catalog::repset;
 use crate::errors::{raise, raise_hint, require_superuser};
@@ -172,8 +173,9 @@ fn node_drop(node_name: &CStr, ifexists: bool) -> bool {
 }
 
 /// Drops every spock slot of this database (the local node is going away).
-/// A dropped slot cannot come back, so with slots to drop this refuses to
-/// run inside a transaction block.
+/// A dropped slot cannot come back, so the slots are dropped when the
+/// transaction commits, just before the commit is final, and only if the
+/// node is still gone then; a slot in use is refused at once.
 fn drop_local_slots(client: &mut pgrx::spi::SpiClient<'_>) {
     let slots: Vec<(String, bool)> = client
         .select(
@@ -185,9 +187,6 @@ fn drop_local_slots(client: &mut pgrx::spi::SpiClient<'_>) {
         .unwrap_or_else(|e| pgrx::error!("cannot list replication slots: {e}"))
         .map(|r| (r.get(1).unwrap().unwrap_or_default(), r.get(2).unwrap().unwrap_or(false)))
         .collect();
-    if slots.is_empty() {
-        return;
-    }
     if let Some((name, _)) = slots.iter().find(|(_, active)| *active) {
         raise_hint(
             PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
@@ -195,15 +194,20 @@ fn drop_local_slots(client: &mut pgrx::spi::SpiClient<'_>) {
             "Drop the subscriptions that other nodes have on this node first.",
         );
     }
-    refuse_in_transaction_block(
-        "spock.node_drop of the local node",
-        &format!("it drops the replication slots of this node ({})", slots.len()),
-    );
-    for (name, _) in slots {
-        client
-            .update("SELECT pg_catalog.pg_drop_replication_slot($1)", None, &[name.as_str().into()])
-            .unwrap_or_else(|e| pgrx::error!("cannot drop replication slot {name}: {e}"));
+    if slots.is_empty() {
+        return;
     }
+    register_xact_callback(PgXactCallbackEvent::PreCommit, move || {
+        if Spi::connect(node::local_node).is_some() {
+            return;
+        }
+        for (name, _) in slots {
+            let c = std::ffi::CString::new(name).expect("slot names have no NUL byte");
+            // SAFETY: drops a logical slot of this database by name; an
+            // error (the slot became active) aborts the commit.
+            unsafe { pg_sys::ReplicationSlotDrop(c.as_ptr(), true) };
+        }
+    });
 }
 
 #[pg_extern(sql = r#"

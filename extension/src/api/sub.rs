@@ -10,7 +10,7 @@ use pgrx::{PgXactCallbackEvent, register_xact_callback};
 use spock_core::naming;
 use spock_core::sync::{SyncKind, SyncStatus};
 
-use super::{current_database, my_database, refuse_in_transaction_block};
+use super::{current_database, my_database};
 use crate::catalog::node::{self, LocalNode, NodeDetails};
 use crate::catalog::subscription::{self, NewSubscription, Subscription};
 use crate::catalog::{origin, sync_status};
@@ -351,10 +351,6 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
         }
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"));
     };
-    refuse_in_transaction_block(
-        "spock.sub_drop",
-        &format!("it drops the replication origin of subscription \"{name}\" and its slot on the provider"),
-    );
     stop_worker_and_wait(&sub);
     Spi::connect_mut(|client| {
         subscription::delete(client, sub.sub_id);
@@ -363,9 +359,18 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
             node::delete_node(client, sub.origin_id);
         }
     });
-    // Last, as nothing after them can fail: the two steps a rollback cannot undo.
-    origin::drop_if_exists(&sub.slot_name);
-    drop_remote_slot(&sub);
+    // The two steps a rollback could not undo (the origin's progress is
+    // forgotten at once, the provider's slot is gone) happen when the
+    // transaction commits, just before the commit is final, and only if the
+    // subscription is still gone then (a rolled-back savepoint may have
+    // brought it back). A rollback of the statement or the transaction
+    // leaves the subscription whole.
+    register_xact_callback(PgXactCallbackEvent::PreCommit, move || {
+        if Spi::connect(|client| subscription::by_id(client, sub.sub_id)).is_none() {
+            origin::drop_if_exists(&sub.slot_name);
+            drop_remote_slot(&sub);
+        }
+    });
     registry::wake_after_commit();
     true
 }

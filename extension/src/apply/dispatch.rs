@@ -84,6 +84,7 @@ impl Dispatcher {
                     pg_sys::StartTransactionCommand();
                     pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
                 }
+                all_constraints_immediate();
             }
             Message::Commit { end_lsn, commit_time, .. } => {
                 self.require_transaction("Commit");
@@ -142,5 +143,22 @@ impl Dispatcher {
             pg_sys::XactLastCommitEnd
         };
         self.flush.committed(lsn, local_end);
+    }
+}
+
+/// `SET CONSTRAINTS ALL IMMEDIATE` for the transaction: deferred constraint
+/// triggers then fire at the end of the change that queued them, while the
+/// table owner's rights are in force (`owner`), instead of at commit with
+/// the worker's.
+fn all_constraints_immediate() {
+    // SAFETY: a ConstraintsSetStmt node allocated in the transaction's
+    // memory; `constraints = NIL` means all constraints.
+    unsafe {
+        let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::ConstraintsSetStmt>())
+            as *mut pg_sys::ConstraintsSetStmt;
+        (*stmt).type_ = pg_sys::NodeTag::T_ConstraintsSetStmt;
+        (*stmt).constraints = std::ptr::null_mut();
+        (*stmt).deferred = false;
+        pg_sys::AfterTriggerSetState(stmt);
     }
 }

@@ -111,7 +111,10 @@ pub extern "C-unwind" fn spock_apply_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     terminate_on_sigterm();
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
-    registry::claim(Kind::Apply, dboid, sub_id);
+    if !registry::claim(Kind::Apply, dboid, sub_id) {
+        pgrx::log!("spock: another apply worker already runs subscription {sub_id}; this one exits");
+        return;
+    }
     let sub =
         BackgroundWorker::transaction(|| Spi::connect(|client| catalog::subscription::by_id(client, sub_id)));
     let Some(sub) = sub else { return };

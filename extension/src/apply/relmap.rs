@@ -4,9 +4,13 @@
 //! dropped when a relation cache invalidation says the local table changed,
 //! and rebuilt on its next use.
 //!
-//! Only ordinary and partitioned tables outside the system schemas and the
-//! `spock` schema are ever mapped (behaviour.md §21): a provider cannot make
-//! a subscriber write into a catalog, whatever it names.
+//! Only ordinary tables outside the system schemas and the `spock` schema
+//! are ever mapped (behaviour.md §21): a provider cannot make a subscriber
+//! write into a catalog, whatever it names. (A table that is partitioned on
+//! this node is refused too, until changes are routed through partitioned
+//! tables.) A map is used only under the lock its change needs, taken
+//! before the map is trusted, so that a concurrent `ALTER TABLE` cannot
+//! leave it stale.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -46,6 +50,16 @@ pub struct LocalMap {
     pub input: Vec<Option<InputFn>>,
     /// Local attributes no remote column fills (they get their defaults on INSERT).
     pub unmapped: Vec<usize>,
+    /// Where the input functions keep what they cache; freed with the map.
+    cxt: pg_sys::MemoryContext,
+}
+
+impl Drop for LocalMap {
+    fn drop(&mut self) {
+        // SAFETY: the context belongs to this map alone, and maps are dropped
+        // only outside calls into the input functions that use it.
+        unsafe { pg_sys::MemoryContextDelete(self.cxt) };
+    }
 }
 
 /// A column type's input function, looked up once.
@@ -116,9 +130,17 @@ impl RelMap {
     }
 
     /// The local mapping and the provider's description of a relation,
-    /// built if needed.
+    /// built if needed, with the local table locked for writing (until the
+    /// transaction ends). Taking the lock processes the invalidations that
+    /// arrived meanwhile, so a map is checked again after it.
     pub fn resolve(&mut self, relid: u32) -> (&LocalMap, &RemoteRel) {
         self.forget_invalidated();
+        if let Some(map) = self.local.get(&relid) {
+            // SAFETY: locks a relation id for this transaction; a table
+            // dropped meanwhile is found missing below.
+            unsafe { pg_sys::LockRelationOid(map.relid, pg_sys::RowExclusiveLock as i32) };
+            self.forget_invalidated();
+        }
         if !self.local.contains_key(&relid) {
             let map = build_map(self.remote(relid));
             self.local.insert(relid, map);
@@ -155,12 +177,23 @@ unsafe fn check_target(relation: pg_sys::Relation, rr: &RemoteRel) {
              remove the table from the provider's replication sets.",
         );
     }
-    if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
+    if relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "the provider sent a change for {}, which is a partitioned table on this node; changes are \
+                 applied to tables and partitions of the same name only",
+                rr.qualified()
+            ),
+            "Partition the table on this node the same way as on the provider, or not at all.",
+        );
+    }
+    if relkind != pg_sys::RELKIND_RELATION {
         raise(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!(
-                "the provider sent a change for {}, which is not a table on this node; only ordinary and \
-                 partitioned tables receive replicated changes",
+                "the provider sent a change for {}, which is not a table on this node; only tables receive \
+                 replicated changes",
                 rr.qualified()
             ),
         );
@@ -187,11 +220,19 @@ fn build_map(rr: &RemoteRel) -> LocalMap {
                 format!("table {} does not exist on this node; create it here too", rr.qualified()),
             );
         }
-        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        // The lock the change needs, kept until the transaction ends.
+        let relation = pg_sys::relation_open(relid, pg_sys::RowExclusiveLock as i32);
         check_target(relation, rr);
         let owner = (*(*relation).rd_rel).relowner;
         let desc = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att);
         let natts = desc.len();
+        let cxt = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::TopMemoryContext,
+            c"spock apply relation".as_ptr(),
+            0,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
         let mut local_att = Vec::with_capacity(rr.columns.len());
         let mut input: Vec<Option<InputFn>> = (0..natts).map(|_| None).collect();
         for col in &rr.columns {
@@ -223,14 +264,19 @@ fn build_map(rr: &RemoteRel) -> LocalMap {
             let mut ioparam = pg_sys::InvalidOid;
             pg_sys::getTypeInputInfo(att.atttypid, &mut func, &mut ioparam);
             let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-            pg_sys::fmgr_info_cxt(func, &mut *finfo, pg_sys::TopMemoryContext);
+            pg_sys::fmgr_info_cxt(func, &mut *finfo, cxt);
             input[i] = Some(InputFn { finfo, ioparam, typmod: att.atttypmod });
             local_att.push(i);
         }
+        // Columns no remote column fills get their defaults on INSERT, but
+        // not generated columns: the executor computes those itself.
         let unmapped = (0..natts)
-            .filter(|i| input[*i].is_none() && !desc.get(*i).expect("in range").attisdropped)
+            .filter(|i| {
+                let att = desc.get(*i).expect("in range");
+                input[*i].is_none() && !att.attisdropped && att.attgenerated == 0
+            })
             .collect();
-        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
-        LocalMap { relid, owner, local_att, input, unmapped }
+        pg_sys::relation_close(relation, pg_sys::NoLock as i32);
+        LocalMap { relid, owner, local_att, input, unmapped, cxt }
     }
 }

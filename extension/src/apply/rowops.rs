@@ -128,6 +128,9 @@ impl Applier {
     }
 }
 
+/// Prepared default expressions: (0-based attribute, expression).
+type Defaults = Vec<(usize, *mut pg_sys::ExprState)>;
+
 /// A local table opened for applying changes: the relation, an executor
 /// state with the table as its result relation and its indexes open, and the
 /// slots a change needs.
@@ -142,8 +145,9 @@ pub struct Target {
     /// The local row found (the table's own slot type).
     local: *mut pg_sys::TupleTableSlot,
     /// Prepared default expressions of columns the provider does not send
-    /// (0-based attribute, expression), built on the first INSERT.
-    defaults: Option<Vec<(usize, *mut pg_sys::ExprState)>>,
+    /// (0-based attribute, expression), built on the first INSERT, with the
+    /// unmapped columns they were built for.
+    defaults: Option<(Vec<usize>, Defaults)>,
     /// Whether the table has triggers: then AFTER triggers are collected and
     /// fired around each change, and the target is not kept open.
     has_triggers: bool,
@@ -283,11 +287,13 @@ unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, key: &Tuple) -> b
 
 #[cfg(feature = "pg15")]
 unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    // SAFETY: `rte` was built by `open_target` for this executor state.
     unsafe { pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast())) };
 }
 
 #[cfg(any(feature = "pg16", feature = "pg17"))]
 unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeTblEntry) {
+    // SAFETY: `rte` was built by `open_target` for this executor state.
     unsafe {
         let mut perminfos: *mut pg_sys::List = std::ptr::null_mut();
         pg_sys::addRTEPermissionInfo(&mut perminfos, rte);
@@ -312,6 +318,7 @@ unsafe fn init_range_table(estate: *mut pg_sys::EState, rte: *mut pg_sys::RangeT
 
 #[cfg(feature = "pg15")]
 unsafe fn epq_init(epq: *mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
+    // SAFETY: `epq` is zeroed memory owned by the caller, `estate` a live executor state.
     unsafe { pg_sys::EvalPlanQualInit(epq, estate, std::ptr::null_mut(), std::ptr::null_mut(), -1) };
 }
 
@@ -428,7 +435,9 @@ unsafe fn fill_slot(
 }
 
 /// Columns the provider does not send get their local defaults on INSERT.
-/// The default expressions are prepared once per target.
+/// The default expressions are prepared once per target and set of
+/// unmapped columns (a Relation message in the middle of a transaction can
+/// change which columns the provider sends).
 unsafe fn fill_defaults(t: &mut Target, map: &LocalMap) {
     // SAFETY: the target's executor state and slots are live; expressions are
     // prepared in the executor state's context.
@@ -436,7 +445,7 @@ unsafe fn fill_defaults(t: &mut Target, map: &LocalMap) {
         if map.unmapped.is_empty() {
             return;
         }
-        if t.defaults.is_none() {
+        if t.defaults.as_ref().is_none_or(|(for_columns, _)| *for_columns != map.unmapped) {
             let previous = pg_sys::MemoryContextSwitchTo((*t.estate).es_query_cxt);
             let mut prepared = Vec::new();
             for &i in &map.unmapped {
@@ -446,14 +455,14 @@ unsafe fn fill_defaults(t: &mut Target, map: &LocalMap) {
                 }
             }
             pg_sys::MemoryContextSwitchTo(previous);
-            t.defaults = Some(prepared);
+            t.defaults = Some((map.unmapped.clone(), prepared));
         }
         let econtext = if (*t.estate).es_per_tuple_exprcontext.is_null() {
             pg_sys::MakePerTupleExprContext(t.estate)
         } else {
             (*t.estate).es_per_tuple_exprcontext
         };
-        for &(i, state) in t.defaults.as_ref().expect("prepared above") {
+        for &(i, state) in &t.defaults.as_ref().expect("prepared above").1 {
             let mut isnull = false;
             let eval = (*state).evalfunc.expect("a prepared expression has an evaluation function");
             let value = eval(state, econtext, &mut isnull);

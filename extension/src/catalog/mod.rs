@@ -45,10 +45,14 @@ pub(crate) fn spi_failed<T>(what: &str) -> impl FnOnce(pgrx::spi::SpiError) -> T
 /// Runs `f` with the rights of the owner of schema `spock` (who owns the
 /// catalogs), for the few functions that callers without superuser may use
 /// and that must read a catalog: the caller's own privilege has been checked
-/// before. The previous user is restored afterwards, on error too.
+/// before. `f` runs as a security-restricted operation with `search_path`
+/// set to `pg_catalog, pg_temp` (so that the caller's functions and
+/// operators cannot stand in for the catalog's), and the previous user and
+/// settings come back afterwards, on error too.
 pub fn with_catalog_owner_rights<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: syscache lookup of the schema's owner, and a user switch that
-    // is undone below (and by transaction abort if anything fails).
+    // SAFETY: syscache lookup of the schema's owner, then a user switch and
+    // a GUC nest level that are undone below (and by transaction abort if
+    // anything fails).
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"spock".as_ptr(), false);
         let tup = pg_sys::SearchSysCache1(
@@ -64,11 +68,29 @@ pub fn with_catalog_owner_rights<R>(f: impl FnOnce() -> R) -> R {
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-        // On an error only the user is restored; nothing `f` left half done
-        // is looked at again (the transaction aborts).
+        let guc_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context
+                | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        );
+        // On an error only the user and settings are restored; nothing `f`
+        // left half done is looked at again (the transaction aborts).
         PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
-            .finally(|| pg_sys::SetUserIdAndSecContext(saved_user, saved_context))
+            .finally(|| {
+                pg_sys::AtEOXact_GUC(false, guc_level);
+                pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+            })
             .execute()
     }
 }

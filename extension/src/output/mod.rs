@@ -263,6 +263,7 @@ unsafe extern "C-unwind" fn message(
 /// The heap tuple of a decoded change's old or new row.
 #[cfg(any(feature = "pg15", feature = "pg16"))]
 unsafe fn tuple_of(buf: *mut pg_sys::ReorderBufferTupleBuf) -> pg_sys::HeapTuple {
+    // SAFETY: a non-NULL tuple buffer of the change being decoded.
     if buf.is_null() { std::ptr::null_mut() } else { unsafe { &mut (*buf).tuple } }
 }
 #[cfg(any(feature = "pg17", feature = "pg18"))]

@@ -43,6 +43,18 @@ pub struct Entry {
     /// (attnum, column) of the columns sent.
     pub columns: Vec<(i16, Column)>,
     pub output: Vec<OutputFn>,
+    /// Where the output functions keep what they cache; freed with the entry.
+    cxt: pg_sys::MemoryContext,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if !self.cxt.is_null() {
+            // SAFETY: the context belongs to this entry alone; the last `Rc`
+            // of an entry goes away only outside output function calls.
+            unsafe { pg_sys::MemoryContextDelete(self.cxt) };
+        }
+    }
 }
 
 struct Cached {
@@ -142,26 +154,37 @@ pub fn mark_schema_sent(entry: &Rc<Entry>) {
 fn build(relation: pg_sys::Relation, relid: u32, replication_sets: &[String]) -> Entry {
     let actions = decoding::actions_for(relid, replication_sets);
     if actions == 0 {
-        return Entry { relid, actions, columns: Vec::new(), output: Vec::new() };
+        return Entry { relid, actions, columns: Vec::new(), output: Vec::new(), cxt: std::ptr::null_mut() };
     }
+    // SAFETY: a new memory context under TopMemoryContext, deleted by the
+    // entry's Drop.
+    let cxt = unsafe {
+        pg_sys::AllocSetContextCreateExtended(
+            pg_sys::TopMemoryContext,
+            c"spock_output relation".as_ptr(),
+            0,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        )
+    };
     let columns = columns_of(relation, &identity_columns(relation), &log_old_value_columns(relation));
     let output = columns
         .iter()
         .map(|(_, c)| {
             let mut func = pg_sys::InvalidOid;
             let mut is_varlena = false;
-            // SAFETY: looks up and caches the type's output function in
-            // long-lived memory.
+            // SAFETY: looks up the type's output function; what it caches
+            // goes into the entry's context.
             let finfo = unsafe {
                 pg_sys::getTypeOutputInfo(pg_sys::Oid::from(c.type_oid), &mut func, &mut is_varlena);
                 let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-                pg_sys::fmgr_info_cxt(func, &mut *finfo, pg_sys::TopMemoryContext);
+                pg_sys::fmgr_info_cxt(func, &mut *finfo, cxt);
                 finfo
             };
             OutputFn { finfo, is_varlena }
         })
         .collect();
-    Entry { relid, actions, columns, output }
+    Entry { relid, actions, columns, output, cxt }
 }
 
 /// Attribute numbers of the replica identity key.

@@ -2,9 +2,10 @@
 //! with `PQconnectStartParams` (keyword/value pairs, the DSN expanded in
 //! place), queries, and the COPY BOTH stream of logical replication.
 //!
-//! Every wait is asynchronous: libpq is driven with its non-blocking calls
+//! Every wait is asynchronous: connections are in libpq's non-blocking mode,
 //! and the process sleeps in `WaitLatchOrSocket` on its latch and the
-//! connection's socket, checking for interrupts after each wake-up. So a
+//! connection's socket (to read, to connect, or to write when the socket's
+//! buffer is full), checking for interrupts after each wake-up. So a
 //! query cancel or `statement_timeout` in a backend, and SIGTERM in an apply
 //! worker, act within a second even while the other side does not answer.
 //! libpq is linked from the server's own installation.
@@ -72,6 +73,7 @@ unsafe extern "C" {
     fn PQgetCopyData(conn: *mut PGconn, buffer: *mut *mut c_char, is_async: c_int) -> c_int;
     fn PQputCopyData(conn: *mut PGconn, buffer: *const c_char, nbytes: c_int) -> c_int;
     fn PQflush(conn: *mut PGconn) -> c_int;
+    fn PQsetnonblocking(conn: *mut PGconn, arg: c_int) -> c_int;
     fn PQfreemem(ptr: *mut c_void);
     fn PQgetResult(conn: *mut PGconn) -> *mut PGresult;
     fn PQescapeLiteral(conn: *mut PGconn, str: *const c_char, len: usize) -> *mut c_char;
@@ -170,6 +172,7 @@ enum Want {
 fn wait_socket(socket: c_int, want: Want, deadline: Option<Instant>) -> Result<bool, PqError> {
     if socket < 0 {
         // No socket (yet): nothing to wait for, let libpq go on.
+        pgrx::check_for_interrupts!();
         return Ok(true);
     }
     let timeout = match deadline {
@@ -259,7 +262,15 @@ impl Conn {
             })? {}
             // SAFETY: a connection being established.
             match unsafe { PQconnectPoll(conn.conn.as_ptr()) } {
-                PGRES_POLLING_OK => return Ok(conn),
+                PGRES_POLLING_OK => {
+                    // From now on libpq never blocks on a write either: a
+                    // full socket buffer is waited for in `flush`.
+                    // SAFETY: a connected connection object.
+                    if unsafe { PQsetnonblocking(conn.conn.as_ptr(), 1) } != 0 {
+                        return Err(conn.connect_error());
+                    }
+                    return Ok(conn);
+                }
                 PGRES_POLLING_FAILED => return Err(conn.connect_error()),
                 PGRES_POLLING_READING => want = Want::Read,
                 _ => want = Want::Write,
@@ -319,7 +330,26 @@ impl Conn {
         if unsafe { PQsendQuery(self.conn.as_ptr(), c.as_ptr()) } == 0 {
             return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() });
         }
+        self.flush()?;
         self.next_result()
+    }
+
+    /// Sends what libpq has buffered, waiting (interruptibly) while the
+    /// socket cannot take more.
+    fn flush(&mut self) -> Result<(), PqError> {
+        loop {
+            // SAFETY: a live connection in non-blocking mode.
+            match unsafe { PQflush(self.conn.as_ptr()) } {
+                0 => return Ok(()),
+                1 => {
+                    wait_socket(self.socket(), Want::Write, None)?;
+                    // Reading what the server sent meanwhile keeps it from
+                    // blocking on its own writes.
+                    self.consume_input()?;
+                }
+                _ => return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() }),
+            }
+        }
     }
 
     /// Waits (interruptibly) for the next result; NULL when there is none.
@@ -451,15 +481,16 @@ impl Conn {
 
     /// Sends a CopyData message (feedback) and flushes.
     pub fn put_copy_data(&mut self, data: &[u8]) -> Result<(), PqError> {
-        // SAFETY: a live connection in COPY BOTH; `data` outlives the call.
-        let ok = unsafe {
-            PQputCopyData(self.conn.as_ptr(), data.as_ptr().cast(), data.len() as c_int) == 1
-                && PQflush(self.conn.as_ptr()) == 0
-        };
-        if !ok {
-            return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() });
+        loop {
+            // SAFETY: a live connection in COPY BOTH; `data` outlives the call.
+            match unsafe { PQputCopyData(self.conn.as_ptr(), data.as_ptr().cast(), data.len() as c_int) } {
+                1 => break,
+                // No room in libpq's buffer yet (non-blocking mode).
+                0 => wait_socket(self.socket(), Want::Write, None).map(|_| ())?,
+                _ => return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() }),
+            }
         }
-        Ok(())
+        self.flush()
     }
 }
 

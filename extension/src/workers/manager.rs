@@ -63,7 +63,10 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
     let dboid = arg.value() as u32;
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
-    registry::claim(Kind::Manager, dboid, 0);
+    if !registry::claim(Kind::Manager, dboid, 0) {
+        // Another manager runs for this database.
+        return;
+    }
     loop {
         super::reload_config_if_asked();
         let Some(subs) = subscriptions() else {
@@ -78,7 +81,7 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
             if *enabled && !running {
                 let starting = slot.is_some_and(|s| s.launched_at != 0 && now - s.launched_at < 10_000_000);
                 let backing_off = slot.is_some_and(|s| s.failed_at != 0 && now - s.failed_at < restart_delay);
-                let held = slot.is_some_and(|s| now < s.hold_until);
+                let held = slot.is_some_and(|s| s.held(now));
                 if !starting && !backing_off && !held {
                     launch_apply(dboid, *sub_id, name);
                 }

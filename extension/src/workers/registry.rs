@@ -42,10 +42,12 @@ pub struct Slot {
     pub failed_at: i64,
     /// The manager's view: a worker was launched and has not reported yet.
     pub launched_at: i64,
-    /// No new worker before this time: a backend stopped the worker and is
-    /// about to commit a catalog change (disable, drop) the manager must see
-    /// before it decides to start one again.
-    pub hold_until: i64,
+    /// No new worker while this backend lives, until this time at the
+    /// latest: it stopped the worker and is about to commit a catalog change
+    /// (disable, drop) the manager must see before it decides to start one
+    /// again (the hold ends with that backend's transaction).
+    hold_until: i64,
+    held_by: i32,
     /// The running worker was asked to stop (its exit is not a failure).
     stop_requested: bool,
     /// The running apply worker has started streaming from its provider.
@@ -67,6 +69,7 @@ impl Default for Slot {
             failed_at: 0,
             launched_at: 0,
             hold_until: 0,
+            held_by: 0,
             stop_requested: false,
             streaming: false,
             error: [0; ERROR_BYTES],
@@ -89,6 +92,11 @@ impl Slot {
         }
         self.error[..end].copy_from_slice(&message.as_bytes()[..end]);
         self.error_len = end as u16;
+    }
+
+    /// Whether a backend holds off new workers for this slot at `now`.
+    pub fn held(&self, now: i64) -> bool {
+        now < self.hold_until && process_alive(self.held_by)
     }
 
     fn is_apply(&self, dboid: u32, subid: u32) -> bool {
@@ -158,6 +166,11 @@ fn set_latch(latch: usize) {
     }
 }
 
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid != 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
 fn signal(pid: i32) {
     // SAFETY: sends SIGTERM to a process spock started (its pid is in the
     // registry only while it runs).
@@ -170,40 +183,59 @@ pub fn register_supervisor() {
 }
 
 /// A worker claims its slot (one per manager database or subscription) and
-/// arranges for the slot to be released when the process exits.
-pub fn claim(kind: Kind, dboid: u32, subid: u32) {
-    let claimed = {
+/// arranges for the slot to be released when the process exits. Returns
+/// false, claiming nothing, when another live process has that slot already
+/// (a second worker started while the first was slow to report): the caller
+/// then exits.
+pub fn claim(kind: Kind, dboid: u32, subid: u32) -> bool {
+    enum Outcome {
+        Claimed,
+        Taken,
+        Full,
+    }
+    let outcome = {
         let mut reg = REGISTRY.exclusive();
-        let index = reg
-            .slots
-            .iter()
-            .position(|s| s.kind == kind && s.dboid == dboid && s.subid == subid)
-            .or_else(|| reg.slots.iter().position(|s| s.kind == Kind::Free));
-        if let Some(i) = index {
-            let slot = &mut reg.slots[i];
-            *slot = Slot {
-                kind,
-                dboid,
-                subid,
-                pid: my_pid(),
-                latch: my_latch(),
-                failed_at: slot.failed_at,
-                error: slot.error,
-                error_len: slot.error_len,
-                ..Slot::default()
-            };
+        let existing = reg.slots.iter().position(|s| s.kind == kind && s.dboid == dboid && s.subid == subid);
+        match existing.or_else(|| reg.slots.iter().position(|s| s.kind == Kind::Free)) {
+            Some(i)
+                if reg.slots[i].pid != 0
+                    && reg.slots[i].pid != my_pid()
+                    && process_alive(reg.slots[i].pid) =>
+            {
+                Outcome::Taken
+            }
+            Some(i) => {
+                let slot = &mut reg.slots[i];
+                *slot = Slot {
+                    kind,
+                    dboid,
+                    subid,
+                    pid: my_pid(),
+                    latch: my_latch(),
+                    failed_at: slot.failed_at,
+                    hold_until: slot.hold_until,
+                    held_by: slot.held_by,
+                    error: slot.error,
+                    error_len: slot.error_len,
+                    ..Slot::default()
+                };
+                Outcome::Claimed
+            }
+            None => Outcome::Full,
         }
-        index.is_some()
     };
     // Raised only once the lock is released.
-    if !claimed {
-        crate::errors::raise(
+    match outcome {
+        Outcome::Claimed => {}
+        Outcome::Taken => return false,
+        Outcome::Full => crate::errors::raise(
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             format!("spock cannot run more than {MAX_WORKERS} workers"),
-        );
+        ),
     }
     // SAFETY: registers a callback that runs while shared memory is still attached.
     unsafe { pg_sys::before_shmem_exit(Some(release_on_exit), pg_sys::Datum::from(0usize)) };
+    true
 }
 
 /// Clears this process's slot; an exit with an error code that nobody asked
@@ -333,6 +365,7 @@ pub fn stop_apply_worker(dboid: u32, subid: u32, hold: bool) -> Option<i32> {
         let slot = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid))?;
         if hold {
             slot.hold_until = now() + HOLD_MICROS;
+            slot.held_by = my_pid();
         }
         if slot.pid != 0 {
             slot.stop_requested = true;
@@ -356,14 +389,16 @@ pub fn release_hold(dboid: u32, subid: u32) {
         let mut reg = REGISTRY.exclusive();
         for slot in reg.slots.iter_mut().filter(|s| s.is_apply(dboid, subid)) {
             slot.hold_until = 0;
+            slot.held_by = 0;
         }
     }
     wake_all();
 }
 
 /// How long a stop with `hold` keeps the manager from starting a new worker
-/// at most (the hold normally ends with the transaction that set it).
-const HOLD_MICROS: i64 = 10_000_000;
+/// at most (the hold normally ends with the transaction that set it, or with
+/// its backend).
+const HOLD_MICROS: i64 = 3_600_000_000;
 
 /// Stops the apply workers of a database whose subscriptions are gone.
 pub fn stop_orphans(dboid: u32, keep: &[u32]) {

@@ -1,7 +1,8 @@
 -- cluster: nodes=2
 -- Row values survive the trip: primary-key updates (single and composite),
 -- NULLs, large TOASTed values (also when an UPDATE leaves them unchanged),
--- columns with local defaults, and a range of data types.
+-- columns with local defaults, generated columns (computed on each node),
+-- and a range of data types.
 \c :n1
 CREATE EXTENSION spock;
 SELECT spock.node_create('n1', :'n1') > 0 AS created;
@@ -17,7 +18,8 @@ CREATE TABLE typed (
     u uuid, j json, jb jsonb, arr int[], tarr text[], ip inet, cidr_ cidr, m mood,
     r int4range, pt point, bits bit varying(8), mac macaddr, ts_v tsvector
 );
-SELECT spock.repset_add_table('default', t) FROM unnest('{pk1,pk2,docs,typed}'::regclass[]) t;
+CREATE TABLE gen (id int PRIMARY KEY, a int, doubled int GENERATED ALWAYS AS (a * 2) STORED);
+SELECT spock.repset_add_table('default', t) FROM unnest('{pk1,pk2,docs,typed,gen}'::regclass[]) t;
 \c :n2
 CREATE EXTENSION spock;
 SELECT spock.node_create('n2', :'n2') > 0 AS created;
@@ -26,6 +28,9 @@ CREATE TABLE pk1 (id int PRIMARY KEY, v text);
 CREATE TABLE pk2 (a int, b text, v text, PRIMARY KEY (a, b));
 -- The subscriber's docs has an extra column with a default.
 CREATE TABLE docs (id int PRIMARY KEY, title text, body text, counter int, received_at text DEFAULT 'filled here');
+-- gen has one more generated column here, and a default after it.
+CREATE TABLE gen (id int PRIMARY KEY, a int, doubled int GENERATED ALWAYS AS (a * 2) STORED,
+                  tripled int GENERATED ALWAYS AS (a * 3) STORED, note text DEFAULT 'local');
 CREATE TABLE typed (
     id bigint PRIMARY KEY,
     i2 smallint, i4 integer, i8 bigint, num numeric(20, 6), f4 real, f8 double precision,
@@ -52,6 +57,9 @@ UPDATE docs SET title = 'still big', counter = counter + 1 WHERE id = 2;
 UPDATE docs SET title = 'now set', body = 'small' WHERE id = 1;
 INSERT INTO docs SELECT 3, 'big then null', string_agg(md5(i::text), ''), 0 FROM generate_series(1, 3000) i;
 UPDATE docs SET body = NULL WHERE id = 3;
+-- Generated columns are not sent; each node computes its own.
+INSERT INTO gen (id, a) VALUES (1, 21), (2, NULL);
+UPDATE gen SET a = 5 WHERE id = 2;
 -- Types.
 INSERT INTO typed VALUES (
     1, -32768, 2147483647, -9223372036854775808, 12345678901234.123456, 3.5, -1.25e-300,
@@ -71,5 +79,6 @@ SELECT * FROM pk2 ORDER BY a, b;
 SELECT id, title, length(body) AS body_length, CASE id WHEN 2 THEN md5(body) = :'body_digest' END AS same_big_body,
        counter, received_at
   FROM docs ORDER BY id;
+SELECT * FROM gen ORDER BY id;
 SELECT md5(string_agg(t::text, ',' ORDER BY id)) = :'typed_digest' AS typed_rows_identical FROM typed t;
 SELECT id, t, by, tstz, arr, tarr, m, jb, ts_v FROM typed ORDER BY id;

@@ -12,19 +12,21 @@ SELECT spock.node_create('n2', :'n2') > 0 AS created;
 CREATE TABLE t (id int PRIMARY KEY);
 SELECT spock.sub_create('sub_n2_n1', :'n1') > 0 AS subscribed;
 SELECT spock.sub_wait_for_sync('sub_n2_n1');
--- sub_drop drops the replication origin and the provider's slot, which a
--- rollback cannot bring back: inside a transaction block it is refused,
--- and the subscription keeps replicating.
+-- sub_drop drops the replication origin and the provider's slot only when
+-- its transaction commits: a rollback of the transaction, or of the
+-- statement that called it, leaves the subscription whole.
 BEGIN;
 SELECT spock.sub_drop('sub_n2_n1');
 ROLLBACK;
-SELECT subscription_name, status FROM spock.sub_show_status();
+DO $$ BEGIN PERFORM spock.sub_drop('sub_n2_n1'); RAISE EXCEPTION 'changed my mind'; END $$;
+SELECT subscription_name FROM spock.subscription;
 \c :n1
 INSERT INTO t VALUES (1);
 SELECT spock.sync_event() AS lsn \gset
 SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';
 \c :n2
 CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
+SELECT subscription_name, status FROM spock.sub_show_status();
 SELECT sub_slot_name AS slot FROM spock.subscription \gset
 SELECT count(*) AS origins FROM pg_replication_origin WHERE roname = :'slot';
 SELECT spock.sub_drop('sub_n2_n1');
@@ -47,9 +49,8 @@ SELECT spock.sync_event() AS lsn \gset
 \c :n2
 CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
 SELECT * FROM t ORDER BY id;
--- node_drop of a node whose slots it would drop is refused in a
--- transaction block too (here n1, whose slot for n2 is idle while n2's
--- subscription is disabled).
+-- node_drop drops the node's slots only when its transaction commits too
+-- (here n1, whose slot for n2 is idle while n2's subscription is disabled).
 SELECT spock.sub_disable('sub_n2_n1', immediate := true);
 \c :n1
 BEGIN;
@@ -58,6 +59,9 @@ ROLLBACK;
 SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';
 SELECT count(*) AS local_nodes FROM spock.local_node;
 \c :n2
+-- Inside a transaction block that commits, the drop happens at the commit.
+BEGIN;
 SELECT spock.sub_drop('sub_n2_n1');
+COMMIT;
 \c :n1
 SELECT count(*) AS provider_slots FROM pg_replication_slots WHERE slot_name LIKE 'spk\_%';
