@@ -15,6 +15,7 @@ pub mod sync;
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
+use pgrx::{PgXactCallbackEvent, register_xact_callback};
 
 use crate::errors::raise;
 
@@ -57,4 +58,22 @@ pub fn require_replication_privilege(what: &str) {
             format!("{what} needs superuser or the REPLICATION attribute"),
         );
     }
+}
+
+/// Runs `f` when the current transaction commits, just before the commit is
+/// final (after deferred triggers), with a snapshot for the catalog reads it
+/// makes; an error in `f` aborts the commit. Nothing runs on a rollback. For
+/// the steps of a function that no rollback could undo.
+pub fn before_commit<F>(f: F)
+where
+    F: FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe + 'static,
+{
+    register_xact_callback(PgXactCallbackEvent::PreCommit, move || {
+        // SAFETY: the transaction is still in progress at pre-commit; the
+        // snapshot is popped again below, or by the abort if `f` fails.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+        f();
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    });
 }

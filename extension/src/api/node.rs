@@ -4,10 +4,9 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::{PgXactCallbackEvent, register_xact_callback};
 use spock_core::naming;
 
-use super::{name_arg, required};
+use super::{before_commit, name_arg, required};
 use crate::catalog::node::{self, NodeDetails};
 use crate::catalog::repset;
 use crate::errors::{raise, raise_hint, require_superuser};
@@ -197,7 +196,7 @@ fn drop_local_slots(client: &mut pgrx::spi::SpiClient<'_>) {
     if slots.is_empty() {
         return;
     }
-    register_xact_callback(PgXactCallbackEvent::PreCommit, move || {
+    before_commit(move || {
         if Spi::connect(node::local_node).is_some() {
             return;
         }

@@ -10,7 +10,7 @@ use pgrx::{PgXactCallbackEvent, register_xact_callback};
 use spock_core::naming;
 use spock_core::sync::{SyncKind, SyncStatus};
 
-use super::{current_database, my_database};
+use super::{before_commit, current_database, my_database};
 use crate::catalog::node::{self, LocalNode, NodeDetails};
 use crate::catalog::subscription::{self, NewSubscription, Subscription};
 use crate::catalog::{origin, sync_status};
@@ -365,7 +365,7 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
     // subscription is still gone then (a rolled-back savepoint may have
     // brought it back). A rollback of the statement or the transaction
     // leaves the subscription whole.
-    register_xact_callback(PgXactCallbackEvent::PreCommit, move || {
+    before_commit(move || {
         if Spi::connect(|client| subscription::by_id(client, sub.sub_id)).is_none() {
             origin::drop_if_exists(&sub.slot_name);
             drop_remote_slot(&sub);

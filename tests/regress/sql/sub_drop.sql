@@ -13,13 +13,18 @@ CREATE TABLE t (id int PRIMARY KEY);
 SELECT spock.sub_create('sub_n2_n1', :'n1') > 0 AS subscribed;
 SELECT spock.sub_wait_for_sync('sub_n2_n1');
 -- sub_drop drops the replication origin and the provider's slot only when
--- its transaction commits: a rollback of the transaction, or of the
--- statement that called it, leaves the subscription whole.
+-- its transaction commits: a rollback of the transaction, of the statement
+-- that called it, or of a savepoint leaves the subscription whole.
 BEGIN;
 SELECT spock.sub_drop('sub_n2_n1');
 ROLLBACK;
 DO $$ BEGIN PERFORM spock.sub_drop('sub_n2_n1'); RAISE EXCEPTION 'changed my mind'; END $$;
-SELECT subscription_name FROM spock.subscription;
+BEGIN;
+SAVEPOINT before_drop;
+SELECT spock.sub_drop('sub_n2_n1');
+ROLLBACK TO SAVEPOINT before_drop;
+COMMIT;
+SELECT sub_name FROM spock.subscription;
 \c :n1
 INSERT INTO t VALUES (1);
 SELECT spock.sync_event() AS lsn \gset
