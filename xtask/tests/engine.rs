@@ -289,7 +289,7 @@ fn table_owner_code_runs_with_the_owners_rights() {
     barrier(n1, n2, 60);
     assert_eq!(
         sql(n2, "SELECT string_agg(who || ':' || id, ',' ORDER BY who) FROM audit"),
-        "app (deferred):1,app:1",
+        "app:1,app (deferred):1",
         "the triggers did not run as the table owner"
     );
 
