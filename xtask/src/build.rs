@@ -36,11 +36,25 @@ pub fn is_built(resolved: &Resolved) -> bool {
     [Profile::Dev, Profile::Release].into_iter().any(|p| Installed::load(&PgDirs::new(major, p)).is_some())
 }
 
-/// The release build of a major for a package layout, with the extension.
+/// The release build of a major for a package layout, with the extension
+/// (copied from the other layout's tree when that holds the same build).
 pub fn build_package_tree(resolved: &Resolved, layout: PkgLayout, jobs: usize) -> Result<Installed> {
     let major = resolved.version.major;
     let series = patches::discover(&patches::series_dir(major), major, false)?;
-    build_in(&PgDirs::package(major, layout), resolved, None, &series, jobs)
+    let dirs = PgDirs::package(major, layout);
+    let source = fetch::obtain(resolved, None)?;
+    let (record, fresh) = patches::ensure_tree(&dirs, &source, &series)?;
+    let installed = pgbuild::ensure_built(&dirs, &record, fresh, jobs)?;
+    let donor = PkgLayout::ALL
+        .into_iter()
+        .filter(|other| *other != layout)
+        .find_map(|other| Installed::load(&PgDirs::package(major, other)))
+        .filter(|donor| donor.core.postgresql_version == installed.core.postgresql_version);
+    match donor {
+        Some(donor) => extension::ensure_installed_from(&installed, &donor)?,
+        None => extension::ensure_installed(&installed)?,
+    }
+    Ok(installed)
 }
 
 /// Fetch, patched tree, server and extension in `dirs`, each step skipped

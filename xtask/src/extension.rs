@@ -190,6 +190,51 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
     Ok(())
 }
 
+/// Installs the spock extension into a package tree by copying it from
+/// `donor`, the other layout's package tree of the same server build, when
+/// that tree holds the build of exactly these sources (the fingerprint
+/// covers the sources, the server version and patch series, the profile and
+/// cargo-pgrx, not the layout). A package tree's library finds libpq through
+/// `$ORIGIN`, so the files are the same for every layout and are built once
+/// per major. Otherwise it builds as [`ensure_installed`] does.
+pub fn ensure_installed_from(installed: &Installed, donor: &Installed) -> Result<()> {
+    let krate = spock();
+    let name = krate.name;
+    let stamp = installed.dirs.root.join(format!("{name}.stamp"));
+    let fingerprint = fingerprint(installed, &krate)?;
+    let donor_stamp = donor.dirs.root.join(format!("{name}.stamp"));
+    let reusable = installed.dirs.package.is_some()
+        && donor.dirs.package.is_some()
+        && donor.dirs.profile == installed.dirs.profile
+        && std::fs::read_to_string(&donor_stamp).ok().as_deref() == Some(fingerprint.as_str());
+    if !reusable || std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str()) {
+        return ensure_crate_installed(installed, &krate);
+    }
+    let step = ui::Step::start(format!(
+        "Installing the {name} extension built for {} into {}",
+        donor.dirs.install().display(),
+        installed.dirs.install().display()
+    ));
+    std::fs::remove_file(&stamp).ok();
+    let lib_name = format!("{name}.so");
+    let lib = installed.pkglibdir()?.join(&lib_name);
+    fsutil::copy_file(&donor.pkglibdir()?.join(&lib_name), &lib)?;
+    for alias in krate.aliases {
+        link_alias(&lib, alias)?;
+    }
+    let (from, to) = (donor.sharedir()?.join("extension"), installed.sharedir()?.join("extension"));
+    for entry in std::fs::read_dir(&from).with_context(|| format!("cannot list {}", from.display()))? {
+        let file = entry?.file_name();
+        let file_name = file.to_string_lossy();
+        if file_name == format!("{name}.control") || file_name.starts_with(&format!("{name}--")) {
+            fsutil::copy_file(&from.join(&file), &to.join(&file))?;
+        }
+    }
+    std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
+    step.done(&format!("installed {}", lib.display()));
+    Ok(())
+}
+
 /// Makes `<alias>.so` a symbolic link to `lib` in the same directory. The
 /// server loads a library once per file, so the link and the original share
 /// one copy in a process that loads both.

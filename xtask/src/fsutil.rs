@@ -40,6 +40,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Copies `from` to `to` (replacing it) through a temporary name, keeping
+/// the permission bits, so that `to` is never half written.
+pub fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_atomic(to, &bytes)?;
+    let mode =
+        std::fs::metadata(from).with_context(|| format!("cannot stat {}", from.display()))?.permissions();
+    std::fs::set_permissions(to, mode)
+        .with_context(|| format!("cannot set the permissions of {}", to.display()))
+}
+
 /// Reads a JSON file, or `None` when it does not exist or does not parse
 /// (stamps and records are rewritten in that case).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {

@@ -141,7 +141,11 @@ pub fn ensure_built(
         step.done("");
     }
 
-    let mut make_args = vec![format!("-j{jobs}"), "world-bin".to_string()];
+    // The stock build serves the negative control only (a server and the
+    // extension), so it leaves contrib and the other extras out.
+    let (build_target, install_target) =
+        if dirs.stock { ("all", "install") } else { ("world-bin", "install-world-bin") };
+    let mut make_args = vec![format!("-j{jobs}"), build_target.to_string()];
     if dirs.package.is_some() {
         // Packaged programs and libraries find libpq relative to their own
         // location, so the packages are relocatable (and testable in a
@@ -154,13 +158,17 @@ pub fn ensure_built(
         record.postgresql_version,
         make_args[..2].join(" ")
     ));
-    cmd::run_logged(tool("make", &make_args).dir(dirs.build()), "make world-bin", &logs.join("make.log"))?;
+    cmd::run_logged(
+        tool("make", &make_args).dir(dirs.build()),
+        &format!("make {build_target}"),
+        &logs.join("make.log"),
+    )?;
     step.done("");
 
     let step = ui::Step::start(format!("Installing into {}", dirs.install().display()));
     // A partial install must not be mistaken for a finished one.
     std::fs::remove_file(dirs.install_stamp(INSTALL_STAMP)).ok();
-    let mut install_args = vec!["install-world-bin".to_string()];
+    let mut install_args = vec![install_target.to_string()];
     if dirs.package.is_some() {
         // A package's file tree starts empty: nothing stale gets packaged.
         fsutil::remove_dir_all_if_exists(&dirs.sysroot())?;
@@ -168,7 +176,7 @@ pub fn ensure_built(
     }
     cmd::run_logged(
         tool("make", &install_args).dir(dirs.build()),
-        "make install-world-bin",
+        &format!("make {install_target}"),
         &logs.join("install.log"),
     )?;
     let core = CorePatches {
