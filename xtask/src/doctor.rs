@@ -67,6 +67,7 @@ pub fn prerequisites() -> Vec<Prereq> {
     vec![
         Prereq { what: "C compiler (cc)", deb: "gcc", rpm: "gcc", check: || any_on_path(&["cc", "gcc"]) },
         Prereq { what: "make", deb: "make", rpm: "make", check: || any_on_path(&["make"]) },
+        Prereq { what: "ccache", deb: "ccache", rpm: "ccache", check: || any_on_path(&["ccache"]) },
         Prereq { what: "bison", deb: "bison", rpm: "bison", check: || any_on_path(&["bison"]) },
         Prereq { what: "flex", deb: "flex", rpm: "flex", check: || any_on_path(&["flex"]) },
         Prereq { what: "perl", deb: "perl", rpm: "perl", check: || any_on_path(&["perl"]) },

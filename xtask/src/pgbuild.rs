@@ -153,16 +153,23 @@ pub fn ensure_built(
         // the shell.
         make_args.push("rpathdir=$$ORIGIN/../lib".into());
     }
+    let cache = compiler_cache(dirs)?;
+    if let Some(cache) = &cache {
+        make_args.push(cache.make_arg.clone());
+    }
     let step = ui::Step::start(format!(
-        "Building PostgreSQL {} (make {})",
+        "Building PostgreSQL {} (make {}{})",
         record.postgresql_version,
-        make_args[..2].join(" ")
+        make_args[..2].join(" "),
+        if cache.is_some() { ", through ccache" } else { "" }
     ));
-    cmd::run_logged(
-        tool("make", &make_args).dir(dirs.build()),
-        &format!("make {build_target}"),
-        &logs.join("make.log"),
-    )?;
+    let mut make = tool("make", &make_args).dir(dirs.build());
+    if let Some(cache) = &cache {
+        for (key, value) in &cache.env {
+            make = make.env(key, value);
+        }
+    }
+    cmd::run_logged(make, &format!("make {build_target}"), &logs.join("make.log"))?;
     step.done("");
 
     let step = ui::Step::start(format!("Installing into {}", dirs.install().display()));
@@ -198,6 +205,58 @@ pub fn ensure_built(
         "server has no output_plugin_libraries setting"
     });
     Ok(Installed { dirs: dirs.clone(), core })
+}
+
+/// How a build goes through ccache: the `CC=` override for make (the
+/// configured compiler, prefixed) and ccache's environment.
+struct CompilerCache {
+    make_arg: String,
+    env: Vec<(&'static str, String)>,
+}
+
+/// ccache for the server's C files, when it is installed (`cargo xtask
+/// doctor` installs it). The cache lives in the user cache, so trees that
+/// compile the same sources with the same flags share their objects: the
+/// .rpm tree reuses the .deb tree's, the stock tree most of the patched
+/// one's, and a later checkout all of them. Paths below `target/pg` are
+/// made relative (`CCACHE_BASEDIR`) so that trees in different directories
+/// hash alike; an object whose preprocessed source differs (a patched file,
+/// the configured paths, the version string) is compiled again. configure
+/// never sees ccache: the installed `pg_config --cc` and `Makefile.global`
+/// name the plain compiler, as a package needs.
+fn compiler_cache(dirs: &PgDirs) -> Result<Option<CompilerCache>> {
+    if std::env::var_os("SPOCK_NO_CCACHE").is_some_and(|v| !v.is_empty()) {
+        return Ok(None);
+    }
+    let Some(ccache) = cmd::on_path("ccache") else {
+        ui::note(
+            "ccache is not installed: PostgreSQL is compiled from scratch (`cargo xtask doctor` installs it)",
+        );
+        return Ok(None);
+    };
+    let global = dirs.build().join("src/Makefile.global");
+    let text = std::fs::read_to_string(&global)
+        .with_context(|| format!("cannot read {} (written by configure)", global.display()))?;
+    let Some(cc) = text.lines().find_map(|l| l.strip_prefix("CC = ")).map(str::trim) else {
+        bail!(
+            "{} has no `CC = ...` line; configure did not finish, remove {} and build again",
+            global.display(),
+            dirs.build().display()
+        );
+    };
+    let base = dirs.root.parent().unwrap_or(&dirs.root);
+    let cache_dir = crate::layout::cache_dir()?.join("ccache");
+    Ok(Some(CompilerCache {
+        make_arg: format!("CC={} {cc}", ccache.display()),
+        env: vec![
+            ("CCACHE_DIR", cache_dir.display().to_string()),
+            ("CCACHE_BASEDIR", base.display().to_string()),
+            // Debug builds embed the compile directory; hashing it would keep
+            // two checkouts from sharing anything.
+            ("CCACHE_NOHASHDIR", "true".into()),
+            ("CCACHE_MAXSIZE", "6G".into()),
+        ],
+    }))
 }
 
 /// Whether everything in the build directory belongs to us. As root, a
