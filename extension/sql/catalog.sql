@@ -77,3 +77,27 @@ CREATE TABLE spock.local_sync_status (
     sync_statuslsn pg_lsn NOT NULL DEFAULT '0/0',
     UNIQUE NULLS NOT DISTINCT (sync_subid, sync_nspname, sync_relname)
 );
+
+-- Conflicts resolved on this node (behaviour.md §7.6), written by apply
+-- workers under spock.save_resolutions and pruned by
+-- spock.cleanup_resolutions(). Tuples are JSON text keyed by column name.
+CREATE TABLE spock.resolutions (
+    id integer GENERATED ALWAYS AS IDENTITY,
+    node_name name NOT NULL,
+    log_time timestamptz NOT NULL,
+    relname text,
+    idxname text,
+    conflict_type text,
+    conflict_resolution text,
+    local_origin integer,
+    local_tuple text,
+    local_xid xid,
+    local_timestamp timestamptz,
+    remote_origin integer,
+    remote_tuple text,
+    remote_xid xid,
+    remote_timestamp timestamptz,
+    remote_lsn pg_lsn,
+    PRIMARY KEY (id, node_name)
+) WITH (user_catalog_table = true);
+CREATE INDEX resolutions_log_time ON spock.resolutions (log_time);

@@ -3,8 +3,10 @@
 
 use std::ffi::CString;
 
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::pg_sys;
+use pgrx::pg_sys::elog::PgLogLevel;
+use spock_core::conflict::LogOriginChange;
 
 /// `spock.synchronous_commit`: apply transactions commit with
 /// `synchronous_commit = local` when on, `off` when off.
@@ -23,7 +25,148 @@ pub static REQUIRE_CORE_PATCHES: GucSetting<bool> = GucSetting::<bool>::new(fals
 /// relied on the old behaviour and trust every table owner).
 pub static APPLY_AS_SUPERUSER: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `spock.conflict_resolution`: the only method is last-update-wins.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConflictResolution {
+    #[name = c"last_update_wins"]
+    LastUpdateWins,
+}
+pub static CONFLICT_RESOLUTION: GucSetting<ConflictResolution> =
+    GucSetting::<ConflictResolution>::new(ConflictResolution::LastUpdateWins);
+
+/// A server message level, for `spock.conflict_log_level`.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MessageLevel {
+    #[name = c"debug5"]
+    Debug5,
+    #[name = c"debug4"]
+    Debug4,
+    #[name = c"debug3"]
+    Debug3,
+    #[name = c"debug2"]
+    Debug2,
+    #[name = c"debug1"]
+    Debug1,
+    #[name = c"info"]
+    Info,
+    #[name = c"notice"]
+    Notice,
+    #[name = c"warning"]
+    Warning,
+    #[name = c"error"]
+    Error,
+    #[name = c"log"]
+    Log,
+    #[name = c"fatal"]
+    Fatal,
+    #[name = c"panic"]
+    Panic,
+}
+
+impl MessageLevel {
+    pub fn level(self) -> PgLogLevel {
+        match self {
+            MessageLevel::Debug5 => PgLogLevel::DEBUG5,
+            MessageLevel::Debug4 => PgLogLevel::DEBUG4,
+            MessageLevel::Debug3 => PgLogLevel::DEBUG3,
+            MessageLevel::Debug2 => PgLogLevel::DEBUG2,
+            MessageLevel::Debug1 => PgLogLevel::DEBUG1,
+            MessageLevel::Info => PgLogLevel::INFO,
+            MessageLevel::Notice => PgLogLevel::NOTICE,
+            MessageLevel::Warning => PgLogLevel::WARNING,
+            MessageLevel::Error => PgLogLevel::ERROR,
+            MessageLevel::Log => PgLogLevel::LOG,
+            MessageLevel::Fatal => PgLogLevel::FATAL,
+            MessageLevel::Panic => PgLogLevel::PANIC,
+        }
+    }
+}
+
+/// `spock.conflict_log_level`: level of the message logged per conflict.
+pub static CONFLICT_LOG_LEVEL: GucSetting<MessageLevel> = GucSetting::<MessageLevel>::new(MessageLevel::Log);
+/// `spock.save_resolutions`: record resolvable conflicts in `spock.resolutions`.
+pub static SAVE_RESOLUTIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.resolutions_retention_days`: apply workers prune older resolutions daily; 0 disables.
+pub static RESOLUTIONS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// `spock.read_retry_count`: extra look-ups before a row to update or delete is missing.
+pub static READ_RETRY_COUNT: GucSetting<i32> = GucSetting::<i32>::new(5);
+
+/// `spock.log_origin_change`.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OriginChangeSetting {
+    #[name = c"none"]
+    None,
+    #[name = c"remote_only_differs"]
+    RemoteOnlyDiffers,
+    #[name = c"since_sub_creation"]
+    SinceSubCreation,
+}
+pub static LOG_ORIGIN_CHANGE: GucSetting<OriginChangeSetting> =
+    GucSetting::<OriginChangeSetting>::new(OriginChangeSetting::None);
+
+/// `spock.log_origin_change` as the conflict rule takes it.
+pub fn log_origin_change() -> LogOriginChange {
+    match LOG_ORIGIN_CHANGE.get() {
+        OriginChangeSetting::None => LogOriginChange::None,
+        OriginChangeSetting::RemoteOnlyDiffers => LogOriginChange::RemoteOnlyDiffers,
+        OriginChangeSetting::SinceSubCreation => LogOriginChange::SinceSubCreation,
+    }
+}
+
 pub fn init() {
+    GucRegistry::define_enum_guc(
+        c"spock.conflict_resolution",
+        c"How conflicts between an incoming change and the local row are resolved.",
+        c"last_update_wins, the only method: the row version with the later commit timestamp wins.",
+        &CONFLICT_RESOLUTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"spock.conflict_log_level",
+        c"Message level of the server-log message about each conflict.",
+        c"At error or above the message also fails the apply of the transaction.",
+        &CONFLICT_LOG_LEVEL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.save_resolutions",
+        c"Record resolved conflicts in spock.resolutions.",
+        c"",
+        &SAVE_RESOLUTIONS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"spock.resolutions_retention_days",
+        c"Days spock.resolutions rows are kept; apply workers delete older rows once a day.",
+        c"0 keeps them until spock.cleanup_resolutions() is called with a number of days.",
+        &RESOLUTIONS_RETENTION_DAYS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"spock.log_origin_change",
+        c"Which remote updates and deletes that overwrite a row of another origin are logged.",
+        c"none: never; remote_only_differs: when the overwritten version came from another remote node; \
+          since_sub_creation: when it was committed after the subscription was created.",
+        &LOG_ORIGIN_CHANGE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"spock.read_retry_count",
+        c"Extra look-ups of a row to update or delete before it is declared missing.",
+        c"",
+        &READ_RETRY_COUNT,
+        0,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"spock.synchronous_commit",
         c"Commit applied transactions with synchronous_commit = local instead of off.",

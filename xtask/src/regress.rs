@@ -44,7 +44,7 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_tests: &["cluster", "engine"],
+            integration_tests: &["cluster", "engine", "conflicts"],
             extra_conf: "fsync = off\n",
         }
     }

@@ -14,43 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::cluster;
+use common::{DB, barrier, cluster, make_node, sql, wait_for};
 use xtask::node::Node;
-
-const DB: &str = "postgres";
-
-/// Runs `sql` on `node`, panicking with the node's log tail.
-fn sql(node: &Node, sql: &str) -> String {
-    node.safe_psql(DB, sql)
-        .unwrap_or_else(|e| panic!("{e:#}\n--- log of {} ---\n{}", node.name, node.log_tail(40)))
-}
-
-/// Waits until `query` returns `t` on `node`, panicking with its log.
-fn wait_for(node: &Node, query: &str, seconds: u64) {
-    node.poll_query_until(DB, query, Duration::from_secs(seconds))
-        .unwrap_or_else(|e| panic!("{e:#}\n--- log of {} ---\n{}", node.name, node.log_tail(60)));
-}
-
-/// The extension and a spock node named like the cluster node, with `dsn`
-/// as its own connection string.
-fn make_node(node: &Node, dsn: &str) {
-    sql(node, "CREATE EXTENSION IF NOT EXISTS spock");
-    sql(node, &format!("SELECT spock.node_create('{}', '{}')", node.name, dsn.replace('\'', "''")));
-}
-
-/// Waits until everything `provider` committed so far has been applied on `subscriber`.
-fn barrier(provider: &Node, subscriber: &Node, seconds: u64) {
-    let lsn = sql(provider, "SELECT spock.sync_event()");
-    let reached = sql(
-        subscriber,
-        &format!("CALL spock.wait_for_sync_event(NULL, '{}', '{lsn}', {seconds})", provider.name),
-    );
-    assert_eq!(
-        reached, "t",
-        "{} did not apply {}'s changes up to {lsn} within {seconds} s",
-        subscriber.name, provider.name
-    );
-}
 
 /// A thread that commits batches of rows into `table (id, payload)` on
 /// `node` until stopped; returns the highest id written.

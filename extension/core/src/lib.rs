@@ -4,6 +4,7 @@
 //! `cargo test` at the top of the workspace exercises it without a server.
 //! The pgrx glue in `extension/src` calls into this crate.
 
+pub mod conflict;
 pub mod core_patches;
 pub mod dsn;
 pub mod naming;

@@ -6,6 +6,7 @@
 //! nodes) and `workers::registry` (waking or stopping workers). Nothing
 //! here is used by the workers.
 
+pub mod conflict;
 pub mod info;
 pub mod node;
 pub mod repset;

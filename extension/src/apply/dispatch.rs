@@ -11,12 +11,15 @@ use spock_core::stream::FlushTracker;
 
 use super::rowops::Applier;
 use crate::catalog::origin;
+use crate::catalog::subscription::Subscription;
 use crate::errors::raise;
 
 pub struct Dispatcher {
     applier: Applier,
     flush: FlushTracker,
     in_transaction: bool,
+    /// When `spock.resolutions` was last pruned by this worker.
+    last_prune: Option<std::time::Instant>,
     /// Memory for applying one change, reset after each (what the executor,
     /// type input functions and catalog lookups allocate for a row must not
     /// pile up over a transaction of a million rows).
@@ -24,11 +27,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new() -> Dispatcher {
+    pub fn new(sub: &Subscription) -> Dispatcher {
         Dispatcher {
-            applier: Applier::new(),
+            applier: Applier::new(sub),
             flush: FlushTracker::default(),
             in_transaction: false,
+            last_prune: None,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
                 pg_sys::AllocSetContextCreateExtended(
@@ -70,7 +74,7 @@ impl Dispatcher {
 
     pub fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Begin { .. } => {
+            Message::Begin { final_lsn, commit_time, xid, origin_node, .. } => {
                 if self.in_transaction {
                     raise(
                         PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
@@ -85,6 +89,7 @@ impl Dispatcher {
                     pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
                 }
                 all_constraints_immediate();
+                self.applier.begin(commit_time, origin_node, xid, final_lsn);
             }
             Message::Commit { end_lsn, commit_time, .. } => {
                 self.require_transaction("Commit");
@@ -128,6 +133,37 @@ impl Dispatcher {
                 }
                 self.advance_origin(lsn);
             }
+        }
+    }
+
+    /// Deletes `spock.resolutions` rows older than
+    /// `spock.resolutions_retention_days`, when this worker starts and then
+    /// once a day, between remote transactions.
+    pub fn prune_resolutions_if_due(&mut self) {
+        const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+        if self.in_transaction || self.last_prune.is_some_and(|t| t.elapsed() < DAY) {
+            return;
+        }
+        self.last_prune = Some(std::time::Instant::now());
+        let days = crate::guc::RESOLUTIONS_RETENTION_DAYS.get();
+        if days <= 0 {
+            return;
+        }
+        // SAFETY: a transaction of its own that moves no origin: the
+        // session's origin position and timestamp are cleared first, so its
+        // commit neither advances the origin nor takes a remote timestamp.
+        let deleted = unsafe {
+            pg_sys::replorigin_session_origin_lsn = 0;
+            pg_sys::replorigin_session_origin_timestamp = 0;
+            pg_sys::StartTransactionCommand();
+            let n = crate::catalog::with_catalog_owner_rights(|| {
+                Spi::connect_mut(|client| crate::catalog::resolutions::delete_older_than(client, days))
+            });
+            pg_sys::CommitTransactionCommand();
+            n
+        };
+        if deleted > 0 {
+            pgrx::log!("spock: deleted {deleted} spock.resolutions rows older than {days} days");
         }
     }
 

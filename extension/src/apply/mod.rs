@@ -6,6 +6,7 @@
 //! table owner's rights (`owner`). The error it exits with is kept in the
 //! worker registry, where `sub_show_status` shows it.
 
+mod conflict;
 mod dispatch;
 mod owner;
 mod relmap;

@@ -10,12 +10,17 @@ use std::ffi::CString;
 use pgrx::prelude::*;
 use spock_core::protocol::{OldRow, Tuple, Value};
 
+use spock_core::conflict::{Change, RemoteVersion};
+
+use super::conflict::{Conflict, Conflicts, RemoteXact};
 use super::owner::OwnerContext;
 use super::relmap::{LocalMap, RelMap, RemoteRel};
+use crate::catalog::subscription::Subscription;
 use crate::errors::{raise, raise_hint};
+use crate::guc;
 
-/// Applies changes: the relation map and the local tables kept open for
-/// the current transaction.
+/// Applies changes: the relation map, the local tables kept open for
+/// the current transaction, and what conflicts are resolved with.
 pub struct Applier {
     pub relmap: RelMap,
     /// Local tables kept open, with their executor state, until the end of
@@ -23,33 +28,120 @@ pub struct Applier {
     open: HashMap<u32, Target>,
     /// Whose rights changes run with.
     owner: OwnerContext,
+    conflicts: Conflicts,
+    /// The remote transaction being applied.
+    remote: Option<RemoteXact>,
 }
 
 impl Applier {
-    pub fn new() -> Applier {
-        Applier { relmap: RelMap::new(), open: HashMap::new(), owner: OwnerContext::default() }
+    pub fn new(sub: &Subscription) -> Applier {
+        Applier {
+            relmap: RelMap::new(),
+            open: HashMap::new(),
+            owner: OwnerContext::default(),
+            conflicts: Conflicts::new(sub),
+            remote: None,
+        }
     }
 
+    /// A remote transaction begins: what its changes are stamped with.
+    pub fn begin(&mut self, commit_ts: i64, origin_node: u32, xid: u32, commit_lsn: u64) {
+        let origin = self.conflicts.remote_origin(origin_node);
+        let remote = RemoteXact { version: RemoteVersion { commit_ts, origin }, xid, commit_lsn };
+        self.conflicts.check_clock(&remote);
+        self.remote = Some(remote);
+    }
+
+    fn remote(&self) -> RemoteXact {
+        self.remote.unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+                "the provider sent a change outside a transaction",
+            )
+        })
+    }
+
+    /// An INSERT; when a row with its key exists, an `insert_exists`
+    /// conflict that last-update-wins resolves (the INSERT then updates
+    /// the row with the columns it sent, or is dropped).
     pub fn insert(&mut self, relid: u32, new: &Tuple) {
+        let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
+        let conflicts = &mut self.conflicts;
         on_table(&mut self.open, &mut self.owner, map, |t| {
             // SAFETY: the target's slots and executor state, in this transaction.
             unsafe {
                 fill_slot(t.row, map, rr, new, None);
                 fill_defaults(t, map);
                 pg_sys::ExecStoreVirtualTuple(t.row);
+                let index = pg_sys::RelationGetReplicaIndex(t.rel);
+                if index != pg_sys::InvalidOid
+                    && pg_sys::RelationFindReplTupleByIndex(
+                        t.rel,
+                        index,
+                        pg_sys::LockTupleMode::LockTupleExclusive,
+                        t.row,
+                        t.local,
+                    )
+                {
+                    let found = conflicts.found(t.local, &remote);
+                    let outcome = conflicts.resolve(Change::Insert, Some(&found), &remote);
+                    let relname = rr.qualified();
+                    conflicts.report(
+                        &Conflict {
+                            outcome,
+                            relname: &relname,
+                            index: Some(index),
+                            found: Some(&found),
+                            local_slot: Some(t.local),
+                            remote_slot: Some(t.row),
+                        },
+                        &remote,
+                    );
+                    if outcome.resolution.applies() {
+                        // The columns the INSERT sent, over the local row.
+                        clear_slot(t.row);
+                        prepare_row(t);
+                        slot_getallattrs(t.local);
+                        fill_slot(t.row, map, rr, new, Some(t.local));
+                        pg_sys::ExecStoreVirtualTuple(t.row);
+                        update_found(t);
+                    }
+                    return;
+                }
                 pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
             }
         });
     }
 
+    /// An UPDATE of the row with the old key (or the new row's key):
+    /// applied when the local version comes from the same origin or loses
+    /// last-update-wins; a missing row is an `update_missing` error.
     pub fn update(&mut self, relid: u32, old: Option<&OldRow>, new: &Tuple) {
+        let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
         let key_source = old.map(|o| o.tuple()).unwrap_or(new);
+        let conflicts = &mut self.conflicts;
         on_table(&mut self.open, &mut self.owner, map, |t| {
             // SAFETY: the target's slots and executor state, in this transaction.
             unsafe {
-                if !find_row(t, map, rr, key_source) {
+                let index = identity_index(t.rel, rr);
+                if !find_row_retrying(t, map, rr, index, key_source) {
+                    let outcome = conflicts.resolve(Change::Update, None, &remote);
+                    fill_slot(t.row, map, rr, new, None);
+                    pg_sys::ExecStoreVirtualTuple(t.row);
+                    let relname = rr.qualified();
+                    conflicts.report(
+                        &Conflict {
+                            outcome,
+                            relname: &relname,
+                            index: Some(index),
+                            found: None,
+                            local_slot: None,
+                            remote_slot: Some(t.row),
+                        },
+                        &remote,
+                    );
                     raise(
                         PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
                         format!(
@@ -58,33 +150,70 @@ impl Applier {
                         ),
                     );
                 }
+                let found = conflicts.found(t.local, &remote);
+                let outcome = conflicts.resolve(Change::Update, Some(&found), &remote);
                 slot_getallattrs(t.local);
                 fill_slot(t.row, map, rr, new, Some(t.local));
                 pg_sys::ExecStoreVirtualTuple(t.row);
-                let mut epq: pg_sys::EPQState = std::mem::zeroed();
-                epq_init(&mut epq, t.estate);
-                pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, t.local, t.row);
-                pg_sys::EvalPlanQualEnd(&mut epq);
+                if outcome.conflict.is_some() {
+                    let relname = rr.qualified();
+                    conflicts.report(
+                        &Conflict {
+                            outcome,
+                            relname: &relname,
+                            index: Some(index),
+                            found: Some(&found),
+                            local_slot: Some(t.local),
+                            remote_slot: Some(t.row),
+                        },
+                        &remote,
+                    );
+                }
+                if outcome.resolution.applies() {
+                    update_found(t);
+                }
             }
         });
     }
 
+    /// A DELETE of the row with the old key: applied when the local
+    /// version comes from the same origin or loses last-update-wins
+    /// (`delete_origin_differs`); kept when it wins (`delete_exists`);
+    /// nothing to do when the row is missing (`delete_missing`).
     pub fn delete(&mut self, relid: u32, old: &OldRow) {
+        let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
+        let conflicts = &mut self.conflicts;
         on_table(&mut self.open, &mut self.owner, map, |t| {
             // SAFETY: the target's slots and executor state, in this transaction.
             unsafe {
-                if !find_row(t, map, rr, old.tuple()) {
-                    pgrx::log!(
-                        "delete_missing: the row to delete in {} does not exist on this node; skipped",
-                        rr.qualified()
+                let index = identity_index(t.rel, rr);
+                let found = if find_row_retrying(t, map, rr, index, old.tuple()) {
+                    Some(conflicts.found(t.local, &remote))
+                } else {
+                    None
+                };
+                let outcome = conflicts.resolve(Change::Delete, found.as_ref(), &remote);
+                if outcome.conflict.is_some() {
+                    let relname = rr.qualified();
+                    conflicts.report(
+                        &Conflict {
+                            outcome,
+                            relname: &relname,
+                            index: Some(index),
+                            found: found.as_ref(),
+                            local_slot: Some(t.local),
+                            remote_slot: Some(t.search),
+                        },
+                        &remote,
                     );
-                    return;
                 }
-                let mut epq: pg_sys::EPQState = std::mem::zeroed();
-                epq_init(&mut epq, t.estate);
-                pg_sys::ExecSimpleRelationDelete(t.rri, t.estate, &mut epq, t.local);
-                pg_sys::EvalPlanQualEnd(&mut epq);
+                if found.is_some() && outcome.resolution.applies() {
+                    let mut epq: pg_sys::EPQState = std::mem::zeroed();
+                    epq_init(&mut epq, t.estate);
+                    pg_sys::ExecSimpleRelationDelete(t.rri, t.estate, &mut epq, t.local);
+                    pg_sys::EvalPlanQualEnd(&mut epq);
+                }
             }
         });
     }
@@ -97,6 +226,7 @@ impl Applier {
             unsafe { close_target(target) };
         }
         self.owner.leave();
+        self.remote = None;
     }
 
     /// Truncates the local tables of the given provider relations without
@@ -267,12 +397,16 @@ unsafe fn prepare_slots(t: &Target) {
     }
 }
 
-/// Looks up the local row with the key in `key` (through the replica
-/// identity index) into `t.local`, locking it; false when there is none.
-unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, key: &Tuple) -> bool {
+/// Looks up the local row with the key in `key` through `index` into
+/// `t.local`, locking it; false when there is none.
+unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, index: pg_sys::Oid, key: &Tuple) -> bool {
     // SAFETY: the caller's target, in the apply transaction.
     unsafe {
-        let index = identity_index(t.rel, rr);
+        clear_slot(t.search);
+        let natts = (*(*t.rel).rd_att).natts as usize;
+        for i in 0..natts {
+            *(*t.search).tts_isnull.add(i) = true;
+        }
         fill_slot(t.search, map, rr, key, None);
         pg_sys::ExecStoreVirtualTuple(t.search);
         pg_sys::RelationFindReplTupleByIndex(
@@ -282,6 +416,59 @@ unsafe fn find_row(t: &Target, map: &LocalMap, rr: &RemoteRel, key: &Tuple) -> b
             t.search,
             t.local,
         )
+    }
+}
+
+/// How long to wait between look-ups of a row not found
+/// (`spock.read_retry_count` of them).
+const READ_RETRY_PAUSE_US: i64 = 20_000;
+
+/// [`find_row`], looking again up to `spock.read_retry_count` times, with a
+/// short pause in between, before the row is declared missing (a change it
+/// depends on may still be on its way from another origin, or a local
+/// transaction about to commit it).
+unsafe fn find_row_retrying(
+    t: &Target,
+    map: &LocalMap,
+    rr: &RemoteRel,
+    index: pg_sys::Oid,
+    key: &Tuple,
+) -> bool {
+    let retries = guc::READ_RETRY_COUNT.get().max(0);
+    for attempt in 0..=retries {
+        // SAFETY: the caller's target, in the apply transaction.
+        if unsafe { find_row(t, map, rr, index, key) } {
+            return true;
+        }
+        if attempt < retries {
+            // SAFETY: sleeps this process; interrupts are checked after.
+            unsafe { pg_sys::pg_usleep(READ_RETRY_PAUSE_US) };
+            pgrx::check_for_interrupts!();
+        }
+    }
+    false
+}
+
+/// Replaces the row found (`t.local`) with `t.row`.
+unsafe fn update_found(t: &Target) {
+    // SAFETY: the caller's target with a locked row in `t.local` and the
+    // new version stored in `t.row`.
+    unsafe {
+        let mut epq: pg_sys::EPQState = std::mem::zeroed();
+        epq_init(&mut epq, t.estate);
+        pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, t.local, t.row);
+        pg_sys::EvalPlanQualEnd(&mut epq);
+    }
+}
+
+/// Marks every column of the (cleared) `t.row` NULL, as `prepare_slots` does.
+unsafe fn prepare_row(t: &Target) {
+    // SAFETY: the target's virtual slot with the table's number of attributes.
+    unsafe {
+        let natts = (*(*t.rel).rd_att).natts as usize;
+        for i in 0..natts {
+            *(*t.row).tts_isnull.add(i) = true;
+        }
     }
 }
 

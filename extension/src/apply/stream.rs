@@ -41,9 +41,9 @@ pub struct Stream {
 impl Stream {
     pub fn new(sub: Subscription, dboid: u32) -> Stream {
         Stream {
+            dispatcher: Dispatcher::new(&sub),
             sub,
             dboid,
-            dispatcher: Dispatcher::new(),
             received: 0,
             last_feedback: Instant::now(),
             last_message: Instant::now(),
@@ -132,6 +132,7 @@ impl Stream {
         self.last_message = Instant::now();
         loop {
             workers::reload_config_if_asked();
+            self.dispatcher.prune_resolutions_if_due();
             conn.consume_input().unwrap_or_else(|e| connect_error(e, "lost the connection to the provider"));
             let mut got_any = false;
             while let Some(data) =

@@ -9,6 +9,7 @@ pub mod decoding;
 pub mod node;
 pub mod origin;
 pub mod repset;
+pub mod resolutions;
 pub mod subscription;
 pub mod sync_status;
 

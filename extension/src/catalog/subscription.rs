@@ -1,6 +1,7 @@
 //! Subscriptions of the local node (`spock.subscription`) and the local
 //! copies of their providers' nodes.
 
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::{oid, oid_u32, spi_failed};
@@ -17,13 +18,20 @@ pub struct Subscription {
     pub slot_name: String,
     pub replication_sets: Vec<String>,
     pub forward_origins: Vec<String>,
+    /// The local node (the subscription's target).
+    pub target_id: u32,
+    pub target_name: String,
+    /// `sub_created_at` as a PostgreSQL timestamp (microseconds since 2000).
+    pub created_at: i64,
 }
 
 const SUBSCRIPTION_QUERY: &str = "SELECT s.sub_id, s.sub_name::text, s.sub_origin, o.node_name::text,
         i.if_dsn, s.sub_enabled, s.sub_slot_name::text,
-        coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}')
+        coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}'),
+        s.sub_target, t.node_name::text, s.sub_created_at
    FROM spock.subscription s
    JOIN spock.node o ON o.node_id = s.sub_origin
+   JOIN spock.node t ON t.node_id = s.sub_target
    JOIN spock.node_interface i ON i.if_id = s.sub_origin_if";
 
 fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
@@ -37,6 +45,9 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
         slot_name: row.get::<String>(7).unwrap().unwrap_or_default(),
         replication_sets: row.get::<Vec<String>>(8).unwrap().unwrap_or_default(),
         forward_origins: row.get::<Vec<String>>(9).unwrap().unwrap_or_default(),
+        target_id: oid_u32(row.get(10).unwrap()),
+        target_name: row.get::<String>(11).unwrap().unwrap_or_default(),
+        created_at: row.get::<TimestampWithTimeZone>(12).unwrap().map(|t| t.into_inner()).unwrap_or(0),
     }
 }
 
@@ -51,6 +62,11 @@ fn query(client: &SpiClient<'_>, filter: &str, args: &[pgrx::datum::DatumWithOid
 /// Every subscription of the local node, ordered by name.
 pub fn all(client: &SpiClient<'_>) -> Vec<Subscription> {
     query(client, "ORDER BY s.sub_name", &[])
+}
+
+/// The subscription whose slot (and replication origin) has this name.
+pub fn by_slot_name(client: &SpiClient<'_>, slot: &str) -> Option<Subscription> {
+    query(client, "WHERE s.sub_slot_name = $1", &[slot.into()]).into_iter().next()
 }
 
 /// One subscription by name.

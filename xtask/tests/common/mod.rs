@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use xtask::account::RunAs;
 use xtask::cluster::Cluster;
 use xtask::flags::Profile;
 use xtask::layout::PgDirs;
+use xtask::node::Node;
 use xtask::pgbuild::Installed;
 
 /// The server `cargo xtask` built for `SPOCK_TEST_PG_MAJOR`.
@@ -35,4 +37,40 @@ pub fn cluster(tag: &str, nodes: usize, conf: &str) -> Cluster {
     let cluster = Cluster::create(&dir, &installed, nodes, &RunAs::detect().unwrap(), conf).unwrap();
     cluster.start().unwrap();
     cluster
+}
+
+/// The database the integration tests use.
+pub const DB: &str = "postgres";
+
+/// Runs `sql` on `node`, panicking with the node's log tail.
+pub fn sql(node: &Node, sql: &str) -> String {
+    node.safe_psql(DB, sql)
+        .unwrap_or_else(|e| panic!("{e:#}\n--- log of {} ---\n{}", node.name, node.log_tail(40)))
+}
+
+/// Waits until `query` returns `t` on `node`, panicking with its log.
+pub fn wait_for(node: &Node, query: &str, seconds: u64) {
+    node.poll_query_until(DB, query, Duration::from_secs(seconds))
+        .unwrap_or_else(|e| panic!("{e:#}\n--- log of {} ---\n{}", node.name, node.log_tail(60)));
+}
+
+/// The extension and a spock node named like the cluster node, with `dsn`
+/// as its own connection string.
+pub fn make_node(node: &Node, dsn: &str) {
+    sql(node, "CREATE EXTENSION IF NOT EXISTS spock");
+    sql(node, &format!("SELECT spock.node_create('{}', '{}')", node.name, dsn.replace('\'', "''")));
+}
+
+/// Waits until everything `provider` committed so far has been applied on `subscriber`.
+pub fn barrier(provider: &Node, subscriber: &Node, seconds: u64) {
+    let lsn = sql(provider, "SELECT spock.sync_event()");
+    let reached = sql(
+        subscriber,
+        &format!("CALL spock.wait_for_sync_event(NULL, '{}', '{lsn}', {seconds})", provider.name),
+    );
+    assert_eq!(
+        reached, "t",
+        "{} did not apply {}'s changes up to {lsn} within {seconds} s",
+        subscriber.name, provider.name
+    );
 }
