@@ -101,3 +101,25 @@ CREATE TABLE spock.resolutions (
     PRIMARY KEY (id, node_name)
 ) WITH (user_catalog_table = true);
 CREATE INDEX resolutions_log_time ON spock.resolutions (log_time);
+
+-- Operations of remote transactions that failed to apply (behaviour.md §8.5),
+-- written by apply workers in exception mode. Never pruned automatically.
+CREATE TABLE spock.exception_log (
+    remote_origin oid NOT NULL,
+    remote_commit_ts timestamptz NOT NULL,
+    command_counter integer NOT NULL,
+    retry_errored_at timestamptz NOT NULL,
+    remote_xid bigint NOT NULL,
+    local_origin oid,
+    local_commit_ts timestamptz,
+    table_schema text,
+    table_name text,
+    operation text,
+    local_tup jsonb,
+    remote_old_tup jsonb,
+    remote_new_tup jsonb,
+    ddl_statement text,
+    ddl_user text,
+    error_message text NOT NULL,
+    PRIMARY KEY (remote_origin, remote_commit_ts, command_counter, retry_errored_at)
+) WITH (user_catalog_table = true);

@@ -113,7 +113,92 @@ pub fn log_origin_change() -> LogOriginChange {
     }
 }
 
+/// `spock.exception_behaviour`.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExceptionBehaviour {
+    #[name = c"discard"]
+    Discard,
+    #[name = c"transdiscard"]
+    TransDiscard,
+    #[name = c"sub_disable"]
+    SubDisable,
+}
+pub static EXCEPTION_BEHAVIOUR: GucSetting<ExceptionBehaviour> =
+    GucSetting::<ExceptionBehaviour>::new(ExceptionBehaviour::TransDiscard);
+
+/// `spock.exception_logging`.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExceptionLogging {
+    #[name = c"none"]
+    None,
+    #[name = c"discard"]
+    Discard,
+    #[name = c"all"]
+    All,
+}
+pub static EXCEPTION_LOGGING: GucSetting<ExceptionLogging> =
+    GucSetting::<ExceptionLogging>::new(ExceptionLogging::All);
+/// `spock.exception_replay_queue_size` (MB). Accepted for compatibility:
+/// a failed transaction is received again from the provider instead of
+/// being kept (docs/replication.md).
+pub static EXCEPTION_REPLAY_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// `spock.restart_delay_on_exception` (ms).
+pub static RESTART_DELAY_ON_EXCEPTION: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// The exception mode and logging as the rules take them.
+pub fn exception_settings() -> (spock_core::exception::Mode, spock_core::exception::Logging) {
+    use spock_core::exception::{Logging, Mode};
+    let mode = match EXCEPTION_BEHAVIOUR.get() {
+        ExceptionBehaviour::Discard => Mode::Discard,
+        ExceptionBehaviour::TransDiscard => Mode::TransDiscard,
+        ExceptionBehaviour::SubDisable => Mode::SubDisable,
+    };
+    let logging = match EXCEPTION_LOGGING.get() {
+        ExceptionLogging::None => Logging::None,
+        ExceptionLogging::Discard => Logging::Discard,
+        ExceptionLogging::All => Logging::All,
+    };
+    (mode, logging)
+}
+
 pub fn init() {
+    GucRegistry::define_enum_guc(
+        c"spock.exception_behaviour",
+        c"What an apply worker does with a remote transaction that fails to apply.",
+        c"transdiscard: apply none of it and go on; discard: apply each change on its own and drop the failing \
+          ones; sub_disable: apply none of it and disable the subscription.",
+        &EXCEPTION_BEHAVIOUR,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"spock.exception_logging",
+        c"Which operations of a failed remote transaction are written to spock.exception_log.",
+        c"none, discard (the failing ones), all (also those discarded with them).",
+        &EXCEPTION_LOGGING,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"spock.exception_replay_queue_size",
+        c"Memory for replaying a failed remote transaction (accepted; spock receives the transaction again instead).",
+        c"",
+        &EXCEPTION_REPLAY_QUEUE_SIZE,
+        0,
+        i32::MAX / 2,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"spock.restart_delay_on_exception",
+        c"Milliseconds before an apply worker handles a failed remote transaction in exception mode.",
+        c"",
+        &RESTART_DELAY_ON_EXCEPTION,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_enum_guc(
         c"spock.conflict_resolution",
         c"How conflicts between an incoming change and the local row are resolved.",

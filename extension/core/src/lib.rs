@@ -7,6 +7,7 @@
 pub mod conflict;
 pub mod core_patches;
 pub mod dsn;
+pub mod exception;
 pub mod naming;
 pub mod protocol;
 pub mod stream;

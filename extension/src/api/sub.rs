@@ -612,3 +612,23 @@ fn sub_wait_for_sync(subscription_name: &CStr) {
     require_superuser("spock.sub_wait_for_sync");
     wait_for_sync(&subscription_name.to_string_lossy());
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_alter_skiplsn(subscription_name name, lsn pg_lsn) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_skiplsn_wrapper';
+"#)]
+// pg_lsn is a pass-by-value 64-bit datum, taken as i64.
+fn sub_alter_skiplsn(subscription_name: &CStr, lsn: i64) -> bool {
+    let what = "spock.sub_alter_skiplsn";
+    require_superuser(what);
+    let name = subscription_name.to_string_lossy();
+    let sub_id = Spi::connect_mut(|client| {
+        node::require_local_node(client, what);
+        let sub = require_subscription(client, &name);
+        subscription::set_skip_lsn(client, sub.sub_id, lsn as u64);
+        sub.sub_id
+    });
+    // The worker reads the skip when it starts.
+    restart_worker_after_commit(sub_id);
+    true
+}

@@ -6,18 +6,47 @@
 //! commits it tracks.
 
 use pgrx::prelude::*;
-use spock_core::protocol::{Message, truncate_flags};
-use spock_core::stream::FlushTracker;
+use spock_core::exception::{self as rules, SkipPlan, Verdict};
+use spock_core::protocol::{Message, OldRow, Tuple, truncate_flags};
+use spock_core::stream::{FlushTracker, format_lsn};
 
+use super::exception::{self, FailedXact};
 use super::rowops::Applier;
 use crate::catalog::origin;
 use crate::catalog::subscription::Subscription;
 use crate::errors::raise;
+use crate::guc;
+use crate::workers::registry::{self, PendingException};
+
+/// How the current remote transaction is applied.
+enum XactMode {
+    Normal,
+    /// Skipped as `sub_alter_skiplsn` asked: nothing applied.
+    Skip,
+    /// A transaction that failed before, handled as
+    /// `spock.exception_behaviour` says (behaviour.md §8.3).
+    Exception {
+        failed: PendingException,
+        mode: rules::Mode,
+        logging: rules::Logging,
+        xact: FailedXact,
+    },
+}
 
 pub struct Dispatcher {
     applier: Applier,
     flush: FlushTracker,
     in_transaction: bool,
+    mode: XactMode,
+    dboid: u32,
+    sub_id: u32,
+    sub_name: String,
+    /// The armed skip LSN (0: none), as read when the worker started and
+    /// reset here once used.
+    skip_lsn: u64,
+    /// Commit LSN and xid of the current remote transaction.
+    commit_lsn: u64,
+    xid: u32,
     /// When `spock.resolutions` was last pruned by this worker.
     last_prune: Option<std::time::Instant>,
     /// Memory for applying one change, reset after each (what the executor,
@@ -26,12 +55,49 @@ pub struct Dispatcher {
     change_cxt: pg_sys::MemoryContext,
 }
 
+/// One change of a remote transaction.
+enum Change<'a> {
+    Insert(u32, &'a Tuple),
+    Update(u32, Option<&'a OldRow>, &'a Tuple),
+    Delete(u32, &'a OldRow),
+    Truncate(u8, &'a [u32]),
+}
+
+impl Change<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Change::Insert(..) => "INSERT",
+            Change::Update(..) => "UPDATE",
+            Change::Delete(..) => "DELETE",
+            Change::Truncate(..) => "TRUNCATE",
+        }
+    }
+
+    fn apply(&self, a: &mut Applier) {
+        match *self {
+            Change::Insert(relid, new) => a.insert(relid, new),
+            Change::Update(relid, old, new) => a.update(relid, old, new),
+            Change::Delete(relid, old) => a.delete(relid, old),
+            Change::Truncate(flags, relids) => {
+                a.truncate(relids, flags & truncate_flags::RESTART_IDENTITY != 0)
+            }
+        }
+    }
+}
+
 impl Dispatcher {
-    pub fn new(sub: &Subscription) -> Dispatcher {
+    pub fn new(sub: &Subscription, dboid: u32) -> Dispatcher {
         Dispatcher {
             applier: Applier::new(sub),
             flush: FlushTracker::default(),
             in_transaction: false,
+            mode: XactMode::Normal,
+            dboid,
+            sub_id: sub.sub_id,
+            sub_name: sub.name.clone(),
+            skip_lsn: sub.skip_lsn,
+            commit_lsn: 0,
+            xid: 0,
             last_prune: None,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
@@ -90,11 +156,22 @@ impl Dispatcher {
                 }
                 all_constraints_immediate();
                 self.applier.begin(commit_time, origin_node, xid, final_lsn);
+                self.commit_lsn = final_lsn;
+                self.xid = xid;
+                self.mode = self.mode_for(final_lsn, commit_time, origin_node, xid);
+                exception::enter_transaction(final_lsn, matches!(self.mode, XactMode::Exception { .. }));
             }
             Message::Commit { end_lsn, commit_time, .. } => {
                 self.require_transaction("Commit");
                 self.applier.end_transaction();
-                origin::stamp_commit(end_lsn, commit_time);
+                let mode = std::mem::replace(&mut self.mode, XactMode::Normal);
+                let moves_progress = self.finish(&mode);
+                if moves_progress {
+                    origin::stamp_commit(end_lsn, commit_time);
+                } else {
+                    // Neither the origin's position nor a remote timestamp.
+                    origin::stamp_commit(0, 0);
+                }
                 // SAFETY: commits the local transaction started at Begin.
                 let local_end = unsafe {
                     pg_sys::PopActiveSnapshot();
@@ -103,28 +180,30 @@ impl Dispatcher {
                     pg_sys::XactLastCommitEnd
                 };
                 self.in_transaction = false;
-                self.flush.committed(end_lsn, local_end);
+                exception::leave_transaction();
+                if moves_progress {
+                    self.flush.committed(end_lsn, local_end);
+                }
+                self.after_commit(mode);
             }
             Message::Relation { relid, nspname, relname, columns } => {
                 self.applier.relmap.relation(relid, nspname, relname, columns);
             }
             Message::Insert { relid, new } => {
                 self.require_transaction("Insert");
-                self.in_change_context(|a| a.insert(relid, &new));
+                self.change(Change::Insert(relid, &new));
             }
             Message::Update { relid, old, new } => {
                 self.require_transaction("Update");
-                self.in_change_context(|a| a.update(relid, old.as_ref(), &new));
+                self.change(Change::Update(relid, old.as_ref(), &new));
             }
             Message::Delete { relid, old } => {
                 self.require_transaction("Delete");
-                self.in_change_context(|a| a.delete(relid, &old));
+                self.change(Change::Delete(relid, &old));
             }
             Message::Truncate { flags, relids } => {
                 self.require_transaction("Truncate");
-                self.in_change_context(|a| {
-                    a.truncate(&relids, flags & truncate_flags::RESTART_IDENTITY != 0)
-                });
+                self.change(Change::Truncate(flags, &relids));
             }
             Message::SyncEvent { lsn } => {
                 if self.in_transaction {
@@ -132,6 +211,210 @@ impl Dispatcher {
                     return;
                 }
                 self.advance_origin(lsn);
+            }
+        }
+    }
+
+    /// How a remote transaction with this commit LSN is to be applied: a
+    /// skip armed for it, a failure remembered for it, or normally.
+    fn mode_for(&mut self, commit_lsn: u64, commit_ts: i64, origin_node: u32, xid: u32) -> XactMode {
+        match rules::skip_plan(self.skip_lsn, commit_lsn) {
+            SkipPlan::Skip => return XactMode::Skip,
+            SkipPlan::Disarm => {
+                pgrx::warning!(
+                    "spock: subscription {} was to skip the remote transaction with commit LSN {}, but the next \
+                     one has commit LSN {}; the skip is disarmed and this transaction is applied",
+                    self.sub_name,
+                    format_lsn(self.skip_lsn),
+                    format_lsn(commit_lsn)
+                );
+                self.set_skip_lsn(0);
+            }
+            SkipPlan::None => {}
+        }
+        let Some(failed) = registry::pending_exception(self.dboid, self.sub_id) else {
+            return XactMode::Normal;
+        };
+        if failed.commit_lsn != commit_lsn {
+            if failed.commit_lsn < commit_lsn {
+                // The failed transaction is behind us (skipped meanwhile).
+                registry::forget_exception(self.dboid, self.sub_id);
+            }
+            return XactMode::Normal;
+        }
+        let (mode, logging) = guc::exception_settings();
+        let origin = self.applier.remote_origin(origin_node);
+        pgrx::log!(
+            "spock: subscription {} handles the remote transaction {xid} (commit LSN {}) that failed at operation {} \
+             in exception mode {}: {}",
+            self.sub_name,
+            format_lsn(commit_lsn),
+            failed.counter,
+            mode.name(),
+            failed.error
+        );
+        XactMode::Exception { failed, mode, logging, xact: FailedXact { origin, commit_ts, xid } }
+    }
+
+    fn set_skip_lsn(&mut self, lsn: u64) {
+        self.skip_lsn = lsn;
+        let sub_id = self.sub_id;
+        crate::catalog::with_catalog_owner_rights(|| {
+            Spi::connect_mut(|client| crate::catalog::subscription::set_skip_lsn(client, sub_id, lsn))
+        });
+    }
+
+    /// One change, as the transaction's mode says.
+    fn change(&mut self, change: Change<'_>) {
+        let counter = exception::next_operation();
+        match &self.mode {
+            XactMode::Normal => self.in_change_context(|a| change.apply(a)),
+            XactMode::Skip => {}
+            XactMode::Exception { failed, mode, logging, xact } => {
+                let (failed, mode, logging, xact) = (failed.clone(), *mode, *logging, *xact);
+                match rules::verdict(mode, logging, counter, failed.counter, &failed.error) {
+                    Verdict::Skip => {}
+                    Verdict::Log(text) => self.log_change(&xact, counter, &change, &text),
+                    Verdict::Try => {
+                        if let Err((sqlstate, message)) = self.try_change(&change) {
+                            pgrx::log!(
+                                "spock: subscription {}: operation {counter} of remote transaction {} failed and \
+                                 is discarded: [{sqlstate}] {message}",
+                                self.sub_name,
+                                xact.xid
+                            );
+                            if rules::logs_failures(logging) {
+                                let text = rules::failed_text(&sqlstate, &message);
+                                self.log_change(&xact, counter, &change, &text);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the `exception_log` row of a change not applied.
+    fn log_change(&mut self, xact: &FailedXact, counter: u32, change: &Change<'_>, text: &str) {
+        let relmap = &self.applier.relmap;
+        let (rel, old, new) = match *change {
+            Change::Insert(relid, new) => (relmap.described(relid), None, Some(new)),
+            Change::Update(relid, old, new) => (relmap.described(relid), old.map(|o| o.tuple()), Some(new)),
+            Change::Delete(relid, old) => (relmap.described(relid), Some(old.tuple()), None),
+            Change::Truncate(_, relids) => (relids.first().and_then(|r| relmap.described(*r)), None, None),
+        };
+        let op = exception::Operation { counter, rel, kind: change.kind(), old, new };
+        // SAFETY: the per-change memory context, reset after the row is written.
+        unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(self.change_cxt);
+            exception::log_operation(xact, &op, text);
+            pg_sys::MemoryContextSwitchTo(previous);
+            pg_sys::MemoryContextReset(self.change_cxt);
+        }
+    }
+
+    /// Applies a change in a subtransaction of its own; on error the
+    /// subtransaction is rolled back and the error returned.
+    fn try_change(&mut self, change: &Change<'_>) -> Result<(), (String, String)> {
+        // SAFETY: a subtransaction around one change, begun and ended here
+        // with the memory context and resource owner restored as
+        // PostgreSQL's own exception blocks do.
+        unsafe {
+            let context = pg_sys::CurrentMemoryContext;
+            let owner = pg_sys::CurrentResourceOwner;
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            pg_sys::MemoryContextSwitchTo(context);
+            // The dispatcher's state is put right below when the change fails.
+            let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+                self.in_change_context(|a| change.apply(a));
+                // Nothing opened in the subtransaction may outlive it.
+                self.applier.close_tables();
+                Ok(())
+            }))
+            .catch_others(|e| Err(exception::error_parts(&e)))
+            .execute();
+            if result.is_err() {
+                // What was open went with the subtransaction's resources.
+                self.applier.forget_after_abort();
+                pg_sys::MemoryContextSwitchTo(context);
+                pg_sys::MemoryContextReset(self.change_cxt);
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::ReleaseCurrentSubTransaction();
+            }
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+            result
+        }
+    }
+
+    /// Before the commit of a transaction handled specially: its last rows
+    /// and catalog changes. Returns whether progress moves past it.
+    fn finish(&mut self, mode: &XactMode) -> bool {
+        match mode {
+            XactMode::Normal => true,
+            XactMode::Skip => {
+                self.set_skip_lsn(0);
+                true
+            }
+            XactMode::Exception { mode, xact, failed, .. } => {
+                if *mode == rules::Mode::SubDisable {
+                    let counter = exception::next_operation();
+                    let text = rules::sub_disable_text(&self.sub_name, &format_lsn(self.commit_lsn));
+                    if guc::exception_settings().1 != rules::Logging::None {
+                        let op = exception::Operation {
+                            counter,
+                            rel: None,
+                            kind: "SUB_DISABLE",
+                            old: None,
+                            new: None,
+                        };
+                        exception::log_operation(xact, &op, &text);
+                    }
+                    let sub_id = self.sub_id;
+                    crate::catalog::with_catalog_owner_rights(|| {
+                        Spi::connect_mut(|client| {
+                            crate::catalog::subscription::set_enabled(client, sub_id, false)
+                        })
+                    });
+                    pgrx::log!("spock: {text}: {}", failed.error);
+                }
+                mode.moves_progress()
+            }
+        }
+    }
+
+    /// After the commit of a transaction handled specially.
+    fn after_commit(&mut self, mode: XactMode) {
+        match mode {
+            XactMode::Normal => {}
+            XactMode::Skip => {
+                registry::forget_exception(self.dboid, self.sub_id);
+                pgrx::log!(
+                    "spock: subscription {} skipped the remote transaction {} with commit LSN {}, as sub_alter_skiplsn asked",
+                    self.sub_name,
+                    self.xid,
+                    format_lsn(self.commit_lsn)
+                );
+            }
+            XactMode::Exception { mode, failed, .. } => {
+                registry::forget_exception(self.dboid, self.sub_id);
+                if mode == rules::Mode::SubDisable {
+                    // Shown by sub_show_status while the subscription is disabled.
+                    registry::record_error(
+                        self.dboid,
+                        self.sub_id,
+                        &format!(
+                            "{} (disabled by spock.exception_behaviour = sub_disable; skip_lsn = {})",
+                            failed.error,
+                            format_lsn(self.commit_lsn)
+                        ),
+                    );
+                    crate::workers::registry::wake_all();
+                    // SAFETY: ends this worker process normally; nothing is
+                    // in progress (the transaction committed).
+                    unsafe { pg_sys::proc_exit(0) };
+                }
             }
         }
     }

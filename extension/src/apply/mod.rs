@@ -8,6 +8,7 @@
 
 mod conflict;
 mod dispatch;
+mod exception;
 mod owner;
 mod relmap;
 mod rowops;
@@ -136,6 +137,7 @@ pub extern "C-unwind" fn spock_apply_main(arg: pg_sys::Datum) {
         stream::Stream::new(sub, dboid).run()
     })
     .catch_others(|e| {
+        exception::on_worker_error(dboid, sub_id, &e);
         registry::record_error(dboid, sub_id, &error_message(&e));
         e.rethrow()
     })

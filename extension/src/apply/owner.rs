@@ -58,6 +58,11 @@ impl OwnerContext {
         self.current = Some((owner, Saved { user, context, guc_level }));
     }
 
+    /// Forgets the switch after a (sub)transaction abort undid it.
+    pub fn forget(&mut self) {
+        self.current = None;
+    }
+
     /// Goes back to the worker's own user and settings.
     pub fn leave(&mut self) {
         if let Some((_, saved)) = self.current.take() {

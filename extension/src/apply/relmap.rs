@@ -119,6 +119,11 @@ impl RelMap {
         }
     }
 
+    /// The provider's description of a relation, if it sent one.
+    pub fn described(&self, relid: u32) -> Option<&RemoteRel> {
+        self.remote.get(&relid)
+    }
+
     /// The provider's description of a relation.
     pub fn remote(&self, relid: u32) -> &RemoteRel {
         self.remote.get(&relid).unwrap_or_else(|| {

@@ -218,15 +218,34 @@ impl Applier {
         });
     }
 
-    /// Closes the tables kept open for the current transaction; called
-    /// before it commits, and before anything that needs them closed.
+    /// The transaction ends: closes what it kept open.
     pub fn end_transaction(&mut self) {
+        self.close_tables();
+        self.remote = None;
+    }
+
+    /// Closes the tables kept open and goes back to the worker's own
+    /// user; called before the transaction commits, and before anything
+    /// that needs them closed.
+    pub fn close_tables(&mut self) {
         for (_, target) in self.open.drain() {
             // SAFETY: a target opened in this transaction.
             unsafe { close_target(target) };
         }
         self.owner.leave();
-        self.remote = None;
+    }
+
+    /// A subtransaction that applied a change was rolled back: the tables
+    /// it opened were closed and the user switched back by the abort, so
+    /// they are forgotten without closing.
+    pub fn forget_after_abort(&mut self) {
+        self.open.clear();
+        self.owner.forget();
+    }
+
+    /// The node a remote transaction originated on.
+    pub fn remote_origin(&self, origin_node: u32) -> u32 {
+        self.conflicts.remote_origin(origin_node)
     }
 
     /// Truncates the local tables of the given provider relations without
@@ -234,7 +253,7 @@ impl Applier {
     /// that owner's rights.
     pub fn truncate(&mut self, relids: &[u32], restart_identity: bool) {
         // TRUNCATE refuses tables this session holds open.
-        self.end_transaction();
+        self.close_tables();
         let mut by_owner: Vec<(pg_sys::Oid, Vec<String>)> = Vec::new();
         for relid in relids {
             let (map, rr) = self.relmap.resolve(*relid);

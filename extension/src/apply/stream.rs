@@ -41,7 +41,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(sub: Subscription, dboid: u32) -> Stream {
         Stream {
-            dispatcher: Dispatcher::new(&sub),
+            dispatcher: Dispatcher::new(&sub, dboid),
             sub,
             dboid,
             received: 0,

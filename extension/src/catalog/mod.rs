@@ -6,6 +6,7 @@
 //! being decoded.
 
 pub mod decoding;
+pub mod exception_log;
 pub mod node;
 pub mod origin;
 pub mod repset;

@@ -23,12 +23,14 @@ pub struct Subscription {
     pub target_name: String,
     /// `sub_created_at` as a PostgreSQL timestamp (microseconds since 2000).
     pub created_at: i64,
+    /// The armed skip LSN (`sub_skip_lsn`), 0 when none.
+    pub skip_lsn: u64,
 }
 
 const SUBSCRIPTION_QUERY: &str = "SELECT s.sub_id, s.sub_name::text, s.sub_origin, o.node_name::text,
         i.if_dsn, s.sub_enabled, s.sub_slot_name::text,
         coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}'),
-        s.sub_target, t.node_name::text, s.sub_created_at
+        s.sub_target, t.node_name::text, s.sub_created_at, (s.sub_skip_lsn - '0/0')::int8
    FROM spock.subscription s
    JOIN spock.node o ON o.node_id = s.sub_origin
    JOIN spock.node t ON t.node_id = s.sub_target
@@ -48,6 +50,7 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
         target_id: oid_u32(row.get(10).unwrap()),
         target_name: row.get::<String>(11).unwrap().unwrap_or_default(),
         created_at: row.get::<TimestampWithTimeZone>(12).unwrap().map(|t| t.into_inner()).unwrap_or(0),
+        skip_lsn: row.get::<i64>(13).unwrap().unwrap_or(0) as u64,
     }
 }
 
@@ -160,6 +163,17 @@ pub fn set_enabled(client: &mut SpiClient<'_>, id: u32, enabled: bool) {
             "UPDATE spock.subscription SET sub_enabled = $2 WHERE sub_id = $1",
             None,
             &[oid(id).into(), enabled.into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"));
+}
+
+/// Arms (or with 0, disarms) the one-shot skip of a remote transaction.
+pub fn set_skip_lsn(client: &mut SpiClient<'_>, id: u32, lsn: u64) {
+    client
+        .update(
+            "UPDATE spock.subscription SET sub_skip_lsn = $2::pg_lsn WHERE sub_id = $1",
+            None,
+            &[oid(id).into(), spock_core::stream::format_lsn(lsn).into()],
         )
         .unwrap_or_else(spi_failed("update spock.subscription"));
 }

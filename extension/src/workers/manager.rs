@@ -74,13 +74,19 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
             return;
         };
         let restart_delay = i64::from(guc::RESTART_DELAY_DEFAULT.get()) * 1000;
+        let exception_delay = i64::from(guc::RESTART_DELAY_ON_EXCEPTION.get()) * 1000;
         let now = super::now();
         for (sub_id, name, enabled) in &subs {
             let slot = registry::apply_slot(dboid, *sub_id);
             let running = slot.is_some_and(|s| s.pid != 0);
             if *enabled && !running {
                 let starting = slot.is_some_and(|s| s.launched_at != 0 && now - s.launched_at < 10_000_000);
-                let backing_off = slot.is_some_and(|s| s.failed_at != 0 && now - s.failed_at < restart_delay);
+                // A worker that left a failed transaction to handle in
+                // exception mode comes back after the exception delay.
+                let backing_off = slot.is_some_and(|s| {
+                    let delay = if s.exception_pending() { exception_delay } else { restart_delay };
+                    s.failed_at != 0 && now - s.failed_at < delay
+                });
                 let held = slot.is_some_and(|s| s.held(now));
                 if !starting && !backing_off && !held {
                     launch_apply(dboid, *sub_id, name);

@@ -56,6 +56,14 @@ pub struct Slot {
     /// (passwords masked, cut to `ERROR_BYTES`).
     error: [u8; ERROR_BYTES],
     error_len: u16,
+    /// A remote transaction that failed with a permanent error and is to
+    /// be handled in exception mode when it arrives again: its commit LSN
+    /// (0: none), the 1-based position of the failing operation, and the
+    /// error (`[SQLSTATE] message`). Kept across the worker's restarts.
+    exception_lsn: u64,
+    exception_counter: u32,
+    exception_error: [u8; ERROR_BYTES],
+    exception_error_len: u16,
 }
 
 impl Default for Slot {
@@ -74,6 +82,10 @@ impl Default for Slot {
             streaming: false,
             error: [0; ERROR_BYTES],
             error_len: 0,
+            exception_lsn: 0,
+            exception_counter: 0,
+            exception_error: [0; ERROR_BYTES],
+            exception_error_len: 0,
         }
     }
 }
@@ -86,12 +98,12 @@ impl Slot {
     }
 
     fn set_error(&mut self, message: &str) {
-        let mut end = message.len().min(ERROR_BYTES);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.error[..end].copy_from_slice(&message.as_bytes()[..end]);
-        self.error_len = end as u16;
+        self.error_len = copy_cut(&mut self.error, message);
+    }
+
+    /// Whether a failed transaction waits to be handled in exception mode.
+    pub fn exception_pending(&self) -> bool {
+        self.exception_lsn != 0
     }
 
     /// Whether a backend holds off new workers for this slot at `now`.
@@ -217,6 +229,10 @@ pub fn claim(kind: Kind, dboid: u32, subid: u32) -> bool {
                     held_by: slot.held_by,
                     error: slot.error,
                     error_len: slot.error_len,
+                    exception_lsn: slot.exception_lsn,
+                    exception_counter: slot.exception_counter,
+                    exception_error: slot.exception_error,
+                    exception_error_len: slot.exception_error_len,
                     ..Slot::default()
                 };
                 Outcome::Claimed
@@ -263,6 +279,63 @@ pub fn record_error(dboid: u32, subid: u32, message: &str) {
     let mut reg = REGISTRY.exclusive();
     if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
         slot.set_error(&masked);
+    }
+}
+
+/// Copies `message` into `buf`, cut at a character boundary; returns the length.
+fn copy_cut(buf: &mut [u8; ERROR_BYTES], message: &str) -> u16 {
+    let mut end = message.len().min(ERROR_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    buf[..end].copy_from_slice(&message.as_bytes()[..end]);
+    end as u16
+}
+
+/// A failed remote transaction to handle in exception mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingException {
+    pub commit_lsn: u64,
+    pub counter: u32,
+    pub error: String,
+}
+
+/// Remembers that the remote transaction with this commit LSN failed at
+/// operation `counter` with `error`, for the next worker of the subscription.
+pub fn remember_exception(dboid: u32, subid: u32, e: &PendingException) {
+    if !available() {
+        return;
+    }
+    let masked = spock_core::dsn::mask_passwords(&e.error);
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.exception_lsn = e.commit_lsn;
+        slot.exception_counter = e.counter;
+        slot.exception_error_len = copy_cut(&mut slot.exception_error, &masked);
+    }
+}
+
+/// The failed transaction a subscription's worker is to handle, if any.
+pub fn pending_exception(dboid: u32, subid: u32) -> Option<PendingException> {
+    let slot = apply_slot(dboid, subid)?;
+    slot.exception_pending().then(|| PendingException {
+        commit_lsn: slot.exception_lsn,
+        counter: slot.exception_counter,
+        error: String::from_utf8_lossy(&slot.exception_error[..slot.exception_error_len as usize])
+            .into_owned(),
+    })
+}
+
+/// The failed transaction has been handled (or skipped).
+pub fn forget_exception(dboid: u32, subid: u32) {
+    if !available() {
+        return;
+    }
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.exception_lsn = 0;
+        slot.exception_counter = 0;
+        slot.exception_error_len = 0;
     }
 }
 
