@@ -91,6 +91,10 @@ pub static RESOLUTIONS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(
 /// `spock.read_retry_count`: extra look-ups before a row to update or delete is missing.
 pub static READ_RETRY_COUNT: GucSetting<i32> = GucSetting::<i32>::new(5);
 
+/// `spock.check_all_uc_indexes`: an INSERT that finds no row by its key
+/// also probes the table's other unique indexes.
+pub static CHECK_ALL_UC_INDEXES: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// `spock.log_origin_change`.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OriginChangeSetting {
@@ -240,6 +244,14 @@ pub fn init() {
           since_sub_creation: when it was committed after the subscription was created.",
         &LOG_ORIGIN_CHANGE,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.check_all_uc_indexes",
+        c"Resolve an incoming INSERT that collides on any unique index, not only the key, as insert_exists.",
+        c"Probes every valid, immediate unique index on plain columns when no row has the key.",
+        &CHECK_ALL_UC_INDEXES,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

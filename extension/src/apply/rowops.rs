@@ -74,16 +74,22 @@ impl Applier {
                 fill_slot(t.row, map, rr, new, None);
                 fill_defaults(t, map);
                 pg_sys::ExecStoreVirtualTuple(t.row);
-                let index = pg_sys::RelationGetReplicaIndex(t.rel);
-                if index != pg_sys::InvalidOid
+                let key_index = pg_sys::RelationGetReplicaIndex(t.rel);
+                let found_by = if key_index != pg_sys::InvalidOid
                     && pg_sys::RelationFindReplTupleByIndex(
                         t.rel,
-                        index,
+                        key_index,
                         pg_sys::LockTupleMode::LockTupleExclusive,
                         t.row,
                         t.local,
-                    )
-                {
+                    ) {
+                    Some(key_index)
+                } else if guc::CHECK_ALL_UC_INDEXES.get() {
+                    find_by_other_unique_index(t, key_index)
+                } else {
+                    None
+                };
+                if let Some(index) = found_by {
                     let found = conflicts.found(t.local, &remote);
                     let outcome = conflicts.resolve(Change::Insert, Some(&found), &remote);
                     let relname = rr.qualified();
@@ -324,7 +330,9 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
         (*estate).es_opened_result_relations =
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
-        pg_sys::ExecOpenIndices(rri, false);
+        // Speculative-insertion information lets unique indexes be probed
+        // before an insert (`find_by_other_unique_index`).
+        pg_sys::ExecOpenIndices(rri, guc::CHECK_ALL_UC_INDEXES.get());
         let row = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let search = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
@@ -466,6 +474,85 @@ unsafe fn find_row_retrying(
         }
     }
     false
+}
+
+/// With `spock.check_all_uc_indexes`: looks for a local row that the new
+/// row in `t.row` collides with on a unique index other than the key
+/// (behaviour.md §7.8) into `t.local`, locked; returns that index. Every
+/// valid, immediate unique index is probed in turn with PostgreSQL's own
+/// pre-insertion check (the one `INSERT ... ON CONFLICT` uses), which
+/// respects partial-index predicates and NULLs as the index treats them,
+/// and waits for in-progress inserters.
+unsafe fn find_by_other_unique_index(t: &Target, key_index: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    // SAFETY: the target's indexes were opened with speculative-insertion
+    // information (`open_target`); the conflicting row is locked as
+    // `INSERT ... ON CONFLICT DO UPDATE` locks it.
+    unsafe {
+        let rri = t.rri;
+        for i in 0..(*rri).ri_NumIndices as usize {
+            let index = *(*rri).ri_IndexRelationDescs.add(i);
+            let info = *(*rri).ri_IndexRelationInfo.add(i);
+            let form = (*index).rd_index;
+            let oid = (*form).indexrelid;
+            if oid == key_index || !(*info).ii_Unique || !(*form).indisvalid || !(*form).indimmediate {
+                continue;
+            }
+            let arbiter = pg_sys::lappend_oid(std::ptr::null_mut(), oid);
+            loop {
+                let mut tid: pg_sys::ItemPointerData = std::mem::zeroed();
+                if check_index_constraints(t, &mut tid, arbiter) {
+                    break;
+                }
+                let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
+                let result = pg_sys::table_tuple_lock(
+                    t.rel,
+                    &mut tid,
+                    pg_sys::GetLatestSnapshot(),
+                    t.local,
+                    pg_sys::GetCurrentCommandId(false),
+                    pg_sys::LockTupleMode::LockTupleExclusive,
+                    pg_sys::LockWaitPolicy::LockWaitBlock,
+                    0,
+                    &mut tmfd,
+                );
+                match result {
+                    pg_sys::TM_Result::TM_Ok => return Some(oid),
+                    // Updated or deleted meanwhile: look again.
+                    pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => {}
+                    other => raise(
+                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                        format!(
+                            "could not lock the local row an incoming INSERT collides with (result {other})"
+                        ),
+                    ),
+                }
+            }
+        }
+        None
+    }
+}
+
+/// `ExecCheckIndexConstraints`: true when inserting `t.row` violates none
+/// of `arbiters`; otherwise the conflicting row's TID is in `tid`.
+#[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+unsafe fn check_index_constraints(
+    t: &Target,
+    tid: &mut pg_sys::ItemPointerData,
+    arbiters: *mut pg_sys::List,
+) -> bool {
+    // SAFETY: the caller's target, in the apply transaction.
+    unsafe { pg_sys::ExecCheckIndexConstraints(t.rri, t.row, t.estate, tid, arbiters) }
+}
+
+#[cfg(feature = "pg18")]
+unsafe fn check_index_constraints(
+    t: &Target,
+    tid: &mut pg_sys::ItemPointerData,
+    arbiters: *mut pg_sys::List,
+) -> bool {
+    // SAFETY: the caller's target, in the apply transaction; no row of its
+    // own is excluded from the check.
+    unsafe { pg_sys::ExecCheckIndexConstraints(t.rri, t.row, t.estate, tid, std::ptr::null_mut(), arbiters) }
 }
 
 /// Replaces the row found (`t.local`) with `t.row`.

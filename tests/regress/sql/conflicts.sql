@@ -3,21 +3,28 @@
 -- (behaviour.md §7, acceptance 1, 3, 4, 5, 6, 9): both nodes end with the
 -- later version, and spock.resolutions records exactly the conflicts §7.6
 -- lists; an UPDATE of a row deleted meanwhile is an apply error handled in
--- exception mode, which replication survives.
+-- exception mode, which replication survives. With check_all_uc_indexes, an
+-- INSERT that collides on another unique index is an insert_exists (§7.8).
 \c :n1
 ALTER SYSTEM SET spock.save_resolutions = on;
+ALTER SYSTEM SET spock.check_all_uc_indexes = on;
 SELECT pg_reload_conf();
 CREATE EXTENSION spock;
 SELECT spock.node_create('n1', :'n1') > 0 AS created;
 CREATE TABLE t (id int PRIMARY KEY, v text);
+CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE);
 SELECT spock.repset_add_table('default', 't');
+SELECT spock.repset_add_table('default', 'u');
 \c :n2
 ALTER SYSTEM SET spock.save_resolutions = on;
+ALTER SYSTEM SET spock.check_all_uc_indexes = on;
 SELECT pg_reload_conf();
 CREATE EXTENSION spock;
 SELECT spock.node_create('n2', :'n2') > 0 AS created;
 CREATE TABLE t (id int PRIMARY KEY, v text);
+CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE);
 SELECT spock.repset_add_table('default', 't');
+SELECT spock.repset_add_table('default', 'u');
 CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE sql;
@@ -46,11 +53,13 @@ UPDATE t SET v = 'x' WHERE id = 1;
 INSERT INTO t VALUES (5, 'p');
 DELETE FROM t WHERE id = 7;
 DELETE FROM t WHERE id = 9;
+INSERT INTO u VALUES (1, 'a@example.org');
 \c :n2
 UPDATE t SET v = 'y' WHERE id = 1;
 INSERT INTO t VALUES (5, 'q');
 DELETE FROM t WHERE id = 7;
 UPDATE t SET v = 'nine on n2' WHERE id = 9;
+INSERT INTO u VALUES (2, 'a@example.org');
 -- Reconnect, and wait for each side's changes on the other.
 SELECT spock.sub_enable('sub_n2_n1');
 SELECT spock.sync_event() AS lsn2 \gset
@@ -61,10 +70,13 @@ CALL spock.wait_for_sync_event(NULL, 'n2', :'lsn2', 60);
 \c :n2
 CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn1', 60);
 -- Both nodes hold n2's versions: it committed later. Row 9 stays on n2 only
--- (update against delete, behaviour.md §7.9).
+-- (update against delete, behaviour.md §7.9). The two rows with the same
+-- email became n2's one row.
 SELECT * FROM t ORDER BY id;
+SELECT * FROM u ORDER BY id;
 \c :n1
 SELECT * FROM t ORDER BY id;
+SELECT * FROM u ORDER BY id;
 -- n1 could not apply n2's UPDATE of row 9 (update_missing): the transaction
 -- was discarded and logged, and replication went on.
 SELECT command_counter, table_name, operation, remote_old_tup, remote_new_tup,
@@ -115,7 +127,9 @@ SELECT try('SELECT spock.cleanup_resolutions(1)');
 RESET ROLE;
 DROP ROLE conflicts_nobody;
 ALTER SYSTEM RESET spock.save_resolutions;
+ALTER SYSTEM RESET spock.check_all_uc_indexes;
 SELECT pg_reload_conf();
 \c :n1
 ALTER SYSTEM RESET spock.save_resolutions;
+ALTER SYSTEM RESET spock.check_all_uc_indexes;
 SELECT pg_reload_conf();
