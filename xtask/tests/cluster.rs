@@ -153,8 +153,14 @@ fn subscriber_killed_mid_stream_resumes_exactly_once() {
 
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
-fn apply_errors_and_lost_connections_are_logged_and_retried() {
-    let cluster = cluster("apply-retry", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+fn transient_apply_errors_and_lost_connections_are_retried() {
+    // A short deadlock_timeout for the apply worker, so that it is the one
+    // that finds the deadlock below.
+    let cluster = cluster(
+        "apply-retry",
+        2,
+        "fsync = off\nspock.restart_delay_default = 1000\ndeadlock_timeout = 200ms\n",
+    );
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let db = "postgres";
     for node in [n1, n2] {
@@ -162,62 +168,71 @@ fn apply_errors_and_lost_connections_are_logged_and_retried() {
         sql(node, db, &format!("SELECT spock.node_create('{}', '{}')", node.name, node.connstr(db)));
     }
     sql(n1, db, "SELECT spock.repset_add_table('default', 't')");
+    sql(n1, db, "INSERT INTO t VALUES (1, 'one'), (2, 'two')");
+    sql(n2, db, "INSERT INTO t VALUES (1, 'one'), (2, 'two')");
+    // Applying row 2 takes two seconds on the subscriber: the window in
+    // which a local session takes part in a deadlock with the worker.
+    sql(
+        n2,
+        db,
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.id = 2 THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$;
+         CREATE TRIGGER slow BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION slow();
+         ALTER TABLE t ENABLE ALWAYS TRIGGER slow",
+    );
     sql(n2, db, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(db)));
     sql(n2, db, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
 
-    // A row the subscriber already has: applying the provider's INSERT fails.
-    sql(n2, db, "INSERT INTO t VALUES (1, 'subscriber')");
-    sql(n1, db, "INSERT INTO t VALUES (1, 'provider'); INSERT INTO t VALUES (2, 'after')");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = std::fs::read_to_string(n2.log_file()).unwrap();
-        if log.matches("duplicate key value violates unique constraint").count() >= 2 {
-            break log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no repeated apply error in the log:\n{}",
-            n2.log_tail(40)
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    // The session locks row 1, the worker updates row 2 (and sleeps in the
+    // trigger), the session waits for row 2, the worker for row 1: the
+    // worker finds the deadlock and is rolled back. A deadlock is
+    // transient: the worker applies the transaction again once the session
+    // is gone, and nothing goes to exception_log.
+    let session = {
+        let n2 = n2.clone();
+        std::thread::spawn(move || {
+            n2.safe_psql(
+                "postgres",
+                "SET deadlock_timeout = '10s'; BEGIN; SELECT 1 FROM t WHERE id = 1 FOR UPDATE;
+                 SELECT pg_sleep(1); SELECT 1 FROM t WHERE id = 2 FOR UPDATE; COMMIT",
+            )
+        })
     };
-    // The error names the subscription, and the worker was restarted (the
-    // error repeats) instead of giving up.
-    let error_at = log.find("duplicate key value violates unique constraint").unwrap();
-    assert!(
-        log[error_at..].contains("spock apply worker for subscription sub_n2_n1"),
-        "the apply error does not name the subscription:\n{}",
-        n2.log_tail(40)
-    );
-    n2.poll_query_until(db, "SELECT status = 'down' FROM spock.sub_show_status()", Duration::from_secs(30))
-        .unwrap();
-    assert_eq!(
-        sql(n2, db, "SELECT count(*) FROM t WHERE id = 2"),
-        "0",
-        "a later change overtook the failing one"
-    );
-
-    // Removing the conflict lets the next attempt apply both transactions.
-    sql(n2, db, "DELETE FROM t WHERE id = 1");
-    n2.poll_query_until(db, "SELECT count(*) = 2 FROM t", Duration::from_secs(30)).unwrap();
-    assert_eq!(sql(n2, db, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "provider,after");
-
-    // A lost connection (the provider ends the walsender) is retried too.
-    n2.poll_query_until(
-        db,
-        "SELECT status = 'replicating' FROM spock.sub_show_status()",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     sql(
         n1,
         db,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'sub_n2_n1'",
+        "BEGIN; UPDATE t SET v = 'two from n1' WHERE id = 2; UPDATE t SET v = 'one from n1' WHERE id = 1; COMMIT",
     );
+    session.join().unwrap().expect("the local session commits (the worker is the deadlock's victim)");
+    let lsn = sql(n1, db, "SELECT spock.sync_event()");
+    assert_eq!(sql(n2, db, &format!("CALL spock.wait_for_sync_event(NULL, 'n1', '{lsn}', 60)")), "t");
+    let log = std::fs::read_to_string(n2.log_file()).unwrap();
+    let at = log
+        .find("deadlock detected")
+        .unwrap_or_else(|| panic!("no deadlock in the log:\n{}", n2.log_tail(60)));
+    assert!(
+        log[at..].contains("spock apply worker for subscription sub_n2_n1"),
+        "the deadlock was not the worker's:\n{}",
+        n2.log_tail(60)
+    );
+    assert_eq!(sql(n2, db, "SELECT string_agg(v, ',' ORDER BY id) FROM t"), "one from n1,two from n1");
+    assert_eq!(sql(n2, db, "SELECT count(*) FROM spock.exception_log"), "0");
+    assert_eq!(sql(n2, db, "SELECT status FROM spock.sub_show_status()"), "replicating");
+
+    // A lost connection (the provider ends the walsender) is retried too.
+    let ended = sql(
+        n1,
+        db,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_replication
+          WHERE application_name = 'sub_n2_n1') ended",
+    );
+    assert_eq!(ended, "1", "no walsender of sub_n2_n1 to end");
     sql(n1, db, "INSERT INTO t VALUES (3, 'after reconnect')");
     let lsn = sql(n1, db, "SELECT spock.sync_event()");
     assert_eq!(sql(n2, db, &format!("CALL spock.wait_for_sync_event(NULL, 'n1', '{lsn}', 60)")), "t");
     assert_eq!(sql(n2, db, "SELECT v FROM t WHERE id = 3"), "after reconnect");
+    assert_eq!(sql(n2, db, "SELECT count(*) FROM spock.exception_log"), "0");
     cluster.destroy().unwrap();
 }
 

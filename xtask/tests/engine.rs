@@ -208,7 +208,13 @@ fn decoding_survives_tables_changing_under_it() {
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn table_owner_code_runs_with_the_owners_rights() {
-    let cluster = cluster("owner", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+    // A failing transaction disables the subscription (instead of being
+    // discarded), so that the test can fix the cause and see it applied.
+    let cluster = cluster(
+        "owner",
+        2,
+        "fsync = off\nspock.restart_delay_default = 1000\nspock.exception_behaviour = sub_disable\n",
+    );
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     for node in [n1, n2] {
         make_node(node, &node.connstr(DB));
@@ -260,7 +266,7 @@ fn table_owner_code_runs_with_the_owners_rights() {
 
     // PostgreSQL 15 says "must be superuser to alter superuser roles ...",
     // later ones "permission denied to alter role".
-    let refused = "SELECT status = 'down' AND (last_error LIKE '%permission denied%' OR last_error LIKE '%must be superuser%')
+    let refused = "SELECT status = 'disabled' AND (last_error LIKE '%permission denied%' OR last_error LIKE '%must be superuser%')
                      FROM spock.sub_show_status()";
     let fix = |function: &str, who: &str, returns: &str| {
         sql(
@@ -281,6 +287,7 @@ fn table_owner_code_runs_with_the_owners_rights() {
         "a deferred trigger made its owner superuser"
     );
     fix("t_deferred", "current_user || ' (deferred)'", "NULL");
+    sql(n2, "SELECT spock.sub_enable('sub_n2_n1')");
     barrier(n1, n2, 60);
 
     sql(n1, "INSERT INTO t VALUES (3, 'escalate'); INSERT INTO t VALUES (4, 'after')");
@@ -300,6 +307,7 @@ fn table_owner_code_runs_with_the_owners_rights() {
 
     // The owner fixes the trigger; the same transactions then apply, in order.
     fix("t_trigger", "current_user", "NEW");
+    sql(n2, "SELECT spock.sub_enable('sub_n2_n1')");
     barrier(n1, n2, 60);
     assert_eq!(
         sql(n2, "SELECT string_agg(id || v, ',' ORDER BY id) FROM t"),
@@ -324,7 +332,11 @@ fn table_owner_code_runs_with_the_owners_rights() {
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn a_provider_cannot_write_into_spock_catalogs() {
-    let cluster = cluster("catalogs", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+    let cluster = cluster(
+        "catalogs",
+        2,
+        "fsync = off\nspock.restart_delay_default = 1000\nspock.exception_behaviour = sub_disable\n",
+    );
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     for node in [n1, n2] {
         make_node(node, &node.connstr(DB));
@@ -345,7 +357,7 @@ fn a_provider_cannot_write_into_spock_catalogs() {
     sql(n1, "SELECT spock.node_add_interface('n1', 'evil', 'host=evil.invalid')");
     wait_for(
         n2,
-        "SELECT status = 'down' AND last_error LIKE '%spock.node_interface%which spock never writes into%' FROM spock.sub_show_status()",
+        "SELECT status = 'disabled' AND last_error LIKE '%spock.node_interface%which spock never writes into%' FROM spock.sub_show_status()",
         60,
     );
     assert_eq!(
@@ -360,7 +372,11 @@ fn a_provider_cannot_write_into_spock_catalogs() {
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn a_table_partitioned_only_on_the_subscriber_is_an_apply_error() {
-    let cluster = cluster("parted", 2, "fsync = off\nspock.restart_delay_default = 1000\n");
+    let cluster = cluster(
+        "parted",
+        2,
+        "fsync = off\nspock.restart_delay_default = 1000\nspock.exception_behaviour = sub_disable\n",
+    );
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     for node in [n1, n2] {
         make_node(node, &node.connstr(DB));
@@ -377,7 +393,7 @@ fn a_table_partitioned_only_on_the_subscriber_is_an_apply_error() {
     sql(n1, "INSERT INTO m VALUES (1, 'one')");
     wait_for(
         n2,
-        "SELECT status = 'down' AND last_error LIKE '%public.m, which is a partitioned table on this node%'
+        "SELECT status = 'disabled' AND last_error LIKE '%public.m, which is a partitioned table on this node%'
            FROM spock.sub_show_status()",
         60,
     );
