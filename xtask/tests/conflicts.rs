@@ -1,6 +1,7 @@
-//! Conflict integration tests: what the server log says about resolved
-//! conflicts under the logging settings (behaviour.md §7.7), which SQL
-//! scenarios cannot read. Driven through the toolkit's cluster library
+//! Conflict and apply-error integration tests that SQL scenarios cannot
+//! express: what the server log says about resolved conflicts under the
+//! logging settings (behaviour.md §7.7), and a worker killed while it
+//! handles a failed transaction in exception mode (§8). Driven through the toolkit's cluster library
 //! against a server the toolkit built; `cargo xtask test-cluster` runs them
 //! (a plain `cargo test` ignores them).
 
@@ -144,5 +145,71 @@ fn conflicts_are_logged_as_the_settings_say() {
     for node in [n1, n2] {
         assert_eq!(sql(node, "SELECT string_agg(status, ',') FROM spock.sub_show_status()"), "replicating");
     }
+    cluster.destroy().unwrap();
+}
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn a_worker_killed_while_handling_a_failed_transaction_changes_nothing() {
+    let cluster = cluster(
+        "exception-kill",
+        2,
+        "fsync = off\nspock.restart_delay_default = 1000\nspock.exception_behaviour = discard\n",
+    );
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    for node in [n1, n2] {
+        make_node(node, &node.connstr(common::DB));
+        sql(node, "CREATE TABLE t1 (id int PRIMARY KEY); CREATE TABLE t3 (id int PRIMARY KEY)");
+    }
+    sql(n1, "CREATE TABLE t2 (id int PRIMARY KEY)");
+    sql(n1, "SELECT spock.repset_add_table('default', t) FROM unnest(ARRAY['t1', 't2', 't3']) t");
+    // Each row of t1 takes 50 ms to apply on n2: the handling is slow
+    // enough to be interrupted.
+    sql(
+        n2,
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+         CREATE TRIGGER slow BEFORE INSERT ON t1 FOR EACH ROW EXECUTE FUNCTION slow();
+         ALTER TABLE t1 ENABLE ALWAYS TRIGGER slow",
+    );
+    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+
+    // One transaction: 40 rows into t1, one into t2 (missing on n2), 40 into t3.
+    let from = log_len(n2);
+    sql(
+        n1,
+        "BEGIN;
+         INSERT INTO t1 SELECT generate_series(1, 40);
+         INSERT INTO t2 VALUES (1);
+         INSERT INTO t3 SELECT generate_series(1, 40);
+         COMMIT",
+    );
+    // Kill the worker once it is handling the transaction in exception mode.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log_since(n2, from).contains("in exception mode discard") {
+        assert!(std::time::Instant::now() < deadline, "no exception handling began:\n{}", n2.log_tail(40));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = sql(
+        n2,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE backend_type = 'spock apply') killed",
+    );
+    assert_eq!(killed, "1", "no apply worker to kill");
+
+    barrier(n1, n2, 120);
+    assert_eq!(sql(n2, "SELECT count(*) FROM t1"), "40");
+    assert_eq!(sql(n2, "SELECT count(*) FROM t3"), "40");
+    assert_eq!(
+        sql(
+            n2,
+            "SELECT string_agg(command_counter || ' ' || table_name || ' ' || left(error_message, 7), ',') FROM spock.exception_log"
+        ),
+        "41 t2 [42P01]",
+        "exactly the failing operation is logged, once"
+    );
+    assert_eq!(sql(n2, "SELECT status FROM spock.sub_show_status()"), "replicating");
     cluster.destroy().unwrap();
 }
