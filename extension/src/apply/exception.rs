@@ -70,7 +70,12 @@ pub fn error_parts(e: &CaughtError) -> (String, String) {
 pub fn on_worker_error(dboid: u32, sub_id: u32, e: &CaughtError) {
     let p = POSITION.get();
     let (sqlstate, message) = error_parts(e);
-    if p.commit_lsn == 0 || p.handling || is_transient(&sqlstate) {
+    if p.handling {
+        // Tried again after spock.restart_delay_default, still in exception mode.
+        registry::exception_handling_failed(dboid, sub_id);
+        return;
+    }
+    if p.commit_lsn == 0 || is_transient(&sqlstate) {
         return;
     }
     registry::remember_exception(

@@ -64,6 +64,9 @@ pub struct Slot {
     exception_counter: u32,
     exception_error: [u8; ERROR_BYTES],
     exception_error_len: u16,
+    /// Handling that transaction in exception mode failed too: the next
+    /// attempt waits `spock.restart_delay_default`.
+    exception_retrying: bool,
 }
 
 impl Default for Slot {
@@ -86,6 +89,7 @@ impl Default for Slot {
             exception_counter: 0,
             exception_error: [0; ERROR_BYTES],
             exception_error_len: 0,
+            exception_retrying: false,
         }
     }
 }
@@ -101,9 +105,10 @@ impl Slot {
         self.error_len = copy_cut(&mut self.error, message);
     }
 
-    /// Whether a failed transaction waits to be handled in exception mode.
+    /// Whether a failed transaction waits to be handled in exception mode
+    /// (and its handling has not failed yet).
     pub fn exception_pending(&self) -> bool {
-        self.exception_lsn != 0
+        self.exception_lsn != 0 && !self.exception_retrying
     }
 
     /// Whether a backend holds off new workers for this slot at `now`.
@@ -233,6 +238,7 @@ pub fn claim(kind: Kind, dboid: u32, subid: u32) -> bool {
                     exception_counter: slot.exception_counter,
                     exception_error: slot.exception_error,
                     exception_error_len: slot.exception_error_len,
+                    exception_retrying: slot.exception_retrying,
                     ..Slot::default()
                 };
                 Outcome::Claimed
@@ -311,14 +317,26 @@ pub fn remember_exception(dboid: u32, subid: u32, e: &PendingException) {
     if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
         slot.exception_lsn = e.commit_lsn;
         slot.exception_counter = e.counter;
+        slot.exception_retrying = false;
         slot.exception_error_len = copy_cut(&mut slot.exception_error, &masked);
+    }
+}
+
+/// Handling the failed transaction in exception mode failed as well.
+pub fn exception_handling_failed(dboid: u32, subid: u32) {
+    if !available() {
+        return;
+    }
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.exception_retrying = true;
     }
 }
 
 /// The failed transaction a subscription's worker is to handle, if any.
 pub fn pending_exception(dboid: u32, subid: u32) -> Option<PendingException> {
     let slot = apply_slot(dboid, subid)?;
-    slot.exception_pending().then(|| PendingException {
+    (slot.exception_lsn != 0).then(|| PendingException {
         commit_lsn: slot.exception_lsn,
         counter: slot.exception_counter,
         error: String::from_utf8_lossy(&slot.exception_error[..slot.exception_error_len as usize])
@@ -336,6 +354,7 @@ pub fn forget_exception(dboid: u32, subid: u32) {
         slot.exception_lsn = 0;
         slot.exception_counter = 0;
         slot.exception_error_len = 0;
+        slot.exception_retrying = false;
     }
 }
 
