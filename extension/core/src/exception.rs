@@ -56,6 +56,9 @@ pub fn is_transient(sqlstate: &str) -> bool {
         "40P01", // deadlock_detected
         "40001", // serialization_failure
         "55P03", // lock_not_available
+        // query_canceled: an administrator cancelling a slow or stuck apply
+        // (pg_cancel_backend) wants it retried, not its changes discarded.
+        "57014",
     ];
     if TRANSIENT.contains(&sqlstate) {
         return true;
@@ -182,7 +185,9 @@ mod tests {
 
     #[test]
     fn transient_errors() {
-        for s in ["57P01", "57P02", "57P03", "40P01", "40001", "55P03", "53100", "53200", "08006", "08001"] {
+        for s in [
+            "57P01", "57P02", "57P03", "57014", "40P01", "40001", "55P03", "53100", "53200", "08006", "08001",
+        ] {
             assert!(is_transient(s), "{s}");
         }
         for s in ["08P01", "23505", "42P01", "02000", "22P02", "42883", "XX000", "40002"] {

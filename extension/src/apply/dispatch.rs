@@ -168,6 +168,11 @@ impl Dispatcher {
                 let moves_progress = self.finish(&mode);
                 if moves_progress {
                     origin::stamp_commit(end_lsn, commit_time);
+                    // A transaction that wrote nothing (every change kept
+                    // local, skipped or discarded) has no xid and would
+                    // commit without a record, leaving the origin behind.
+                    // SAFETY: assigns the transaction id of the open transaction.
+                    unsafe { pg_sys::GetCurrentTransactionId() };
                 } else {
                     // Neither the origin's position nor a remote timestamp.
                     origin::stamp_commit(0, 0);
@@ -313,8 +318,11 @@ impl Dispatcher {
         }
     }
 
-    /// Applies a change in a subtransaction of its own; on error the
-    /// subtransaction is rolled back and the error returned.
+    /// Applies a change in a subtransaction of its own; on a permanent
+    /// error the subtransaction is rolled back and the error returned. A
+    /// transient error (a deadlock, ...) is raised again after the rollback:
+    /// the worker restarts and tries the transaction again, as for any
+    /// transient error, instead of discarding a change that would apply.
     fn try_change(&mut self, change: &Change<'_>) -> Result<(), (String, String)> {
         // SAFETY: a subtransaction around one change, begun and ended here
         // with the memory context and resource owner restored as
@@ -329,22 +337,32 @@ impl Dispatcher {
                 self.in_change_context(|a| change.apply(a));
                 // Nothing opened in the subtransaction may outlive it.
                 self.applier.close_tables();
-                Ok(())
+                None
             }))
-            .catch_others(|e| Err(exception::error_parts(&e)))
+            .catch_others(Some)
             .execute();
-            if result.is_err() {
-                // What was open went with the subtransaction's resources.
-                self.applier.forget_after_abort();
-                pg_sys::MemoryContextSwitchTo(context);
-                pg_sys::MemoryContextReset(self.change_cxt);
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            } else {
-                pg_sys::ReleaseCurrentSubTransaction();
+            match result {
+                None => pg_sys::ReleaseCurrentSubTransaction(),
+                Some(_) => {
+                    // What was open went with the subtransaction's resources.
+                    self.applier.forget_after_abort();
+                    pg_sys::MemoryContextSwitchTo(context);
+                    pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                    pg_sys::MemoryContextReset(self.change_cxt);
+                }
             }
             pg_sys::MemoryContextSwitchTo(context);
             pg_sys::CurrentResourceOwner = owner;
-            result
+            match result {
+                None => Ok(()),
+                Some(e) => {
+                    let (sqlstate, message) = exception::error_parts(&e);
+                    if rules::is_transient(&sqlstate) {
+                        e.rethrow();
+                    }
+                    Err((sqlstate, message))
+                }
+            }
         }
     }
 
@@ -357,11 +375,11 @@ impl Dispatcher {
                 self.set_skip_lsn(0);
                 true
             }
-            XactMode::Exception { mode, xact, failed, .. } => {
+            XactMode::Exception { mode, xact, failed, logging } => {
                 if *mode == rules::Mode::SubDisable {
                     let counter = exception::next_operation();
                     let text = rules::sub_disable_text(&self.sub_name, &format_lsn(self.commit_lsn));
-                    if guc::exception_settings().1 != rules::Logging::None {
+                    if *logging != rules::Logging::None {
                         let op = exception::Operation {
                             counter,
                             rel: None,

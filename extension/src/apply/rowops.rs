@@ -84,7 +84,7 @@ impl Applier {
                         t.local,
                     ) {
                     Some(key_index)
-                } else if guc::CHECK_ALL_UC_INDEXES.get() {
+                } else if t.speculative {
                     find_by_other_unique_index(t, key_index)
                 } else {
                     None
@@ -306,6 +306,10 @@ pub struct Target {
     /// Whether the table has triggers: then AFTER triggers are collected and
     /// fired around each change, and the target is not kept open.
     has_triggers: bool,
+    /// Whether its unique indexes can be probed before an insert (opened
+    /// with speculative-insertion information, `spock.check_all_uc_indexes`
+    /// being on when the table was opened).
+    speculative: bool,
 }
 
 /// Opens `relid` with its executor state in a memory context that lives
@@ -315,7 +319,9 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
     // the executor state's context, freed by `close_target`.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
-        let previous = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+        // In the (sub)transaction's own memory: freed with it when a
+        // subtransaction that applied one change is rolled back.
+        let previous = pg_sys::MemoryContextSwitchTo(pg_sys::CurTransactionContext);
         let estate = pg_sys::CreateExecutorState();
         pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
         let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
@@ -332,7 +338,8 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
             pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
         // Speculative-insertion information lets unique indexes be probed
         // before an insert (`find_by_other_unique_index`).
-        pg_sys::ExecOpenIndices(rri, guc::CHECK_ALL_UC_INDEXES.get());
+        let speculative = guc::CHECK_ALL_UC_INDEXES.get();
+        pg_sys::ExecOpenIndices(rri, speculative);
         let row = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let search = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
@@ -346,6 +353,7 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
             local,
             defaults: None,
             has_triggers: !(*rel).trigdesc.is_null(),
+            speculative,
         }
     }
 }
