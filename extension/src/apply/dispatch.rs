@@ -457,9 +457,11 @@ impl Dispatcher {
             pg_sys::replorigin_session_origin_lsn = 0;
             pg_sys::replorigin_session_origin_timestamp = 0;
             pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             let n = crate::catalog::with_catalog_owner_rights(|| {
                 Spi::connect_mut(|client| crate::catalog::resolutions::delete_older_than(client, days))
             });
+            pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
             n
         };

@@ -80,7 +80,7 @@ SELECT * FROM u ORDER BY id;
 -- n1 could not apply n2's UPDATE of row 9 (update_missing): the transaction
 -- was discarded and logged, and replication went on.
 SELECT command_counter, table_name, operation, remote_old_tup, remote_new_tup,
-       error_message LIKE '[02000] update_missing:%' AS update_missing
+       error_message LIKE '[P0002] update_missing:%' AS update_missing
   FROM spock.exception_log ORDER BY command_counter;
 -- n1 applied n2's later INSERT over its own row and met n2's DELETE of a
 -- row it had deleted already; overwriting its own 'x' is ordinary flow.
