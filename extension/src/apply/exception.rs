@@ -56,8 +56,9 @@ pub fn leave_transaction() {
 /// The SQLSTATE and message of a caught error.
 pub fn error_parts(e: &CaughtError) -> (String, String) {
     let (code, message) = match e {
-        CaughtError::PostgresError(r) => (r.sql_error_code(), r.message().to_string()),
-        CaughtError::ErrorReport(r) => (r.sql_error_code(), r.message().to_string()),
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+            (r.sql_error_code(), r.message().to_string())
+        }
         CaughtError::RustPanic { ereport, .. } => (ereport.sql_error_code(), ereport.message().to_string()),
     };
     (unpack_sqlstate(code as i32), message)

@@ -17,7 +17,6 @@ mod stream;
 use std::ffi::CString;
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
-use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use crate::catalog;
@@ -97,13 +96,6 @@ fn terminate_on_sigterm() {
     }
 }
 
-fn error_message(e: &CaughtError) -> String {
-    match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
-        CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-    }
-}
-
 /// The entry point of an apply worker (started by the manager).
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -138,7 +130,7 @@ pub extern "C-unwind" fn spock_apply_main(arg: pg_sys::Datum) {
     })
     .catch_others(|e| {
         exception::on_worker_error(dboid, sub_id, &e);
-        registry::record_error(dboid, sub_id, &error_message(&e));
+        registry::record_error(dboid, sub_id, &exception::error_parts(&e).1);
         e.rethrow()
     })
     .execute();
