@@ -51,3 +51,20 @@ BEGIN
     CALL spock.wait_for_sync_event(result, origin_name, lsn, timeout, wait_if_disabled);
 END
 $$;
+
+-- The default delta_apply_function (sql-api.md §4.7, behaviour.md §9):
+-- local + (new - old), with the type's own overflow errors.
+CREATE FUNCTION spock.delta_apply(old int2, new int2, local int2) RETURNS int2
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old int4, new int4, local int4) RETURNS int4
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old int8, new int8, local int8) RETURNS int8
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old float4, new float4, local float4) RETURNS float4
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old float8, new float8, local float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old numeric, new numeric, local numeric) RETURNS numeric
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+CREATE FUNCTION spock.delta_apply(old money, new money, local money) RETURNS money
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;

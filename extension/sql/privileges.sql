@@ -22,6 +22,13 @@ GRANT EXECUTE ON FUNCTION
     spock.xact_commit_timestamp_origin(xid),
     spock.core_patches_status(),
     spock.node_info(),
-    spock.node_info_rows()
+    spock.node_info_rows(),
+    spock.delta_apply(int2, int2, int2),
+    spock.delta_apply(int4, int4, int4),
+    spock.delta_apply(int8, int8, int8),
+    spock.delta_apply(float4, float4, float4),
+    spock.delta_apply(float8, float8, float8),
+    spock.delta_apply(numeric, numeric, numeric),
+    spock.delta_apply(money, money, money)
 TO PUBLIC;
 GRANT SELECT ON spock.core_patches TO PUBLIC;

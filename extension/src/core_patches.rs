@@ -84,3 +84,38 @@ pub fn core_patches_status() -> TableIterator<
         .collect();
     TableIterator::new(rows)
 }
+
+/// Whether this server can apply delta columns: patches 020 (column
+/// options) and 040 (subtransaction commit-timestamp override).
+pub fn delta_apply_available() -> bool {
+    usable(&spock_core::core_patches::COLUMN_OPTIONS) && usable(&spock_core::core_patches::SUBXACT_COMMIT_TS)
+}
+
+type SetSubxactFn =
+    unsafe extern "C-unwind" fn(pg_sys::TransactionId, pg_sys::TimestampTz, pg_sys::RepOriginId) -> bool;
+
+/// `spock_commit_ts_set_subxact` (patch 040): at top-level commit, the
+/// rows of subtransaction `subxid` get (`ts`, `origin`) as their commit
+/// timestamp data. False when commit timestamps are off; `None` when the
+/// server lacks the patch.
+pub fn set_subxact_commit_ts(
+    subxid: pg_sys::TransactionId,
+    ts: i64,
+    origin: pg_sys::RepOriginId,
+) -> Option<bool> {
+    static FUNCTION: OnceLock<usize> = OnceLock::new();
+    if !usable(&spock_core::core_patches::SUBXACT_COMMIT_TS) {
+        return None;
+    }
+    let address = *FUNCTION.get_or_init(|| lookup("spock_commit_ts_set_subxact") as usize);
+    if address == 0 {
+        return None;
+    }
+    // SAFETY: the patched server exports the function with this signature
+    // (patches.md §1.2, checked by its ABI marker); it raises on a foreign
+    // or top-level xid, which the caller never passes.
+    Some(unsafe {
+        let f: SetSubxactFn = std::mem::transmute(address);
+        f(subxid, ts, origin)
+    })
+}

@@ -6,6 +6,7 @@
 
 pub mod conflict;
 pub mod core_patches;
+pub mod delta;
 pub mod dsn;
 pub mod exception;
 pub mod naming;

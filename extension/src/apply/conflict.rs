@@ -33,6 +33,8 @@ pub struct RemoteXact {
 pub struct Found {
     pub version: LocalVersion,
     pub xmin: u32,
+    /// The replication origin of the version's commit-timestamp data.
+    pub roident: pg_sys::RepOriginId,
 }
 
 /// What one apply worker knows for resolving conflicts: its subscription's
@@ -94,7 +96,8 @@ impl Conflicts {
             let mut isnull = false;
             let xmin = getsysattr(slot, pg_sys::MinTransactionIdAttributeNumber, &mut isnull).value() as u32;
             if pg_sys::TransactionIdIsCurrentTransactionId(xmin.into()) {
-                return Found { version: LocalVersion::same_transaction(&remote.version), xmin };
+                let roident = pg_sys::replorigin_session_origin;
+                return Found { version: LocalVersion::same_transaction(&remote.version), xmin, roident };
             }
             let mut ts: pg_sys::TimestampTz = 0;
             let mut roident: pg_sys::RepOriginId = 0;
@@ -102,9 +105,14 @@ impl Conflicts {
                 return Found {
                     version: LocalVersion { commit_ts: None, origin: LocalOrigin::Unknown },
                     xmin,
+                    roident,
                 };
             }
-            Found { version: LocalVersion { commit_ts: Some(ts), origin: self.origin_node(roident) }, xmin }
+            Found {
+                version: LocalVersion { commit_ts: Some(ts), origin: self.origin_node(roident) },
+                xmin,
+                roident,
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! worker registry, where `sub_show_status` shows it.
 
 mod conflict;
+mod delta;
 mod dispatch;
 mod exception;
 mod owner;

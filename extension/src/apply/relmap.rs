@@ -19,7 +19,9 @@ use std::ffi::{CStr, CString};
 use pgrx::prelude::*;
 use spock_core::protocol::Column;
 
+use crate::core_patches;
 use crate::errors::{raise, raise_hint};
+use crate::hooks::column_options;
 
 /// What a Relation message said about a provider table.
 pub struct RemoteRel {
@@ -50,8 +52,35 @@ pub struct LocalMap {
     pub input: Vec<Option<InputFn>>,
     /// Local attributes no remote column fills (they get their defaults on INSERT).
     pub unmapped: Vec<usize>,
+    /// The columns applied as deltas (behaviour.md §9); empty on a server
+    /// that cannot.
+    pub delta: Vec<DeltaColumn>,
     /// Where the input functions keep what they cache; freed with the map.
     cxt: pg_sys::MemoryContext,
+}
+
+impl LocalMap {
+    /// A remote text value as a datum of local attribute `local`, through
+    /// the column type's input function (in the current memory context).
+    ///
+    /// # Safety
+    /// Called inside the apply transaction; `local` is a mapped attribute.
+    pub unsafe fn input(&self, local: usize, text: &[u8]) -> pg_sys::Datum {
+        let input = self.input[local].as_ref().expect("mapped columns have an input function");
+        let cstr = CString::new(text).unwrap_or_else(|_| {
+            raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, "a text value contains a NUL byte")
+        });
+        let finfo = &*input.finfo as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
+        // SAFETY: the column type's input function, looked up for this map.
+        unsafe {
+            pg_sys::InputFunctionCall(
+                finfo,
+                cstr.as_ptr() as *mut std::ffi::c_char,
+                input.ioparam,
+                input.typmod,
+            )
+        }
+    }
 }
 
 impl Drop for LocalMap {
@@ -69,7 +98,25 @@ pub struct InputFn {
     pub typmod: i32,
 }
 
+/// A column applied as a delta: its value is `f(remote_old, remote_new,
+/// local_current)`.
+pub struct DeltaColumn {
+    /// Index of the remote column.
+    pub remote: usize,
+    /// The local attribute (0-based).
+    pub local: usize,
+    pub name: String,
+    pub type_oid: pg_sys::Oid,
+    pub typlen: i16,
+    pub typbyval: bool,
+    /// The function, or its name when no fitting function exists: applying
+    /// an update to the column is then an error (42883).
+    pub func: Result<Box<pg_sys::FmgrInfo>, String>,
+}
+
 thread_local! {
+    /// Local tables already warned about delta columns this server cannot apply.
+    static WARNED: RefCell<std::collections::HashSet<u32>> = RefCell::new(Default::default());
     /// Local tables invalidated since the map was last used (`None` inside:
     /// every table).
     static INVALID: RefCell<Vec<Option<u32>>> = const { RefCell::new(Vec::new()) };
@@ -281,7 +328,66 @@ fn build_map(rr: &RemoteRel) -> LocalMap {
                 input[*i].is_none() && !att.attisdropped && att.attgenerated == 0
             })
             .collect();
+        let delta = delta_columns(relid, &desc, rr, &local_att, cxt);
         pg_sys::relation_close(relation, pg_sys::NoLock as i32);
-        LocalMap { relid, owner, local_att, input, unmapped, cxt }
+        LocalMap { relid, owner, local_att, input, unmapped, delta, cxt }
     }
+}
+
+/// The mapped columns with a delta-apply function (column options read
+/// now: a change of them invalidates the relation and so the map). On a
+/// server without core patches 020 and 040 they apply as ordinary columns,
+/// with one WARNING per table and worker.
+///
+/// # Safety
+/// `desc` is the open relation's descriptor; `cxt` outlives the map.
+unsafe fn delta_columns(
+    relid: pg_sys::Oid,
+    desc: &pgrx::PgTupleDesc,
+    rr: &RemoteRel,
+    local_att: &[usize],
+    cxt: pg_sys::MemoryContext,
+) -> Vec<DeltaColumn> {
+    let mut out = Vec::new();
+    for (remote, &local) in local_att.iter().enumerate() {
+        let options = column_options::read(relid, (local + 1) as i16);
+        let Some(function) = options.delta_function() else { continue };
+        let att = desc.get(local).expect("mapped attributes exist");
+        // SAFETY: a NUL-terminated NameData.
+        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy().into_owned();
+        if !core_patches::delta_apply_available() {
+            let first = WARNED.with(|w| w.borrow_mut().insert(relid.to_u32()));
+            if first {
+                pgrx::warning!(
+                    "spock: column \"{name}\" of {} is applied as an ordinary column, not as a delta: this \
+                     server lacks {}",
+                    rr.qualified(),
+                    core_patches::missing_summary()
+                );
+            }
+            return Vec::new();
+        }
+        let func = match column_options::resolve_function(function, att.atttypid) {
+            Some(oid) => {
+                // SAFETY: an all-zero FmgrInfo filled by fmgr_info_cxt, which
+                // keeps what it caches in the map's context.
+                unsafe {
+                    let mut finfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+                    pg_sys::fmgr_info_cxt(oid, &mut *finfo, cxt);
+                    Ok(finfo)
+                }
+            }
+            None => Err(function.to_string()),
+        };
+        out.push(DeltaColumn {
+            remote,
+            local,
+            name,
+            type_oid: att.atttypid,
+            typlen: att.attlen,
+            typbyval: att.attbyval,
+            func,
+        });
+    }
+    out
 }

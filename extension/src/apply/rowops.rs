@@ -5,14 +5,15 @@
 //! functions, defaults, triggers) with the table owner's rights (`owner`).
 
 use std::collections::HashMap;
-use std::ffi::CString;
 
 use pgrx::prelude::*;
 use spock_core::protocol::{OldRow, Tuple, Value};
 
 use spock_core::conflict::{Change, RemoteVersion};
+use spock_core::delta::Action;
 
-use super::conflict::{Conflict, Conflicts, RemoteXact};
+use super::conflict::{Conflict, Conflicts, Found, RemoteXact};
+use super::delta::{self, Computed, OldValues};
 use super::owner::OwnerContext;
 use super::relmap::{LocalMap, RelMap, RemoteRel};
 use crate::catalog::subscription::Subscription;
@@ -104,15 +105,16 @@ impl Applier {
                         },
                         &remote,
                     );
-                    if outcome.resolution.applies() {
-                        // The columns the INSERT sent, over the local row.
-                        clear_slot(t.row);
-                        prepare_row(t);
-                        slot_getallattrs(t.local);
-                        fill_slot(t.row, map, rr, new, Some(t.local));
-                        pg_sys::ExecStoreVirtualTuple(t.row);
-                        update_found(t);
-                    }
+                    // An INSERT that wins updates the row with the columns
+                    // it sent; one that loses may still add to delta columns.
+                    clear_slot(t.row);
+                    prepare_row(t);
+                    slot_getallattrs(t.local);
+                    fill_slot(t.row, map, rr, new, Some(t.local));
+                    pg_sys::ExecStoreVirtualTuple(t.row);
+                    let deltas = (!map.delta.is_empty())
+                        .then(|| delta::compute(map, rr, OldValues::Zero, new, t.local));
+                    apply_resolved(t, map, &found, outcome.resolution.applies(), deltas.as_ref());
                     return;
                 }
                 pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
@@ -175,9 +177,9 @@ impl Applier {
                         &remote,
                     );
                 }
-                if outcome.resolution.applies() {
-                    update_found(t);
-                }
+                let deltas = (!map.delta.is_empty())
+                    .then(|| delta::compute(map, rr, OldValues::Sent(old.map(|o| o.tuple())), new, t.local));
+                apply_resolved(t, map, &found, outcome.resolution.applies(), deltas.as_ref());
             }
         });
     }
@@ -563,6 +565,45 @@ unsafe fn check_index_constraints(
     unsafe { pg_sys::ExecCheckIndexConstraints(t.rri, t.row, t.estate, tid, std::ptr::null_mut(), arbiters) }
 }
 
+/// After last-update-wins: replaces the local row (`t.local`) with the
+/// incoming one (`t.row`) when it applies, with the computed delta columns
+/// in it; when the local version wins but delta columns change, writes
+/// them into the local row keeping its commit timestamp and origin.
+unsafe fn apply_resolved(
+    t: &Target,
+    map: &LocalMap,
+    found: &Found,
+    applies: bool,
+    deltas: Option<&Computed>,
+) {
+    // SAFETY: the caller's target, with the locked local row deformed in
+    // `t.local` and the incoming row stored in `t.row`.
+    unsafe {
+        let changes = deltas.is_some_and(|d| !d.is_empty() && d.changes(map, t.local));
+        match spock_core::delta::action(applies, changes) {
+            Action::WriteRemote => {
+                if let Some(d) = deltas {
+                    d.write_into(t.row);
+                }
+                update_found(t);
+            }
+            Action::ForceLocalDeltas => {
+                clear_slot(t.row);
+                prepare_row(t);
+                let natts = (*(*t.rel).rd_att).natts as usize;
+                for i in 0..natts {
+                    *(*t.row).tts_values.add(i) = *(*t.local).tts_values.add(i);
+                    *(*t.row).tts_isnull.add(i) = *(*t.local).tts_isnull.add(i);
+                }
+                deltas.expect("changes come from deltas").write_into(t.row);
+                pg_sys::ExecStoreVirtualTuple(t.row);
+                delta::keeping_version(found, || update_found(t));
+            }
+            Action::Nothing => {}
+        }
+    }
+}
+
 /// Replaces the row found (`t.local`) with `t.row`.
 unsafe fn update_found(t: &Target) {
     // SAFETY: the caller's target with a locked row in `t.local` and the
@@ -713,17 +754,7 @@ unsafe fn fill_slot(
                 Value::Unchanged => {}
                 Value::Null => *(*slot).tts_isnull.add(local) = true,
                 Value::Text(bytes) => {
-                    let input = map.input[local].as_ref().expect("mapped columns have an input function");
-                    let cstr = CString::new(bytes.as_slice()).unwrap_or_else(|_| {
-                        raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, "a text value contains a NUL byte")
-                    });
-                    let finfo = &*input.finfo as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
-                    *(*slot).tts_values.add(local) = pg_sys::InputFunctionCall(
-                        finfo,
-                        cstr.as_ptr() as *mut std::ffi::c_char,
-                        input.ioparam,
-                        input.typmod,
-                    );
+                    *(*slot).tts_values.add(local) = map.input(local, bytes);
                     *(*slot).tts_isnull.add(local) = false;
                 }
                 Value::Binary(_) => raise(

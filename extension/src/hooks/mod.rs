@@ -3,7 +3,7 @@
 //! before, that runs each utility-statement check in turn (today the
 //! column-option guard of `column_options`).
 
-mod column_options;
+pub mod column_options;
 
 use pgrx::prelude::*;
 

@@ -16,10 +16,11 @@ use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use pgrx::{FromDatum, PgTupleDesc, pg_guard};
+use pgrx::{PgTupleDesc, pg_guard};
 use spock_core::protocol::{Column, att_flags};
 
 use crate::catalog::decoding;
+use crate::hooks::column_options;
 
 /// A column's output function.
 pub struct OutputFn {
@@ -209,49 +210,11 @@ fn identity_columns(relation: pg_sys::Relation) -> Vec<i16> {
     out
 }
 
-/// Attribute numbers of the columns flagged `log_old_value` (patch 020),
-/// read from the text of `pg_attribute.attoptions`, never from patched structs.
+/// Attribute numbers of the columns flagged `log_old_value` (patch 020).
 fn log_old_value_columns(relation: pg_sys::Relation) -> Vec<i16> {
-    let mut out = Vec::new();
-    // SAFETY: syscache lookups of the relation's attributes.
-    unsafe {
-        let relid = (*relation).rd_id;
-        let natts = (*(*relation).rd_att).natts;
-        for attnum in 1..=natts as i16 {
-            let tup = pg_sys::SearchSysCache2(
-                pg_sys::SysCacheIdentifier::ATTNUM as i32,
-                pg_sys::Datum::from(relid),
-                pg_sys::Datum::from(attnum),
-            );
-            if tup.is_null() {
-                continue;
-            }
-            let mut isnull = false;
-            let datum = pg_sys::SysCacheGetAttr(
-                pg_sys::SysCacheIdentifier::ATTNUM as i32,
-                tup,
-                pg_sys::Anum_pg_attribute_attoptions as i16,
-                &mut isnull,
-            );
-            if !isnull {
-                let options = Vec::<String>::from_polymorphic_datum(datum, false, pg_sys::TEXTARRAYOID)
-                    .unwrap_or_default();
-                if options.iter().any(|o| {
-                    o.split_once('=').is_some_and(|(k, v)| {
-                        k == "log_old_value"
-                            && matches!(
-                                v.to_ascii_lowercase().as_str(),
-                                "true" | "on" | "yes" | "1" | "t" | "y"
-                            )
-                    })
-                }) {
-                    out.push(attnum);
-                }
-            }
-            pg_sys::ReleaseSysCache(tup);
-        }
-    }
-    out
+    // SAFETY: the relation being decoded is open.
+    let (relid, natts) = unsafe { ((*relation).rd_id, (*(*relation).rd_att).natts as i16) };
+    (1..=natts).filter(|attnum| column_options::read(relid, *attnum).log_old_value).collect()
 }
 
 /// The columns sent for a relation: not dropped, not generated, flagged as
