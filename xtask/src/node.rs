@@ -427,6 +427,33 @@ impl Node {
         format!("host={} port={} dbname={db} user={SUPERUSER}", self.socket_dir.display(), self.port)
     }
 
+    /// Runs the build's pgbench against `db` as the superuser, through the
+    /// socket; its report (stdout and stderr), or an error that holds it.
+    pub fn pgbench(&self, db: &str, args: &[&str]) -> Result<String> {
+        let mut all: Vec<String> = vec![
+            "-h".into(),
+            self.socket_dir.display().to_string(),
+            "-p".into(),
+            self.port.to_string(),
+            "-U".into(),
+            SUPERUSER.into(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        all.push(db.into());
+        let out = tool(self.installed.bin("pgbench"), &all)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .context("cannot run pgbench")?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("pgbench {} on node {} failed:\n{}", args.join(" "), self.name, text.trim());
+        }
+        Ok(text)
+    }
+
     /// Runs SQL with psql (unaligned, tuples only, stop on the first error)
     /// and returns its standard output without the final newline.
     pub fn safe_psql(&self, db: &str, sql: &str) -> Result<String> {

@@ -31,8 +31,8 @@ pub struct Suite {
     /// How the suite is named in the output.
     pub title: &'static str,
     pub dir: PathBuf,
-    /// `xtask/tests/<name>.rs`, run after the scenarios when the whole suite runs.
-    /// Its integration test targets in `xtask/tests/`, run in this order.
+    /// Its integration test targets in `xtask/tests/`, run in this order
+    /// after the scenarios when the whole suite runs.
     pub integration_tests: &'static [&'static str],
     /// Configuration added to every node of the suite's cluster.
     pub extra_conf: &'static str,
@@ -44,7 +44,7 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_tests: &["cluster", "engine", "conflicts"],
+            integration_tests: &["cluster", "engine", "conflicts", "convergence"],
             extra_conf: "fsync = off\n",
         }
     }

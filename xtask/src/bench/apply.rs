@@ -19,9 +19,8 @@ use serde::Serialize;
 
 use crate::account::RunAs;
 use crate::cluster::{Cluster, sql_literal};
-use crate::cmd::tool;
 use crate::flags::BenchApply;
-use crate::node::{Node, SUPERUSER};
+use crate::node::Node;
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, fsutil, layout, ui};
 
@@ -345,28 +344,7 @@ fn converged(n1: &Node, n2: &Node, db: &str) -> Result<()> {
 }
 
 fn pgbench(node: &Node, db: &str, args: &[&str]) -> Result<String> {
-    let mut all: Vec<String> = vec![
-        "-h".into(),
-        node.socket_dir.display().to_string(),
-        "-p".into(),
-        node.port.to_string(),
-        "-U".into(),
-        SUPERUSER.into(),
-    ];
-    all.extend(args.iter().map(|s| s.to_string()));
-    all.push(db.into());
-    let out = tool(node.installed.bin("pgbench"), &all)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run pgbench")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        bail!("pgbench {} on node {} failed:\n{}", args.join(" "), node.name, text.trim());
-    }
-    Ok(text)
+    node.pgbench(db, args)
 }
 
 /// The `tps = N` figure of pgbench's report.
