@@ -140,15 +140,22 @@ unsafe fn patched_option_in(stmt: *mut pg_sys::Node) -> Option<&'static str> {
     }
 }
 
-/// Refuses a patched column option when the server lacks patch 020, and a
-/// `delta_apply_function` that names no fitting function when it has it.
+/// Refuses a patched column option when the server lacks patch 020, and,
+/// in a database where spock is installed, a `delta_apply_function` that
+/// names no fitting function when it has it.
 ///
 /// # Safety
 /// `stmt` is NULL or a valid parse node.
 pub unsafe fn check(stmt: *mut pg_sys::Node) {
     if core_patches::usable(&COLUMN_OPTIONS) {
-        // SAFETY: the caller's statement.
-        unsafe { check_functions(stmt) };
+        // Only where spock is installed: elsewhere the options are the
+        // core patch's alone, stored verbatim.
+        // SAFETY: a catalog lookup by name; the caller's statement.
+        unsafe {
+            if pg_sys::get_extension_oid(c"spock".as_ptr(), true) != pg_sys::InvalidOid {
+                check_functions(stmt);
+            }
+        }
         return;
     }
     // SAFETY: the caller's statement.
