@@ -447,7 +447,8 @@ impl Node {
             .unchecked()
             .run()
             .context("cannot run pgbench")?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
             bail!("pgbench {} on node {} failed:\n{}", args.join(" "), self.name, text.trim());
         }

@@ -55,10 +55,7 @@ fn mesh(tag: &str) -> Cluster {
         wait_for(node, "SELECT count(*) = 2 FROM spock.sub_show_status() WHERE status = 'replicating'", 60);
     }
     let n1 = &cluster.nodes[0];
-    sql(
-        n1,
-        &format!("INSERT INTO acct SELECT g, {START_BALANCE} FROM generate_series(1, {ACCOUNTS}) g"),
-    );
+    sql(n1, &format!("INSERT INTO acct SELECT g, {START_BALANCE} FROM generate_series(1, {ACCOUNTS}) g"));
     for other in &cluster.nodes[1..] {
         barrier(n1, other, 60);
     }
@@ -107,7 +104,15 @@ fn load(cluster: &Cluster, during: impl FnOnce()) -> Vec<Result<String, String>>
                 scope.spawn(move || {
                     node.pgbench(
                         common::DB,
-                        &["-n", "-c", "2", "-T", &LOAD_SECONDS.to_string(), "-f", &file.display().to_string()],
+                        &[
+                            "-n",
+                            "-c",
+                            "2",
+                            "-T",
+                            &LOAD_SECONDS.to_string(),
+                            "-f",
+                            &file.display().to_string(),
+                        ],
                     )
                     .map_err(|e| format!("{e:#}"))
                 })
@@ -131,7 +136,13 @@ fn check_converged(cluster: &Cluster, committed: &[(String, u64)]) {
                   || ' ' || (SELECT md5(string_agg(format('%s:%s:%s:%s', id, node, aid, delta), ',' ORDER BY id)) FROM history)";
     let first = sql(&cluster.nodes[0], digest);
     for node in &cluster.nodes {
-        assert_eq!(sql(node, digest), first, "node {} holds other rows than {}", node.name, cluster.nodes[0].name);
+        assert_eq!(
+            sql(node, digest),
+            first,
+            "node {} holds other rows than {}",
+            node.name,
+            cluster.nodes[0].name
+        );
         // Every balance is its start plus the sum of its history.
         let wrong = sql(
             node,
@@ -146,7 +157,12 @@ fn check_converged(cluster: &Cluster, committed: &[(String, u64)]) {
             let rows = sql(node, &format!("SELECT count(*) FROM history WHERE node = '{name}'"));
             assert_eq!(rows, count.to_string(), "history rows of {name} on {}", node.name);
         }
-        assert_eq!(sql(node, "SELECT count(*) FROM spock.exception_log"), "0", "apply errors on {}", node.name);
+        assert_eq!(
+            sql(node, "SELECT count(*) FROM spock.exception_log"),
+            "0",
+            "apply errors on {}",
+            node.name
+        );
         wait_for(node, "SELECT count(*) = 2 FROM spock.sub_show_status() WHERE status = 'replicating'", 60);
     }
 }

@@ -147,6 +147,12 @@ unsafe fn patched_option_in(stmt: *mut pg_sys::Node) -> Option<&'static str> {
 /// # Safety
 /// `stmt` is NULL or a valid parse node.
 pub unsafe fn check(stmt: *mut pg_sys::Node) {
+    // Nothing else is looked at, and no catalog is read for other
+    // statements (a ROLLBACK may run in an aborted transaction).
+    // SAFETY: a valid parse node or NULL, per the contract.
+    if stmt.is_null() || unsafe { (*stmt).type_ } != pg_sys::NodeTag::T_AlterTableStmt {
+        return;
+    }
     if core_patches::usable(&COLUMN_OPTIONS) {
         // Only where spock is installed: elsewhere the options are the
         // core patch's alone, stored verbatim.
