@@ -213,3 +213,66 @@ fn a_worker_killed_while_handling_a_failed_transaction_changes_nothing() {
     assert_eq!(sql(n2, "SELECT status FROM spock.sub_show_status()"), "replicating");
     cluster.destroy().unwrap();
 }
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn an_update_colliding_on_another_unique_index_is_update_exists() {
+    let cluster = cluster(
+        "update-exists",
+        2,
+        "fsync = off\nspock.conflict_log_level = log\nspock.exception_behaviour = discard\n",
+    );
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    for node in [n1, n2] {
+        make_node(node, &node.connstr(common::DB));
+        sql(node, "CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE)");
+        sql(node, "SELECT spock.repset_add_table('default', 'u')");
+    }
+    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
+    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+    sql(n1, "INSERT INTO u VALUES (10, 'x')");
+    barrier(n1, n2, 60);
+
+    // n1 inserts a row with email 'y' while n2 gives row 10 that email.
+    let from1 = log_len(n1);
+    while_disconnected(
+        n1,
+        n2,
+        &["INSERT INTO u VALUES (11, 'y')"],
+        &["UPDATE u SET email = 'y' WHERE id = 10"],
+    );
+    // On n1 the UPDATE collides with row 11 on u_email_key: not resolvable,
+    // an apply error handled by exception handling (discard), with its own
+    // conflict message naming both rows.
+    let on_n1 = conflict_messages(&log_since(n1, from1));
+    let (message, detail) = on_n1
+        .iter()
+        .find(|(m, _)| m.contains("update_exists"))
+        .unwrap_or_else(|| panic!("no update_exists message on n1:\n{on_n1:#?}"));
+    assert!(
+        message.contains("spock conflict update_exists on public.u (index u_email_key): error"),
+        "{message}"
+    );
+    assert!(detail.contains(r#"{"id":11,"email":"y"}"#), "the detail shows the colliding row: {detail}");
+    assert!(detail.contains(r#"{"id":10,"email":"y"}"#), "the detail shows the incoming row: {detail}");
+    // The exception_log row shows the local row the UPDATE collided with:
+    // written on n1 itself, with its commit timestamp.
+    assert_eq!(
+        sql(
+            n1,
+            "SELECT local_tup::text, local_origin = (SELECT node_id FROM spock.node WHERE node_name = 'n1'),
+                    local_commit_ts IS NOT NULL
+               FROM spock.exception_log WHERE error_message LIKE '[23505] update_exists:%u_email_key%'"
+        ),
+        r#"{"id": 11, "email": "y"}|t|t"#,
+        "n1's exception_log"
+    );
+    assert_eq!(sql(n1, "SELECT string_agg(id || '=' || email, ',' ORDER BY id) FROM u"), "10=x,11=y");
+    // Replication goes on.
+    sql(n1, "INSERT INTO u VALUES (12, 'z')");
+    barrier(n1, n2, 60);
+    assert_eq!(sql(n2, "SELECT email FROM u WHERE id = 12"), "z");
+    cluster.destroy().unwrap();
+}

@@ -199,6 +199,13 @@ impl Outcome {
     fn plain() -> Outcome {
         Outcome { conflict: None, resolution: Resolution::ApplyRemote, reason: None }
     }
+
+    /// An incoming UPDATE whose new row collides with another row on a
+    /// unique index other than the key: not resolvable, an apply error
+    /// (behaviour.md §7.5), whatever the two versions' ages.
+    pub fn update_exists() -> Outcome {
+        Outcome { conflict: Some(ConflictType::UpdateExists), resolution: Resolution::Fail, reason: None }
+    }
 }
 
 /// Classifies an incoming change against the local row version found by
@@ -496,6 +503,11 @@ mod tests {
         assert!(recorded(DeleteMissing, Skip));
         assert!(!recorded(UpdateMissing, Fail));
         assert!(!recorded(UpdateExists, Fail));
+        // Never recorded, always logged, never applied.
+        let o = Outcome::update_exists();
+        assert_eq!(o.conflict, Some(UpdateExists));
+        assert!(!o.resolution.applies());
+        assert!(logged(&o, None, LogOriginChange::None, 0));
     }
 
     #[test]

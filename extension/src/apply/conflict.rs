@@ -51,6 +51,27 @@ pub struct Conflicts {
 
 static mut ORIGINS_CHANGED: bool = false;
 
+/// The local row the current change last looked at (`Conflicts::found`):
+/// the row an `exception_log` entry shows when the change fails.
+#[derive(Clone, Copy)]
+struct Involved {
+    relid: pg_sys::Oid,
+    tid: pg_sys::ItemPointerData,
+    found: Found,
+}
+
+thread_local! {
+    static INVOLVED: std::cell::Cell<Option<Involved>> = const { std::cell::Cell::new(None) };
+}
+
+/// The local row involved in a failed change, as `exception_log` shows it.
+pub struct InvolvedRow {
+    /// The node that wrote it (this node's id for a local write).
+    pub origin: Option<u32>,
+    pub commit_ts: Option<i64>,
+    pub json: Option<String>,
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     // SAFETY: a flag of this single-threaded process, read before each use
@@ -89,6 +110,57 @@ impl Conflicts {
     /// # Safety
     /// `slot` holds a heap row of the target table.
     pub unsafe fn found(&mut self, slot: *mut pg_sys::TupleTableSlot, remote: &RemoteXact) -> Found {
+        // SAFETY: per the contract.
+        let found = unsafe { self.version_of(slot, remote) };
+        // SAFETY: the slot holds a stored row, so its table and TID are set.
+        let (relid, tid) = unsafe { ((*slot).tts_tableOid, (*slot).tts_tid) };
+        INVOLVED.with(|i| i.set(Some(Involved { relid, tid, found })));
+        found
+    }
+
+    /// Forgets the local row a previous change looked at.
+    pub fn forget_involved(&self) {
+        INVOLVED.with(|i| i.set(None));
+    }
+
+    /// The local row the failed change looked at last, read again by its
+    /// TID after the change's subtransaction was rolled back; `None` when
+    /// it found none.
+    pub fn involved_row(&self) -> Option<InvolvedRow> {
+        let involved = INVOLVED.with(|i| i.take())?;
+        let origin = match involved.found.version.origin {
+            LocalOrigin::ThisNode => Some(self.local_node),
+            other => conflict::recorded_origin(other),
+        };
+        // SAFETY: reads one row version by TID from a table opened and
+        // closed here, in the apply transaction, into a slot of its own.
+        let json = unsafe {
+            let rel = pg_sys::try_table_open(involved.relid, pg_sys::AccessShareLock as i32);
+            if rel.is_null() {
+                None
+            } else {
+                let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+                let mut tid = involved.tid;
+                let json = pg_sys::table_tuple_fetch_row_version(
+                    rel,
+                    &mut tid,
+                    &raw mut pg_sys::SnapshotAnyData,
+                    slot,
+                )
+                .then(|| row_json(slot));
+                pg_sys::ExecDropSingleTupleTableSlot(slot);
+                pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+                json
+            }
+        };
+        Some(InvolvedRow { origin, commit_ts: involved.found.version.commit_ts, json })
+    }
+
+    /// The version of the row in `slot`.
+    ///
+    /// # Safety
+    /// As for [`Conflicts::found`].
+    unsafe fn version_of(&mut self, slot: *mut pg_sys::TupleTableSlot, remote: &RemoteXact) -> Found {
         // SAFETY: per the contract, a slot with a physical tuple, so it has
         // system attributes; commit-timestamp data is read for its xmin.
         unsafe {

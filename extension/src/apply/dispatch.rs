@@ -10,6 +10,7 @@ use spock_core::exception::{self as rules, SkipPlan, Verdict};
 use spock_core::protocol::{Message, OldRow, Tuple, truncate_flags};
 use spock_core::stream::{FlushTracker, format_lsn};
 
+use super::conflict::InvolvedRow;
 use super::exception::{self, FailedXact};
 use super::rowops::Applier;
 use crate::catalog::origin;
@@ -86,6 +87,12 @@ impl Change<'_> {
 }
 
 impl Dispatcher {
+    /// What the provider's server can send: without core patch 020 its
+    /// updates carry no old values for delta columns.
+    pub fn provider_sends_old_values(&mut self, provider: &str, yes: bool) {
+        self.applier.relmap.provider_sends_old_values(provider, yes);
+    }
+
     pub fn new(sub: &Subscription, dboid: u32) -> Dispatcher {
         Dispatcher {
             applier: Applier::new(sub),
@@ -279,8 +286,9 @@ impl Dispatcher {
                 let (failed, mode, logging, xact) = (failed.clone(), *mode, *logging, *xact);
                 match rules::verdict(mode, logging, counter, failed.counter, &failed.error) {
                     Verdict::Skip => {}
-                    Verdict::Log(text) => self.log_change(&xact, counter, &change, &text),
+                    Verdict::Log(text) => self.log_change(&xact, counter, &change, None, &text),
                     Verdict::Try => {
+                        self.applier.forget_involved();
                         if let Err((sqlstate, message)) = self.try_change(&change) {
                             pgrx::log!(
                                 "spock: subscription {}: operation {counter} of remote transaction {} failed and \
@@ -290,7 +298,8 @@ impl Dispatcher {
                             );
                             if rules::logs_failures(logging) {
                                 let text = rules::failed_text(&sqlstate, &message);
-                                self.log_change(&xact, counter, &change, &text);
+                                let local = self.applier.involved_row();
+                                self.log_change(&xact, counter, &change, local.as_ref(), &text);
                             }
                         }
                     }
@@ -300,7 +309,14 @@ impl Dispatcher {
     }
 
     /// Writes the `exception_log` row of a change not applied.
-    fn log_change(&mut self, xact: &FailedXact, counter: u32, change: &Change<'_>, text: &str) {
+    fn log_change(
+        &mut self,
+        xact: &FailedXact,
+        counter: u32,
+        change: &Change<'_>,
+        local: Option<&InvolvedRow>,
+        text: &str,
+    ) {
         let relmap = &self.applier.relmap;
         let (rel, old, new) = match *change {
             Change::Insert(relid, new) => (relmap.described(relid), None, Some(new)),
@@ -312,7 +328,7 @@ impl Dispatcher {
         // SAFETY: the per-change memory context, reset after the row is written.
         unsafe {
             let previous = pg_sys::MemoryContextSwitchTo(self.change_cxt);
-            exception::log_operation(xact, &op, text);
+            exception::log_operation(xact, &op, local, text);
             pg_sys::MemoryContextSwitchTo(previous);
             pg_sys::MemoryContextReset(self.change_cxt);
         }
@@ -387,7 +403,7 @@ impl Dispatcher {
                             old: None,
                             new: None,
                         };
-                        exception::log_operation(xact, &op, &text);
+                        exception::log_operation(xact, &op, None, &text);
                     }
                     let sub_id = self.sub_id;
                     crate::catalog::with_catalog_owner_rights(|| {

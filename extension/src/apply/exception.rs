@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 use spock_core::exception::{self, is_transient, unpack_sqlstate};
 use spock_core::protocol::{Tuple, Value};
 
+use super::conflict::InvolvedRow;
 use super::relmap::RemoteRel;
 use crate::catalog::{self, exception_log};
 use crate::workers::registry::{self, PendingException};
@@ -121,7 +122,12 @@ fn tuple_json(rel: &RemoteRel, tuple: &Tuple) -> String {
 }
 
 /// Writes one `exception_log` row, in the current transaction.
-pub fn log_operation(xact: &FailedXact, op: &Operation<'_>, error_message: &str) {
+pub fn log_operation(
+    xact: &FailedXact,
+    op: &Operation<'_>,
+    local: Option<&InvolvedRow>,
+    error_message: &str,
+) {
     let old = op.rel.zip(op.old).map(|(r, t)| tuple_json(r, t));
     let new = op.rel.zip(op.new).map(|(r, t)| tuple_json(r, t));
     let entry = exception_log::Entry {
@@ -129,6 +135,9 @@ pub fn log_operation(xact: &FailedXact, op: &Operation<'_>, error_message: &str)
         remote_commit_ts: xact.commit_ts,
         command_counter: op.counter,
         remote_xid: xact.xid,
+        local_origin: local.and_then(|l| l.origin),
+        local_commit_ts: local.and_then(|l| l.commit_ts),
+        local_tup: local.and_then(|l| l.json.as_deref()),
         table_schema: op.rel.map(|r| r.nspname.as_str()),
         table_name: op.rel.map(|r| r.relname.as_str()),
         operation: op.kind,

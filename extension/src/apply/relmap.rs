@@ -132,6 +132,9 @@ unsafe extern "C-unwind" fn local_invalidated(_arg: pg_sys::Datum, relid: pg_sys
 pub struct RelMap {
     remote: HashMap<u32, RemoteRel>,
     local: HashMap<u32, LocalMap>,
+    /// The provider's name when its server lacks core patch 020 (its
+    /// updates carry no old values); cleared once the WARNING is logged.
+    old_values_missing: Option<String>,
 }
 
 static mut CALLBACK_REGISTERED: bool = false;
@@ -147,6 +150,11 @@ impl RelMap {
             }
         }
         RelMap::default()
+    }
+
+    /// Whether the provider's server sends old values of delta columns.
+    pub fn provider_sends_old_values(&mut self, provider: &str, yes: bool) {
+        self.old_values_missing = (!yes).then(|| provider.to_string());
     }
 
     /// A Relation message: remember the provider's description (a changed
@@ -195,6 +203,17 @@ impl RelMap {
         }
         if !self.local.contains_key(&relid) {
             let map = build_map(self.remote(relid));
+            if !map.delta.is_empty()
+                && let Some(provider) = self.old_values_missing.take()
+            {
+                pgrx::warning!(
+                    "spock: provider \"{provider}\" lacks core patch {}, so its updates carry no old values: \
+                     delta columns such as \"{}\" of {} take its new values as they are",
+                    spock_core::core_patches::COLUMN_OPTIONS.label(),
+                    map.delta[0].name,
+                    self.remote(relid).qualified()
+                );
+            }
             self.local.insert(relid, map);
         }
         (&self.local[&relid], &self.remote[&relid])

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 use spock_core::protocol::{OldRow, Tuple, Value};
 
-use spock_core::conflict::{Change, RemoteVersion};
+use spock_core::conflict::{Change, Outcome, RemoteVersion};
 use spock_core::delta::Action;
 
-use super::conflict::{Conflict, Conflicts, Found, RemoteXact};
+use super::conflict::{Conflict, Conflicts, Found, InvolvedRow, RemoteXact};
 use super::delta::{self, Computed, OldValues};
 use super::owner::OwnerContext;
 use super::relmap::{LocalMap, RelMap, RemoteRel};
@@ -179,6 +179,12 @@ impl Applier {
                 }
                 let deltas = (!map.delta.is_empty())
                     .then(|| delta::compute(map, rr, OldValues::Sent(old.map(|o| o.tuple())), new, t.local));
+                if outcome.resolution.applies() && !t.other_unique.is_empty() {
+                    if let Some(d) = &deltas {
+                        d.write_into(t.row);
+                    }
+                    refuse_update_exists(t, conflicts, rr, &remote);
+                }
                 apply_resolved(t, map, &found, outcome.resolution.applies(), deltas.as_ref());
             }
         });
@@ -251,6 +257,16 @@ impl Applier {
         self.owner.forget();
     }
 
+    /// Forgets the local row a previous change looked at.
+    pub fn forget_involved(&self) {
+        self.conflicts.forget_involved();
+    }
+
+    /// The local row a failed change looked at last (`exception_log`).
+    pub fn involved_row(&self) -> Option<InvolvedRow> {
+        self.conflicts.involved_row()
+    }
+
     /// The node a remote transaction originated on.
     pub fn remote_origin(&self, origin_node: u32) -> u32 {
         self.conflicts.remote_origin(origin_node)
@@ -312,6 +328,10 @@ pub struct Target {
     /// with speculative-insertion information, `spock.check_all_uc_indexes`
     /// being on when the table was opened).
     speculative: bool,
+    /// The valid, immediate unique indexes other than the replica identity
+    /// index, with speculative-insertion information: probed before an
+    /// update is applied.
+    other_unique: Vec<pg_sys::Oid>,
 }
 
 /// Opens `relid` with its executor state in a memory context that lives
@@ -342,6 +362,26 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
         // before an insert (`find_by_other_unique_index`).
         let speculative = guc::CHECK_ALL_UC_INDEXES.get();
         pg_sys::ExecOpenIndices(rri, speculative);
+        // Unique indexes other than the key are probed before an update
+        // (`update_exists`), which needs their speculative information.
+        let key_index = pg_sys::RelationGetReplicaIndex(rel);
+        let mut other_unique = Vec::new();
+        for i in 0..(*rri).ri_NumIndices as usize {
+            let index = *(*rri).ri_IndexRelationDescs.add(i);
+            let info = *(*rri).ri_IndexRelationInfo.add(i);
+            let form = (*index).rd_index;
+            if (*form).indexrelid == key_index
+                || !(*info).ii_Unique
+                || !(*form).indisvalid
+                || !(*form).indimmediate
+            {
+                continue;
+            }
+            if !speculative {
+                pg_sys::BuildSpeculativeIndexInfo(index, info);
+            }
+            other_unique.push((*form).indexrelid);
+        }
         let row = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let search = pg_sys::ExecInitExtraTupleSlot(estate, (*rel).rd_att, &pg_sys::TTSOpsVirtual);
         let local = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
@@ -356,6 +396,7 @@ unsafe fn open_target(relid: pg_sys::Oid) -> Target {
             defaults: None,
             has_triggers: !(*rel).trigdesc.is_null(),
             speculative,
+            other_unique,
         }
     }
 }
@@ -563,6 +604,69 @@ unsafe fn check_index_constraints(
     // SAFETY: the caller's target, in the apply transaction; no row of its
     // own is excluded from the check.
     unsafe { pg_sys::ExecCheckIndexConstraints(t.rri, t.row, t.estate, tid, std::ptr::null_mut(), arbiters) }
+}
+
+/// Before an UPDATE is applied: when its new row (`t.row`) collides with
+/// another row than the one it updates (`t.local`) on a unique index other
+/// than the key, reports an `update_exists` conflict and raises the apply
+/// error (behaviour.md §7.5: not resolvable).
+unsafe fn refuse_update_exists(t: &Target, conflicts: &mut Conflicts, rr: &RemoteRel, remote: &RemoteXact) {
+    // SAFETY: the caller's target, with the row to update locked in
+    // `t.local` and the new version stored in `t.row`; the colliding row is
+    // read into a slot of its own, dropped before returning or raising.
+    unsafe {
+        for &index in &t.other_unique {
+            let arbiter = pg_sys::lappend_oid(std::ptr::null_mut(), index);
+            let mut tid: pg_sys::ItemPointerData = std::mem::zeroed();
+            if check_index_constraints(t, &mut tid, arbiter)
+                || pg_sys::ItemPointerEquals(&mut tid, &mut (*t.local).tts_tid)
+            {
+                continue;
+            }
+            let other = pg_sys::table_slot_create(t.rel, std::ptr::null_mut());
+            let fetched = pg_sys::table_tuple_fetch_row_version(
+                t.rel,
+                &mut tid,
+                &raw mut pg_sys::SnapshotAnyData,
+                other,
+            );
+            let found = fetched.then(|| conflicts.found(other, remote));
+            let relname = rr.qualified();
+            conflicts.report(
+                &Conflict {
+                    outcome: Outcome::update_exists(),
+                    relname: &relname,
+                    index: Some(index),
+                    found: found.as_ref(),
+                    local_slot: Some(other),
+                    remote_slot: Some(t.row),
+                },
+                remote,
+            );
+            pg_sys::ExecDropSingleTupleTableSlot(other);
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+                format!(
+                    "update_exists: the new version of a row of {} collides with another row on unique index {}",
+                    rr.qualified(),
+                    index_name(index)
+                ),
+                "Another node inserted or updated a row with the same unique value; resolve it by hand on \
+                 the nodes that differ.",
+            );
+        }
+    }
+}
+
+/// An index's name, for messages.
+fn index_name(index: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup; NULL when the index is gone.
+    let name = unsafe { pg_sys::get_rel_name(index) };
+    if name.is_null() {
+        return index.to_u32().to_string();
+    }
+    // SAFETY: a palloc'd NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }
 
 /// After last-update-wins: replaces the local row (`t.local`) with the

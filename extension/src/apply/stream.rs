@@ -112,6 +112,9 @@ impl Stream {
     pub fn run(mut self) {
         let mut conn = self.connect();
         let version = self.negotiate(&mut conn);
+        let old_values = provider::sends_old_values(&mut conn)
+            .unwrap_or_else(|e| connect_error(e, "cannot ask the provider for its core patches"));
+        self.dispatcher.provider_sends_old_values(&self.sub.origin_name, old_values);
         let start = self.prepare(&mut conn);
         self.received = start;
         let options = [

@@ -14,6 +14,10 @@ pub struct Entry<'a> {
     pub remote_commit_ts: i64,
     pub command_counter: u32,
     pub remote_xid: u32,
+    /// The local row involved: the node that wrote it, when, and the row.
+    pub local_origin: Option<u32>,
+    pub local_commit_ts: Option<i64>,
+    pub local_tup: Option<&'a str>,
     pub table_schema: Option<&'a str>,
     pub table_name: Option<&'a str>,
     pub operation: &'a str,
@@ -25,12 +29,13 @@ pub struct Entry<'a> {
 /// Adds one row, in the caller's transaction.
 pub fn insert(client: &mut SpiClient<'_>, e: &Entry<'_>) {
     let ts = TimestampWithTimeZone::try_from(e.remote_commit_ts).ok();
+    let local_ts = e.local_commit_ts.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
     client
         .update(
             "INSERT INTO spock.exception_log (remote_origin, remote_commit_ts, command_counter,
                  retry_errored_at, remote_xid, table_schema, table_name, operation, remote_old_tup,
-                 remote_new_tup, error_message)
-             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)",
+                 remote_new_tup, error_message, local_origin, local_commit_ts, local_tup)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13::jsonb)",
             None,
             &[
                 oid(e.remote_origin).into(),
@@ -43,6 +48,9 @@ pub fn insert(client: &mut SpiClient<'_>, e: &Entry<'_>) {
                 e.remote_old_tup.into(),
                 e.remote_new_tup.into(),
                 e.error_message.into(),
+                e.local_origin.map(oid).into(),
+                local_ts.into(),
+                e.local_tup.into(),
             ],
         )
         .unwrap_or_else(spi_failed("write spock.exception_log"));

@@ -69,6 +69,16 @@ pub fn output_plugin_libraries(conn: &mut Conn) -> Result<Option<String>, PqErro
     }
 }
 
+/// Whether the provider's server carries core patch 020, without which its
+/// UPDATEs carry no old values for delta columns (sql-api.md §5).
+pub fn sends_old_values(conn: &mut Conn) -> Result<bool, PqError> {
+    let rows = conn.query(&format!(
+        "SELECT present FROM spock.core_patches WHERE patch = '{}'",
+        spock_core::core_patches::COLUMN_OPTIONS.label()
+    ))?;
+    Ok(rows.scalar() == Some("t"))
+}
+
 /// `IDENTIFY_SYSTEM` on a replication connection: proves the role may stream.
 pub fn identify_system(conn: &mut Conn) -> Result<(), PqError> {
     conn.query("IDENTIFY_SYSTEM").map(|_| ())
