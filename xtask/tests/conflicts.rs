@@ -276,3 +276,77 @@ fn an_update_colliding_on_another_unique_index_is_update_exists() {
     assert_eq!(sql(n2, "SELECT email FROM u WHERE id = 12"), "z");
     cluster.destroy().unwrap();
 }
+
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn equal_commit_timestamps_are_settled_alike_on_every_node() {
+    // The commit clock (core patch 030), moved ahead to the same value on
+    // both nodes through the test-only probe extension, gives the next
+    // commit on each the same timestamp: clock + 1 µs. Nothing else
+    // commits meanwhile (autovacuum off, subscriptions disabled).
+    xtask::extension::ensure_crate_installed(&common::installed(), &xtask::extension::patch_probe()).unwrap();
+    let cluster = cluster(
+        "tie",
+        2,
+        "fsync = off\nautovacuum = off\nspock.conflict_log_level = log\nspock.log_origin_change = since_sub_creation\n",
+    );
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // n2 has the lower tiebreaker, so n2's version wins a tie everywhere.
+    for (node, tiebreaker) in [(n1, 2), (n2, 1)] {
+        sql(node, "CREATE EXTENSION spock");
+        sql(node, "CREATE EXTENSION spock_patch_probe");
+        sql(
+            node,
+            &format!(
+                "SELECT spock.node_create('{}', '{}', info := '{{\"tiebreaker\": {tiebreaker}}}')",
+                node.name,
+                node.connstr(common::DB)
+            ),
+        );
+        sql(node, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        sql(node, "SELECT spock.repset_add_table('default', 't')");
+    }
+    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
+    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+    sql(n1, "INSERT INTO t VALUES (1, 'start')");
+    barrier(n1, n2, 60);
+
+    let (from1, from2) = (log_len(n1), log_len(n2));
+    let ahead = sql(n1, "SELECT now() + interval '20 seconds'");
+    let commit_ts = |node: &Node| sql(node, "SELECT pg_xact_commit_timestamp(xmin) FROM t WHERE id = 1");
+    sql(n1, "SELECT spock.sub_disable('sub_n1_n2', immediate := true)");
+    sql(n2, "SELECT spock.sub_disable('sub_n2_n1', immediate := true)");
+    for (node, value) in [(n1, "n1"), (n2, "n2")] {
+        sql(node, &format!("SELECT probe_commit_clock_advance('{ahead}')"));
+        sql(node, &format!("UPDATE t SET v = '{value}' WHERE id = 1"));
+    }
+    let (ts1, ts2) = (commit_ts(n1), commit_ts(n2));
+    assert_eq!(ts1, ts2, "the two updates were to commit at the same time");
+    sql(n1, "SELECT spock.sub_enable('sub_n1_n2')");
+    sql(n2, "SELECT spock.sub_enable('sub_n2_n1')");
+    barrier(n1, n2, 60);
+    barrier(n2, n1, 60);
+
+    // Both nodes hold n2's version: applied on n1, kept on n2.
+    for node in [n1, n2] {
+        assert_eq!(sql(node, "SELECT v FROM t WHERE id = 1"), "n2", "the row on {}", node.name);
+    }
+    let tie = "equal commit timestamps; the version of node \"n2\" (tiebreaker 1) wins over node \"n1\" (tiebreaker 2)";
+    for (node, from, resolution) in [(n1, from1, "apply_remote"), (n2, from2, "keep_local")] {
+        let log = log_since(node, from);
+        assert!(log.contains(tie), "{} does not log the tie:\n{log}", node.name);
+        let kinds: Vec<String> = conflict_messages(&log)
+            .into_iter()
+            .map(|(m, _)| m.split("spock conflict ").nth(1).unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [format!("update_origin_differs on public.t (index t_pkey): {resolution}")],
+            "conflict messages on {}",
+            node.name
+        );
+    }
+    cluster.destroy().unwrap();
+}
