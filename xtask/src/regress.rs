@@ -7,7 +7,10 @@
 //! `-- cluster: nodes=3 layout=instances|databases`; `layout=databases`
 //! makes the nodes databases of one server. Lines starting with `--! ` are
 //! directives the runner carries out between psql runs:
-//! `kill9 nK`, `start nK`, `stop nK`, `restart nK`.
+//! `kill9 nK`, `start nK`, `stop nK`, `restart nK`, and `log nK <text>`,
+//! which puts into the output the messages of nK's server log (from the
+//! level on, without the line prefix) that contain `<text>` and were written
+//! since the scenario began or since the last `log nK`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,6 +134,8 @@ pub enum Action {
     Start(String),
     Stop(String),
     Restart(String),
+    /// The node's server-log messages containing the text, since the last look.
+    Log(String, String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,9 +159,10 @@ pub fn split_segments(sql: &str) -> Result<Vec<Segment>, String> {
             ["start", node] => Action::Start(node.to_string()),
             ["stop", node] => Action::Stop(node.to_string()),
             ["restart", node] => Action::Restart(node.to_string()),
+            ["log", node, text @ ..] if !text.is_empty() => Action::Log(node.to_string(), text.join(" ")),
             _ => {
                 return Err(format!(
-                    "unknown directive `{}`; known: kill9 nK, start nK, stop nK, restart nK",
+                    "unknown directive `{}`; known: kill9 nK, start nK, stop nK, restart nK, log nK <text>",
                     line.trim_end()
                 ));
             }
@@ -346,10 +352,25 @@ fn run_one(
         replacements.push((format!("port={}", node.port), format!("port=<{}>", node.name)));
     }
 
+    // Where each node's server log stood when the scenario began.
+    let mut log_marks: Vec<(String, u64)> =
+        nodes.iter().map(|(var, node, _)| (var.to_string(), log_len(node))).collect();
     let mut output = String::new();
     for segment in segments {
         match segment {
             Segment::Sql(sql) => output.push_str(&psql(&nodes, sql)?),
+            Segment::Directive { line, action: Action::Log(var, text) } => {
+                output.push_str(line);
+                let node = nodes
+                    .iter()
+                    .find(|(v, _, _)| v == var)
+                    .map(|(_, node, _)| *node)
+                    .with_context(|| format!("`{}`: the scenario has no node {var}", line.trim_end()))?;
+                let mark = log_marks.iter_mut().find(|(v, _)| v == var).expect("one mark per node");
+                let log = read_log_from(node, mark.1)?;
+                mark.1 += log.len() as u64;
+                output.push_str(&log_messages(&log, text));
+            }
             Segment::Directive { line, action } => {
                 output.push_str(line);
                 act(cluster, action)?;
@@ -441,7 +462,44 @@ fn act(cluster: &Cluster, action: &Action) -> Result<()> {
         Action::Start(n) => cluster.node(n)?.start(),
         Action::Stop(n) => cluster.node(n)?.stop(StopMode::Fast),
         Action::Restart(n) => cluster.node(n)?.restart(),
+        Action::Log(..) => unreachable!("log directives are carried out by run_one"),
     }
+}
+
+fn log_len(node: &Node) -> u64 {
+    std::fs::metadata(node.log_file()).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A node's server log from byte `from` on.
+fn read_log_from(node: &Node, from: u64) -> Result<String> {
+    let bytes = std::fs::read(node.log_file())
+        .with_context(|| format!("cannot read the server log {}", node.log_file().display()))?;
+    Ok(String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default()).into_owned())
+}
+
+/// The messages of a stretch of server log that contain `text`, one per
+/// line, from the level tag on (`LOG:  ...`): the line prefix (time, pid,
+/// application) differs from run to run.
+pub fn log_messages(log: &str, text: &str) -> String {
+    const LEVELS: [&str; 9] = [
+        "DEBUG",
+        "INFO:  ",
+        "NOTICE:  ",
+        "WARNING:  ",
+        "ERROR:  ",
+        "LOG:  ",
+        "FATAL:  ",
+        "PANIC:  ",
+        "DETAIL:  ",
+    ];
+    let mut out = String::new();
+    for line in log.lines().filter(|l| l.contains(text)) {
+        if let Some(start) = LEVELS.iter().filter_map(|level| line.find(level)).min() {
+            out.push_str(&line[start..]);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Drops the spock subscriptions a scenario left in its database, if spock
@@ -621,6 +679,19 @@ mod tests {
         assert!(matches!(&segs[1], Segment::Directive { action: Action::Kill9(n), .. } if n == "n2"));
         assert!(matches!(&segs[2], Segment::Directive { action: Action::Start(n), .. } if n == "n2"));
         assert!(split_segments("--! reboot n1\n").unwrap_err().contains("unknown directive"));
+    }
+
+    #[test]
+    fn log_directives_keep_only_matching_messages() {
+        let segs = split_segments("--! log n2 spock conflict\n").unwrap();
+        assert!(
+            matches!(&segs[0], Segment::Directive { action: Action::Log(n, t), .. } if n == "n2" && t == "spock conflict")
+        );
+        assert!(split_segments("--! log n2\n").is_err());
+        let log = "2026-12-02 08:00:00.1 UTC [12] spock apply sub_n1_n2 LOG:  spock conflict insert_exists on t: skip\n\
+                   2026-12-02 08:00:00.2 UTC [12] spock apply sub_n1_n2 DETAIL:  local row {} committed 08:00\n\
+                   2026-12-02 08:00:00.3 UTC [13] LOG:  checkpoint starting\n";
+        assert_eq!(log_messages(log, "spock conflict"), "LOG:  spock conflict insert_exists on t: skip\n");
     }
 
     #[test]

@@ -77,6 +77,11 @@ SELECT * FROM u ORDER BY id;
 \c :n1
 SELECT * FROM t ORDER BY id;
 SELECT * FROM u ORDER BY id;
+-- The server-log message of each conflict (log_origin_change = none: the
+-- overwrite of n1's own version is not logged), update_missing included.
+--! log n1 spock conflict
+--! log n2 spock conflict
+\c :n1
 -- n1 could not apply n2's UPDATE of row 9 (update_missing): the transaction
 -- was discarded and logged, and replication went on.
 SELECT command_counter, table_name, operation, remote_old_tup, remote_new_tup,

@@ -104,6 +104,12 @@ SELECT * FROM t ORDER BY id;
 SELECT * FROM t ORDER BY id;
 \c :n3
 SELECT * FROM t ORDER BY id;
+-- One server-log message per recorded conflict on each node
+-- (conflict_log_level = log; overwritten versions of other origins are not
+-- logged, log_origin_change being none).
+--! log n1 spock conflict
+--! log n2 spock conflict
+--! log n3 spock conflict
 -- What each node recorded. n1 met only later versions: its row 5 gave way
 -- twice, and n2's DELETE of row 7 found nothing to delete.
 \c :n1
