@@ -33,6 +33,15 @@ fn conflict_messages(log: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Subscribes n2 to n1 (`sub_n2_n1`) and n1 to n2 (`sub_n1_n2`), and waits
+/// until both stream.
+fn subscribe_both_ways(n1: &Node, n2: &Node) {
+    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
+    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+}
+
 /// Disables both subscriptions, runs `on_n1` then `on_n2` (n2 commits
 /// later), re-enables both and waits until each side has the other's changes.
 fn while_disconnected(n1: &Node, n2: &Node, on_n1: &[&str], on_n2: &[&str]) {
@@ -65,10 +74,7 @@ fn conflicts_are_logged_as_the_settings_say() {
     }
     sql(n1, "ALTER SYSTEM SET spock.log_origin_change = since_sub_creation");
     sql(n1, "SELECT pg_reload_conf()");
-    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
-    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
-    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
-    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+    subscribe_both_ways(n1, n2);
     sql(n1, "INSERT INTO t VALUES (1, 'a')");
     barrier(n1, n2, 60);
 
@@ -228,10 +234,7 @@ fn an_update_colliding_on_another_unique_index_is_update_exists() {
         sql(node, "CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE)");
         sql(node, "SELECT spock.repset_add_table('default', 'u')");
     }
-    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
-    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
-    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
-    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+    subscribe_both_ways(n1, n2);
     sql(n1, "INSERT INTO u VALUES (10, 'x')");
     barrier(n1, n2, 60);
 
@@ -306,10 +309,7 @@ fn equal_commit_timestamps_are_settled_alike_on_every_node() {
         sql(node, "CREATE TABLE t (id int PRIMARY KEY, v text)");
         sql(node, "SELECT spock.repset_add_table('default', 't')");
     }
-    sql(n2, &format!("SELECT spock.sub_create('sub_n2_n1', '{}')", n1.connstr(common::DB)));
-    sql(n1, &format!("SELECT spock.sub_create('sub_n1_n2', '{}')", n2.connstr(common::DB)));
-    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
-    sql(n1, "SELECT spock.sub_wait_for_sync('sub_n1_n2')");
+    subscribe_both_ways(n1, n2);
     sql(n1, "INSERT INTO t VALUES (1, 'start')");
     barrier(n1, n2, 60);
 

@@ -167,6 +167,19 @@ fn check_converged(cluster: &Cluster, committed: &[(String, u64)]) {
     }
 }
 
+/// Each node's committed transaction count, from its pgbench report (the
+/// load must have run to its end).
+fn committed_per_node(nodes: &[Node], reports: &[Result<String, String>]) -> Vec<(String, u64)> {
+    nodes
+        .iter()
+        .zip(reports)
+        .map(|(node, r)| {
+            let report = r.as_ref().unwrap_or_else(|e| panic!("the load on {} failed: {e}", node.name));
+            (node.name.clone(), processed(report).0)
+        })
+        .collect()
+}
+
 /// Prints the figures of one run.
 fn print_tps(what: &str, reports: &[Result<String, String>], cluster: &Cluster) {
     let mut total = 0.0;
@@ -189,15 +202,7 @@ fn a_three_node_mesh_under_concurrent_load_converges() {
     let cluster = mesh("converge");
     let reports = load(&cluster, || {});
     print_tps("convergence", &reports, &cluster);
-    let committed: Vec<(String, u64)> = cluster
-        .nodes
-        .iter()
-        .zip(&reports)
-        .map(|(node, r)| {
-            let report = r.as_ref().unwrap_or_else(|e| panic!("the load on {} failed: {e}", node.name));
-            (node.name.clone(), processed(report).0)
-        })
-        .collect();
+    let committed = committed_per_node(&cluster.nodes, &reports);
     check_converged(&cluster, &committed);
     cluster.destroy().unwrap();
 }
@@ -219,14 +224,7 @@ fn a_mesh_converges_after_a_node_is_killed_under_load() {
     // The survivors' counts are pgbench's; the killed node's are what it
     // committed before dying (recovered from its WAL), which every other
     // node must hold too.
-    let mut committed: Vec<(String, u64)> = cluster.nodes[..2]
-        .iter()
-        .zip(&reports)
-        .map(|(node, r)| {
-            let report = r.as_ref().unwrap_or_else(|e| panic!("the load on {} failed: {e}", node.name));
-            (node.name.clone(), processed(report).0)
-        })
-        .collect();
+    let mut committed = committed_per_node(&cluster.nodes[..2], &reports);
     let victim_rows: u64 =
         sql(victim, &format!("SELECT count(*) FROM history WHERE node = '{}'", victim.name)).parse().unwrap();
     assert!(victim_rows > 0, "{} committed nothing before it was killed", victim.name);

@@ -12,6 +12,7 @@ use spock_core::protocol::{Tuple, Value};
 
 use super::conflict::Found;
 use super::relmap::{DeltaColumn, LocalMap, RemoteRel};
+use super::subxact;
 use crate::core_patches;
 use crate::hooks::column_options;
 
@@ -140,32 +141,15 @@ pub unsafe fn keeping_version(found: &Found, update: impl FnOnce()) {
         update();
         return;
     };
-    // SAFETY: a subtransaction begun and ended here, around one update;
-    // the caller's memory context and resource owner are put back.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let failed = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-            update();
-            let subxid = pg_sys::GetCurrentTransactionIdIfAny();
-            if subxid != pg_sys::InvalidTransactionId {
-                core_patches::set_subxact_commit_ts(subxid, ts, found.roident);
-            }
-            None
-        }))
-        .catch_others(Some)
-        .execute();
-        pg_sys::MemoryContextSwitchTo(context);
-        match failed {
-            None => pg_sys::ReleaseCurrentSubTransaction(),
-            Some(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+    let overridden = subxact::run(|| {
+        update();
+        // SAFETY: reads this backend's current (sub)transaction id.
+        let subxid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
+        if subxid != pg_sys::InvalidTransactionId {
+            core_patches::set_subxact_commit_ts(subxid, ts, found.roident);
         }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-        if let Some(error) = failed {
-            error.rethrow();
-        }
+    });
+    if let Err(error) = overridden {
+        error.rethrow();
     }
 }

@@ -13,6 +13,7 @@ use spock_core::stream::{FlushTracker, format_lsn};
 use super::conflict::InvolvedRow;
 use super::exception::{self, FailedXact};
 use super::rowops::Applier;
+use super::subxact;
 use crate::catalog::origin;
 use crate::catalog::subscription::Subscription;
 use crate::errors::raise;
@@ -340,46 +341,21 @@ impl Dispatcher {
     /// the worker restarts and tries the transaction again, as for any
     /// transient error, instead of discarding a change that would apply.
     fn try_change(&mut self, change: &Change<'_>) -> Result<(), (String, String)> {
-        // SAFETY: a subtransaction around one change, begun and ended here
-        // with the memory context and resource owner restored as
-        // PostgreSQL's own exception blocks do.
-        unsafe {
-            let context = pg_sys::CurrentMemoryContext;
-            let owner = pg_sys::CurrentResourceOwner;
-            pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            pg_sys::MemoryContextSwitchTo(context);
-            // The dispatcher's state is put right below when the change fails.
-            let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-                self.in_change_context(|a| change.apply(a));
-                // Nothing opened in the subtransaction may outlive it.
-                self.applier.close_tables();
-                None
-            }))
-            .catch_others(Some)
-            .execute();
-            match result {
-                None => pg_sys::ReleaseCurrentSubTransaction(),
-                Some(_) => {
-                    // What was open went with the subtransaction's resources.
-                    self.applier.forget_after_abort();
-                    pg_sys::MemoryContextSwitchTo(context);
-                    pg_sys::RollbackAndReleaseCurrentSubTransaction();
-                    pg_sys::MemoryContextReset(self.change_cxt);
-                }
-            }
-            pg_sys::MemoryContextSwitchTo(context);
-            pg_sys::CurrentResourceOwner = owner;
-            match result {
-                None => Ok(()),
-                Some(e) => {
-                    let (sqlstate, message) = exception::error_parts(&e);
-                    if rules::is_transient(&sqlstate) {
-                        e.rethrow();
-                    }
-                    Err((sqlstate, message))
-                }
-            }
+        let result = subxact::run(|| {
+            self.in_change_context(|a| change.apply(a));
+            // Nothing opened in the subtransaction may outlive it.
+            self.applier.close_tables();
+        });
+        let Err(e) = result else { return Ok(()) };
+        // What was open went with the subtransaction's resources.
+        self.applier.forget_after_abort();
+        // SAFETY: the per-change context, no longer used by the failed change.
+        unsafe { pg_sys::MemoryContextReset(self.change_cxt) };
+        let (sqlstate, message) = exception::error_parts(&e);
+        if rules::is_transient(&sqlstate) {
+            e.rethrow();
         }
+        Err((sqlstate, message))
     }
 
     /// Before the commit of a transaction handled specially: its last rows

@@ -14,6 +14,7 @@ mod owner;
 mod relmap;
 mod rowops;
 mod stream;
+mod subxact;
 
 use std::ffi::CString;
 
