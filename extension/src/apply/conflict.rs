@@ -408,7 +408,8 @@ fn timestamp_text(ts: i64) -> String {
     unsafe { CStr::from_ptr(pg_sys::timestamptz_to_str(ts)) }.to_string_lossy().into_owned()
 }
 
-fn relation_name(oid: pg_sys::Oid) -> String {
+/// A relation's (or index's) name, for messages; its OID when it is gone.
+pub(super) fn relation_name(oid: pg_sys::Oid) -> String {
     // SAFETY: a syscache lookup; NULL when the relation is gone.
     let name = unsafe { pg_sys::get_rel_name(oid) };
     if name.is_null() {

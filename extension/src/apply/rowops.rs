@@ -12,7 +12,7 @@ use spock_core::protocol::{OldRow, Tuple, Value};
 use spock_core::conflict::{Change, Outcome, RemoteVersion};
 use spock_core::delta::Action;
 
-use super::conflict::{Conflict, Conflicts, Found, InvolvedRow, RemoteXact};
+use super::conflict::{Conflict, Conflicts, Found, InvolvedRow, RemoteXact, relation_name};
 use super::delta::{self, Computed, OldValues};
 use super::owner::OwnerContext;
 use super::relmap::{LocalMap, RelMap, RemoteRel};
@@ -649,24 +649,13 @@ unsafe fn refuse_update_exists(t: &Target, conflicts: &mut Conflicts, rr: &Remot
                 format!(
                     "update_exists: the new version of a row of {} collides with another row on unique index {}",
                     rr.qualified(),
-                    index_name(index)
+                    relation_name(index)
                 ),
                 "Another node inserted or updated a row with the same unique value; resolve it by hand on \
                  the nodes that differ.",
             );
         }
     }
-}
-
-/// An index's name, for messages.
-fn index_name(index: pg_sys::Oid) -> String {
-    // SAFETY: a syscache lookup; NULL when the index is gone.
-    let name = unsafe { pg_sys::get_rel_name(index) };
-    if name.is_null() {
-        return index.to_u32().to_string();
-    }
-    // SAFETY: a palloc'd NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }
 
 /// After last-update-wins: replaces the local row (`t.local`) with the
