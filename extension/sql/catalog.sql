@@ -123,3 +123,18 @@ CREATE TABLE spock.exception_log (
     error_message text NOT NULL,
     PRIMARY KEY (remote_origin, remote_commit_ts, command_counter, retry_errored_at)
 ) WITH (user_catalog_table = true);
+
+-- Messages for subscribers (sql-api.md §6.10): DDL from replicate_ddl ('Q')
+-- and automatic DDL replication ('D'). The output plugin sends each row
+-- inserted here to the subscriptions whose sets intersect
+-- replication_sets (NULL: all), in the transaction that inserted it; a
+-- subscriber stores the row it received in its own table, then acts on it.
+-- Never pruned automatically; deleting rows has no effect on replication.
+CREATE TABLE spock.queue (
+    queued_at timestamptz NOT NULL,
+    role name NOT NULL,
+    replication_sets text[],
+    message_type "char" NOT NULL CHECK (message_type IN ('Q', 'D', 'A', 'S')),
+    message json NOT NULL
+);
+CREATE INDEX queue_queued_at ON spock.queue (queued_at);

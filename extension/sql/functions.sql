@@ -68,3 +68,35 @@ CREATE FUNCTION spock.delta_apply(old numeric, new numeric, local numeric) RETUR
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
 CREATE FUNCTION spock.delta_apply(old money, new money, local money) RETURNS money
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
+
+-- Memberships go with their tables (behaviour.md §10.6): whatever dropped a
+-- table (DROP TABLE ... CASCADE, DROP SCHEMA ... CASCADE, a replicated DROP
+-- executed by an apply worker), its rows in spock.replication_set_table are
+-- deleted in the same transaction. Enabled ALWAYS so that it also fires in
+-- apply workers, which run with session_replication_role = replica.
+CREATE FUNCTION spock.drop_memberships_of_dropped_tables() RETURNS event_trigger
+    SECURITY DEFINER SET search_path = pg_catalog
+    LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM spock.replication_set_table
+     WHERE set_reloid::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+CREATE EVENT TRIGGER spock_drop_memberships ON sql_drop
+    EXECUTE FUNCTION spock.drop_memberships_of_dropped_tables();
+ALTER EVENT TRIGGER spock_drop_memberships ENABLE ALWAYS;
+
+-- replicate_ddl for several commands (sql-api.md §4.6): the scalar form for
+-- each element, in order.
+CREATE FUNCTION spock.replicate_ddl(command text[], replication_sets text[] DEFAULT '{ddl_sql}',
+    search_path text DEFAULT current_setting('search_path'), role text DEFAULT CURRENT_USER)
+    RETURNS SETOF boolean STRICT VOLATILE LANGUAGE plpgsql AS $$
+DECLARE
+    one text;
+BEGIN
+    FOREACH one IN ARRAY command LOOP
+        RETURN NEXT spock.replicate_ddl(one, replication_sets, search_path, role);
+    END LOOP;
+END
+$$;

@@ -24,6 +24,16 @@ pub static REQUIRE_CORE_PATCHES: GucSetting<bool> = GucSetting::<bool>::new(fals
 /// rights instead of each table owner's (off by default; for setups that
 /// relied on the old behaviour and trust every table owner).
 pub static APPLY_AS_SUPERUSER: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.enable_ddl_replication`: queue the session's DDL for subscribers.
+pub static ENABLE_DDL_REPLICATION: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.include_ddl_repset`: with automatic DDL, manage set membership.
+pub static INCLUDE_DDL_REPSET: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.allow_ddl_from_functions`: also queue DDL run inside functions.
+pub static ALLOW_DDL_FROM_FUNCTIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.enable_quiet_mode`: DDL replication messages at LOG.
+pub static ENABLE_QUIET_MODE: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.deny_all_ddl`: refuse every DDL statement on this node.
+pub static DENY_ALL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// `spock.conflict_resolution`: the only method is last-update-wins.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -317,6 +327,46 @@ pub fn init() {
           runs as; only for setups that rely on that and trust every table owner.",
         &APPLY_AS_SUPERUSER,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.enable_ddl_replication",
+        c"Replicate the DDL statements this session runs to the subscribers of this node.",
+        c"Each successful DDL statement is queued in spock.queue with its text, search_path and role.",
+        &ENABLE_DDL_REPLICATION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.include_ddl_repset",
+        c"With automatic DDL replication, put created and altered tables into replication sets.",
+        c"Tables with a replica identity index go to default, others to default_insert_only.",
+        &INCLUDE_DDL_REPSET,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.allow_ddl_from_functions",
+        c"With automatic DDL replication, also replicate DDL run inside functions and procedures.",
+        c"",
+        &ALLOW_DDL_FROM_FUNCTIONS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.enable_quiet_mode",
+        c"Report replicated and not replicated DDL at LOG instead of INFO and WARNING.",
+        c"",
+        &ENABLE_QUIET_MODE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.deny_all_ddl",
+        c"Refuse every DDL statement on this node.",
+        c"",
+        &DENY_ALL_DDL,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }

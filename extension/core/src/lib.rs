@@ -6,6 +6,7 @@
 
 pub mod conflict;
 pub mod core_patches;
+pub mod ddl;
 pub mod delta;
 pub mod dsn;
 pub mod exception;

@@ -217,6 +217,22 @@ pub enum Message {
     SyncEvent {
         lsn: Lsn,
     },
+    /// A row of the provider's `spock.queue` (behaviour.md §10.2), sent in
+    /// the transaction that inserted it.
+    Queue(QueueRow),
+}
+
+/// The columns of a `spock.queue` row (sql-api.md §6.10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRow {
+    pub queued_at: Timestamp,
+    pub role: String,
+    /// `None`: every subscription.
+    pub replication_sets: Option<Vec<String>>,
+    /// `spock_core::ddl::MessageType` code.
+    pub message_type: u8,
+    /// The `message` column's JSON text.
+    pub message: String,
 }
 
 /// Why a message could not be decoded.
@@ -364,6 +380,23 @@ impl Encode for Message {
             Message::SyncEvent { lsn } => {
                 put_u8(out, b'Y');
                 put_u64(out, *lsn);
+            }
+            Message::Queue(q) => {
+                put_u8(out, b'Q');
+                put_i64(out, q.queued_at);
+                put_str(out, &q.role);
+                match &q.replication_sets {
+                    None => put_u8(out, 0),
+                    Some(sets) => {
+                        put_u8(out, 1);
+                        put_u32(out, sets.len() as u32);
+                        for s in sets {
+                            put_str(out, s);
+                        }
+                    }
+                }
+                put_u8(out, q.message_type);
+                put_str(out, &q.message);
             }
         }
     }
@@ -583,6 +616,29 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
             Message::Truncate { flags, relids }
         }
         b'Y' => Message::SyncEvent { lsn: r.u64("sync event LSN")? },
+        b'Q' => {
+            let queued_at = r.i64("queue time")?;
+            let role = r.string("queue role")?;
+            let replication_sets = match r.u8("queue set list marker")? {
+                0 => None,
+                1 => {
+                    let n = r.u32("queue set count")? as usize;
+                    let n = r.count(n, "queue set")?;
+                    let mut sets = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        sets.push(r.string("queue set name")?);
+                    }
+                    Some(sets)
+                }
+                other => {
+                    r.pos -= 1;
+                    return r.err(format!("expected queue set list marker 0 or 1, found {other:#04x}"));
+                }
+            };
+            let message_type = r.u8("queue message type")?;
+            let message = r.string("queue message")?;
+            Message::Queue(QueueRow { queued_at, role, replication_sets, message_type, message })
+        }
         other => {
             return Err(DecodeError { offset: start, what: format!("unknown message tag {other:#04x}") });
         }
@@ -692,6 +748,20 @@ mod tests {
             Message::Truncate { flags: truncate_flags::RESTART_IDENTITY, relids: vec![1, 2, 3] },
             Message::Truncate { flags: 0, relids: vec![] },
             Message::SyncEvent { lsn: 0xDEAD_BEEF },
+            Message::Queue(QueueRow {
+                queued_at: 42,
+                role: "alice".into(),
+                replication_sets: Some(vec!["default".into(), "ddl_sql".into()]),
+                message_type: b'D',
+                message: r#""SET search_path TO public; CREATE TABLE t (i int)""#.into(),
+            }),
+            Message::Queue(QueueRow {
+                queued_at: -1,
+                role: String::new(),
+                replication_sets: None,
+                message_type: b'Q',
+                message: String::new(),
+            }),
         ]
     }
 

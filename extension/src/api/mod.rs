@@ -7,6 +7,7 @@
 //! here is used by the workers.
 
 pub mod conflict;
+pub mod ddl;
 pub mod info;
 pub mod node;
 pub mod repset;

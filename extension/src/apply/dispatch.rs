@@ -7,7 +7,7 @@
 
 use pgrx::prelude::*;
 use spock_core::exception::{self as rules, SkipPlan, Verdict};
-use spock_core::protocol::{Message, OldRow, Tuple, truncate_flags};
+use spock_core::protocol::{Message, OldRow, QueueRow, Tuple, truncate_flags};
 use spock_core::stream::{FlushTracker, format_lsn};
 
 use super::conflict::InvolvedRow;
@@ -63,6 +63,8 @@ enum Change<'a> {
     Update(u32, Option<&'a OldRow>, &'a Tuple),
     Delete(u32, &'a OldRow),
     Truncate(u8, &'a [u32]),
+    /// A `spock.queue` row: replicated DDL.
+    Queue(&'a QueueRow),
 }
 
 impl Change<'_> {
@@ -72,6 +74,7 @@ impl Change<'_> {
             Change::Update(..) => "UPDATE",
             Change::Delete(..) => "DELETE",
             Change::Truncate(..) => "TRUNCATE",
+            Change::Queue(..) => "DDL",
         }
     }
 
@@ -82,6 +85,12 @@ impl Change<'_> {
             Change::Delete(relid, old) => a.delete(relid, old),
             Change::Truncate(flags, relids) => {
                 a.truncate(relids, flags & truncate_flags::RESTART_IDENTITY != 0)
+            }
+            Change::Queue(row) => {
+                // The statements may alter or drop tables this transaction
+                // has open.
+                a.close_tables();
+                super::queue::apply(row);
             }
         }
     }
@@ -218,6 +227,10 @@ impl Dispatcher {
                 self.require_transaction("Truncate");
                 self.change(Change::Truncate(flags, &relids));
             }
+            Message::Queue(row) => {
+                self.require_transaction("a queue message");
+                self.change(Change::Queue(&row));
+            }
             Message::SyncEvent { lsn } => {
                 if self.in_transaction {
                     // A transactional event: the commit carries the origin past it.
@@ -324,8 +337,22 @@ impl Dispatcher {
             Change::Update(relid, old, new) => (relmap.described(relid), old.map(|o| o.tuple()), Some(new)),
             Change::Delete(relid, old) => (relmap.described(relid), Some(old.tuple()), None),
             Change::Truncate(_, relids) => (relids.first().and_then(|r| relmap.described(*r)), None, None),
+            Change::Queue(_) => (None, None, None),
         };
-        let op = exception::Operation { counter, rel, kind: change.kind(), old, new };
+        let ddl = match *change {
+            Change::Queue(row) => {
+                Some((super::queue::sql_of(row).unwrap_or_else(|| row.message.clone()), row.role.as_str()))
+            }
+            _ => None,
+        };
+        let op = exception::Operation {
+            counter,
+            rel,
+            kind: change.kind(),
+            old,
+            new,
+            ddl: ddl.as_ref().map(|(sql, role)| (sql.as_str(), *role)),
+        };
         // SAFETY: the per-change memory context, reset after the row is written.
         unsafe {
             let previous = pg_sys::MemoryContextSwitchTo(self.change_cxt);
@@ -378,6 +405,7 @@ impl Dispatcher {
                             kind: "SUB_DISABLE",
                             old: None,
                             new: None,
+                            ddl: None,
                         };
                         exception::log_operation(xact, &op, None, &text);
                     }

@@ -106,6 +106,8 @@ pub struct Operation<'a> {
     pub kind: &'a str,
     pub old: Option<&'a Tuple>,
     pub new: Option<&'a Tuple>,
+    /// A replicated DDL statement and the role it ran as.
+    pub ddl: Option<(&'a str, &'a str)>,
 }
 
 /// A row as JSON keyed by the provider's column names, values as text.
@@ -143,6 +145,8 @@ pub fn log_operation(
         operation: op.kind,
         remote_old_tup: old.as_deref(),
         remote_new_tup: new.as_deref(),
+        ddl_statement: op.ddl.map(|d| d.0),
+        ddl_user: op.ddl.map(|d| d.1),
         error_message,
     };
     catalog::with_catalog_owner_rights(|| Spi::connect_mut(|client| exception_log::insert(client, &entry)));

@@ -11,6 +11,7 @@ mod delta;
 mod dispatch;
 mod exception;
 mod owner;
+mod queue;
 mod relmap;
 mod rowops;
 mod stream;

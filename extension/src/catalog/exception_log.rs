@@ -23,6 +23,8 @@ pub struct Entry<'a> {
     pub operation: &'a str,
     pub remote_old_tup: Option<&'a str>,
     pub remote_new_tup: Option<&'a str>,
+    pub ddl_statement: Option<&'a str>,
+    pub ddl_user: Option<&'a str>,
     pub error_message: &'a str,
 }
 
@@ -34,8 +36,8 @@ pub fn insert(client: &mut SpiClient<'_>, e: &Entry<'_>) {
         .update(
             "INSERT INTO spock.exception_log (remote_origin, remote_commit_ts, command_counter,
                  retry_errored_at, remote_xid, table_schema, table_name, operation, remote_old_tup,
-                 remote_new_tup, error_message, local_origin, local_commit_ts, local_tup)
-             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13::jsonb)",
+                 remote_new_tup, error_message, local_origin, local_commit_ts, local_tup, ddl_statement, ddl_user)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13::jsonb, $14, $15)",
             None,
             &[
                 oid(e.remote_origin).into(),
@@ -51,6 +53,8 @@ pub fn insert(client: &mut SpiClient<'_>, e: &Entry<'_>) {
                 e.local_origin.map(oid).into(),
                 local_ts.into(),
                 e.local_tup.into(),
+                e.ddl_statement.into(),
+                e.ddl_user.into(),
             ],
         )
         .unwrap_or_else(spi_failed("write spock.exception_log"));

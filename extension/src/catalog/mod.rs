@@ -9,6 +9,7 @@ pub mod decoding;
 pub mod exception_log;
 pub mod node;
 pub mod origin;
+pub mod queue;
 pub mod repset;
 pub mod resolutions;
 pub mod subscription;
@@ -20,7 +21,7 @@ pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!(
     "../../sql/functions.sql",
     name = "sql_functions",
-    requires = ["catalog", api::sync::sync_event_reached]
+    requires = ["catalog", api::sync::sync_event_reached, api::ddl::replicate_ddl]
 );
 pgrx::extension_sql_file!(
     "../../sql/views.sql",

@@ -183,3 +183,39 @@ pub fn remove_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid)
         .unwrap_or_else(spi_failed("remove a table from a replication set"));
     invalidate(reloid);
 }
+
+/// The sets of the local node `node_id` a table belongs to, by name.
+pub fn memberships(client: &SpiClient<'_>, node_id: u32, reloid: pg_sys::Oid) -> Vec<(String, Set)> {
+    client
+        .select(
+            "SELECT s.set_name::text, s.set_id, s.replicate_update, s.replicate_delete
+               FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE s.set_nodeid = $1 AND t.set_reloid = $2 ORDER BY s.set_name",
+            None,
+            &[oid(node_id).into(), reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .map(|r| {
+            let set = Set {
+                id: r.get(2).unwrap().unwrap(),
+                update: r.get(3).unwrap().unwrap_or(true),
+                delete: r.get(4).unwrap().unwrap_or(true),
+            };
+            (r.get::<String>(1).unwrap().unwrap_or_default(), set)
+        })
+        .collect()
+}
+
+/// The names of the sets (of any node) a table belongs to.
+pub fn set_names_of(client: &SpiClient<'_>, reloid: pg_sys::Oid) -> Vec<String> {
+    client
+        .select(
+            "SELECT s.set_name::text FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE t.set_reloid = $1 ORDER BY 1",
+            None,
+            &[reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}

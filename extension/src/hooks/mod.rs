@@ -1,9 +1,11 @@
 //! spock's hooks into the server, installed once while the library is
 //! preloaded: one ProcessUtility hook, chained to whatever was installed
-//! before, that runs each utility-statement check in turn (today the
-//! column-option guard of `column_options`).
+//! before, that runs each utility-statement check in turn: the column-option
+//! guard of `column_options`, then automatic DDL replication (`ddl`), which
+//! looks at the statement before it runs and queues it after it succeeded.
 
 pub mod column_options;
+pub mod ddl;
 
 use pgrx::prelude::*;
 
@@ -35,6 +37,7 @@ unsafe extern "C-unwind" fn process_utility(
     // unchanged to the previous hook or the standard implementation.
     unsafe {
         column_options::check((*pstmt).utilityStmt);
+        let after = ddl::before(pstmt, query_string, context);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
             None => pg_sys::standard_ProcessUtility(
@@ -47,6 +50,9 @@ unsafe extern "C-unwind" fn process_utility(
                 dest,
                 qc,
             ),
+        }
+        if let Some(after) = after {
+            after.run();
         }
     }
 }

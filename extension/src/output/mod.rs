@@ -31,6 +31,8 @@ struct State {
     encoded: Vec<u8>,
     /// Scratch memory for one change, reset after each.
     scratch: pg_sys::MemoryContext,
+    /// The oid of schema `spock` once seen (0: not looked up or absent).
+    spock_nsp: u32,
 }
 
 fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
@@ -91,6 +93,7 @@ unsafe extern "C-unwind" fn startup(
             write_open: false,
             encoded: Vec::with_capacity(256),
             scratch,
+            spock_nsp: 0,
         };
         if !is_init {
             let mut proto_version: Option<u32> = None;
@@ -326,6 +329,12 @@ unsafe extern "C-unwind" fn change(
             (st.scratch, st.replication_sets.clone())
         };
         let old_cxt = pg_sys::MemoryContextSwitchTo(scratch);
+        if wanted == ACTION_INSERT && is_queue(ctx, relation) {
+            queue_row(ctx, txn, relation, tuple_of((*change).data.tp.newtuple), &replication_sets);
+            pg_sys::MemoryContextSwitchTo(old_cxt);
+            pg_sys::MemoryContextReset(scratch);
+            return;
+        }
         // The entry is ours (an Rc) for the whole change, whatever the
         // calls below do to the cache.
         let (entry, schema_sent) = relcache::entry(relation, &replication_sets);
@@ -361,6 +370,66 @@ unsafe extern "C-unwind" fn change(
         pg_sys::MemoryContextSwitchTo(old_cxt);
         pg_sys::MemoryContextReset(scratch);
     }
+}
+
+/// Whether `relation` is `spock.queue`, whose rows are messages for the
+/// subscribers rather than replicated data.
+fn is_queue(ctx: *mut pg_sys::LogicalDecodingContext, relation: pg_sys::Relation) -> bool {
+    let st = state(ctx);
+    // SAFETY: the relation being decoded; a syscache lookup of a schema name
+    // with the historic snapshot.
+    unsafe {
+        let form = (*relation).rd_rel;
+        if st.spock_nsp == 0 {
+            st.spock_nsp = pg_sys::get_namespace_oid(c"spock".as_ptr(), true).to_u32();
+        }
+        (*form).relnamespace.to_u32() == st.spock_nsp
+            && CStr::from_ptr((*form).relname.data.as_ptr()).to_bytes() == b"queue"
+    }
+}
+
+/// Sends a `spock.queue` row to a subscriber whose sets intersect the row's
+/// (or to every subscriber when the row names none).
+fn queue_row(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    relation: pg_sys::Relation,
+    tuple: pg_sys::HeapTuple,
+    replication_sets: &[String],
+) {
+    if tuple.is_null() {
+        return;
+    }
+    // SAFETY: reads the attributes of a decoded tuple of spock.queue
+    // (queued_at, role, replication_sets, message_type, message); the
+    // values are copied out before the scratch context is reset.
+    let row = unsafe {
+        let desc = (*relation).rd_att;
+        let attr = |n: i32| {
+            let mut isnull = false;
+            let d = pg_sys::heap_getattr(tuple, n, desc, &mut isnull);
+            (d, isnull)
+        };
+        let (queued_at, _) = attr(1);
+        let (role, _) = attr(2);
+        let (sets, sets_null) = attr(3);
+        let (message_type, _) = attr(4);
+        let (message, _) = attr(5);
+        protocol::QueueRow {
+            queued_at: queued_at.value() as i64,
+            role: CStr::from_ptr(role.cast_mut_ptr::<c_char>()).to_string_lossy().into_owned(),
+            replication_sets: if sets_null { None } else { Vec::<String>::from_datum(sets, false) },
+            message_type: message_type.value() as u8,
+            message: String::from_datum(message, false).unwrap_or_default(),
+        }
+    };
+    if let Some(sets) = &row.replication_sets
+        && !sets.iter().any(|s| replication_sets.contains(s))
+    {
+        return;
+    }
+    ensure_begin(ctx, txn);
+    write(ctx, &Message::Queue(row), false);
 }
 
 /// Sends the Relation message of this version of the entry.

@@ -1,0 +1,89 @@
+//! Messages of a provider's `spock.queue` (behaviour.md §10.1-§10.2): the
+//! row is stored in the local queue, then acted on inside the transaction
+//! that applies it. SQL (`Q`, from `replicate_ddl`) and automatic DDL
+//! (`D`) run as the role that queued them, with their search path, one
+//! statement after another, never queued again.
+
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+use spock_core::ddl::MessageType;
+use spock_core::protocol::QueueRow;
+
+use crate::catalog::{self, queue};
+use crate::errors::{raise, raise_hint};
+use crate::hooks::ddl::{Executor, executing};
+
+/// The SQL a queue row carries (its `message` is a JSON string).
+pub fn sql_of(row: &QueueRow) -> Option<String> {
+    serde_json::from_str::<String>(&row.message).ok()
+}
+
+/// Stores a received queue row and acts on it.
+pub fn apply(row: &QueueRow) {
+    catalog::with_catalog_owner_rights(|| {
+        Spi::connect_mut(|client| queue::insert(client, row, Some(row.queued_at)))
+    });
+    match MessageType::from_code(row.message_type) {
+        Some(t @ (MessageType::Sql | MessageType::Ddl)) => execute(row, t),
+        _ => raise_hint(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "the provider sent a spock.queue message of type '{}', which this node cannot act on",
+                row.message_type as char
+            ),
+            "Upgrade spock on this node to the provider's version.",
+        ),
+    }
+}
+
+fn execute(row: &QueueRow, message_type: MessageType) {
+    let Some(sql) = sql_of(row) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("a replicated DDL message is not a JSON string: {}", row.message),
+        )
+    };
+    let role = std::ffi::CString::new(row.role.as_str()).unwrap_or_default();
+    // SAFETY: a catalog lookup by name, missing_ok.
+    let role_oid = unsafe { pg_sys::get_role_oid(role.as_ptr(), true) };
+    if role_oid == pg_sys::InvalidOid {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "role \"{}\" of the replicated DDL does not exist on this node (statement: {sql})",
+                row.role
+            ),
+            "Create the role on this node; the apply worker then tries the transaction again.",
+        );
+    }
+    // SAFETY: switches the current user and opens a GUC nest level for the
+    // statements (their SET search_path ends with it); both are restored
+    // after them, or by the (sub)transaction's abort on error.
+    unsafe {
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        let guc_level = pg_sys::NewGUCNestLevel();
+        pg_sys::SetUserIdAndSecContext(role_oid, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        PgTryBuilder::new(|| {
+            executing(Executor::Apply(message_type), || {
+                Spi::run(&sql).unwrap_or_else(|e| pgrx::error!("{e} (in replicated DDL: {sql})"))
+            })
+        })
+        .catch_others(|e| match e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                ErrorReport::new(
+                    r.sql_error_code(),
+                    format!("{} (in replicated DDL: {sql})", r.message()),
+                    "spock",
+                )
+                .report(PgLogLevel::ERROR);
+                unreachable!("ERROR does not return")
+            }
+            other => other.rethrow(),
+        })
+        .execute();
+        pg_sys::AtEOXact_GUC(true, guc_level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+    }
+}
