@@ -124,6 +124,22 @@ CREATE TABLE spock.exception_log (
     PRIMARY KEY (remote_origin, remote_commit_ts, command_counter, retry_errored_at)
 ) WITH (user_catalog_table = true);
 
+-- Sequences of replication sets (sql-api.md §6.8-§6.9, behaviour.md §11):
+-- their values are pushed to subscribers only by sync_seq() and
+-- repset_add_seq(..., synchronize_data := true), as queue messages 'S'
+-- carrying last_value + cache_size.
+CREATE TABLE spock.replication_set_seq (
+    set_id oid NOT NULL REFERENCES spock.replication_set (set_id),
+    set_seqoid regclass NOT NULL,
+    PRIMARY KEY (set_id, set_seqoid)
+);
+
+CREATE TABLE spock.sequence_state (
+    seqoid oid NOT NULL PRIMARY KEY,
+    cache_size integer NOT NULL DEFAULT 1000,
+    last_value bigint
+);
+
 -- Messages for subscribers (sql-api.md §6.10): DDL from replicate_ddl ('Q')
 -- and automatic DDL replication ('D'). The output plugin sends each row
 -- inserted here to the subscriptions whose sets intersect

@@ -69,18 +69,26 @@ CREATE FUNCTION spock.delta_apply(old numeric, new numeric, local numeric) RETUR
 CREATE FUNCTION spock.delta_apply(old money, new money, local money) RETURNS money
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $3 + ($2 - $1) $$;
 
--- Memberships go with their tables (behaviour.md §10.6): whatever dropped a
--- table (DROP TABLE ... CASCADE, DROP SCHEMA ... CASCADE, a replicated DROP
--- executed by an apply worker), its rows in spock.replication_set_table are
+-- Memberships go with their tables and sequences (behaviour.md §10.6):
+-- whatever dropped them (DROP TABLE ... CASCADE, DROP SCHEMA ... CASCADE, a
+-- replicated DROP executed by an apply worker), their rows in
+-- spock.replication_set_table, replication_set_seq and sequence_state are
 -- deleted in the same transaction. Enabled ALWAYS so that it also fires in
 -- apply workers, which run with session_replication_role = replica.
 CREATE FUNCTION spock.drop_memberships_of_dropped_tables() RETURNS event_trigger
     SECURITY DEFINER SET search_path = pg_catalog
     LANGUAGE plpgsql AS $$
+DECLARE
+    gone oid[];
 BEGIN
-    DELETE FROM spock.replication_set_table
-     WHERE set_reloid::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
-                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+    SELECT array_agg(objid) INTO gone FROM pg_event_trigger_dropped_objects()
+     WHERE classid = 'pg_class'::regclass AND objsubid = 0;
+    IF gone IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM spock.replication_set_table WHERE set_reloid::oid = ANY (gone);
+    DELETE FROM spock.replication_set_seq WHERE set_seqoid::oid = ANY (gone);
+    DELETE FROM spock.sequence_state WHERE seqoid = ANY (gone);
 END
 $$;
 CREATE EVENT TRIGGER spock_drop_memberships ON sql_drop

@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod info;
 pub mod node;
 pub mod repset;
+pub mod seq;
 pub mod sub;
 pub mod sync;
 

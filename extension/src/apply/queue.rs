@@ -2,7 +2,9 @@
 //! row is stored in the local queue, then acted on inside the transaction
 //! that applies it. SQL (`Q`, from `replicate_ddl`) and automatic DDL
 //! (`D`) run as the role that queued them, with their search path, one
-//! statement after another, never queued again.
+//! statement after another, never queued again. A sequence value (`S`)
+//! moves the local sequence forward to it, never back, with the rights of
+//! the sequence's owner.
 
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
@@ -11,6 +13,7 @@ use spock_core::protocol::QueueRow;
 
 use crate::catalog::{self, queue};
 use crate::errors::{raise, raise_hint};
+use super::owner::OwnerContext;
 use crate::hooks::ddl::{Executor, executing};
 
 /// The SQL a queue row carries (its `message` is a JSON string).
@@ -25,6 +28,7 @@ pub fn apply(row: &QueueRow) {
     });
     match MessageType::from_code(row.message_type) {
         Some(t @ (MessageType::Sql | MessageType::Ddl)) => execute(row, t),
+        Some(MessageType::Sequence) => advance_sequence(row),
         _ => raise_hint(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
@@ -86,4 +90,59 @@ fn execute(row: &QueueRow, message_type: MessageType) {
         pg_sys::AtEOXact_GUC(true, guc_level);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
     }
+}
+
+/// A pushed sequence value (behaviour.md §11): the local sequence is set to
+/// it only when that is higher than its own current value.
+fn advance_sequence(row: &QueueRow) {
+    let bad = || -> ! {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("a replicated sequence value is malformed: {}", row.message),
+        )
+    };
+    let v: serde_json::Value = serde_json::from_str(&row.message).unwrap_or_else(|_| bad());
+    let (Some(schema), Some(name), Some(value)) = (
+        v["schema_name"].as_str(),
+        v["sequence_name"].as_str(),
+        v["last_value"].as_str().and_then(|s| s.parse::<i64>().ok()),
+    ) else {
+        bad()
+    };
+    let qualified = format!("{}.{}", pgrx::spi::quote_identifier(schema), pgrx::spi::quote_identifier(name));
+    let seq = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'S'",
+        &[schema.into(), name.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("sequence {qualified} of a replicated sequence value does not exist on this node"),
+            "Create the sequence on this node; the apply worker then tries the transaction again.",
+        )
+    });
+    // SAFETY: a syscache read of the sequence's owner.
+    let owner = unsafe {
+        let tup = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(seq));
+        if tup.is_null() {
+            pgrx::error!("cache lookup failed for relation {}", seq.to_u32());
+        }
+        let form = pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_class;
+        let owner = (*form).relowner;
+        pg_sys::ReleaseSysCache(tup);
+        owner
+    };
+    let mut as_owner = OwnerContext::default();
+    as_owner.enter(owner);
+    let current = Spi::get_one::<i64>(&format!("SELECT last_value FROM {qualified}"))
+        .unwrap_or_else(|e| pgrx::error!("cannot read sequence {qualified}: {e}"))
+        .unwrap_or(i64::MIN);
+    if value > current {
+        Spi::run_with_args("SELECT pg_catalog.setval($1, $2)", &[seq.into(), value.into()])
+            .unwrap_or_else(|e| pgrx::error!("cannot set sequence {qualified}: {e}"));
+    }
+    as_owner.leave();
 }

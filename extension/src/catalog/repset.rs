@@ -121,6 +121,7 @@ pub fn delete_set(client: &mut SpiClient<'_>, set: &Set) {
     let tables = members(client, set.id);
     for sql in [
         "DELETE FROM spock.replication_set_table WHERE set_id = $1",
+        "DELETE FROM spock.replication_set_seq WHERE set_id = $1",
         "DELETE FROM spock.replication_set WHERE set_id = $1",
     ] {
         client.update(sql, None, &[set.id.into()]).unwrap_or_else(spi_failed("drop a replication set"));
@@ -218,4 +219,74 @@ pub fn set_names_of(client: &SpiClient<'_>, reloid: pg_sys::Oid) -> Vec<String> 
         .unwrap_or_else(spi_failed("read spock.replication_set_table"))
         .filter_map(|r| r.get::<String>(1).unwrap())
         .collect()
+}
+
+/// Whether a sequence is in a set.
+pub fn has_seq(client: &SpiClient<'_>, set: &Set, seqoid: pg_sys::Oid) -> bool {
+    !client
+        .select(
+            "SELECT 1 FROM spock.replication_set_seq WHERE set_id = $1 AND set_seqoid = $2",
+            None,
+            &[set.id.into(), seqoid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_seq"))
+        .is_empty()
+}
+
+/// Adds a sequence to a set, with its `sequence_state` row if it has none.
+pub fn add_seq(client: &mut SpiClient<'_>, set: &Set, seqoid: pg_sys::Oid) {
+    for sql in [
+        "INSERT INTO spock.replication_set_seq (set_id, set_seqoid) VALUES ($1, $2)",
+        "INSERT INTO spock.sequence_state (seqoid) VALUES ($2) ON CONFLICT DO NOTHING",
+    ] {
+        client
+            .update(sql, None, &[set.id.into(), seqoid.into()])
+            .unwrap_or_else(spi_failed("add a sequence to a replication set"));
+    }
+}
+
+pub fn remove_seq(client: &mut SpiClient<'_>, set: &Set, seqoid: pg_sys::Oid) {
+    client
+        .update(
+            "DELETE FROM spock.replication_set_seq WHERE set_id = $1 AND set_seqoid = $2",
+            None,
+            &[set.id.into(), seqoid.into()],
+        )
+        .unwrap_or_else(spi_failed("remove a sequence from a replication set"));
+}
+
+/// The names of the local node's sets a sequence is in.
+pub fn seq_set_names(client: &SpiClient<'_>, node_id: u32, seqoid: pg_sys::Oid) -> Vec<String> {
+    client
+        .select(
+            "SELECT s.set_name::text FROM spock.replication_set_seq q JOIN spock.replication_set s USING (set_id)
+              WHERE s.set_nodeid = $1 AND q.set_seqoid = $2 ORDER BY 1",
+            None,
+            &[oid(node_id).into(), seqoid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_seq"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}
+
+/// A sequence's cache margin (`sequence_state.cache_size`; 1000 without a row).
+pub fn seq_cache_size(client: &SpiClient<'_>, seqoid: pg_sys::Oid) -> i64 {
+    client
+        .select("SELECT cache_size FROM spock.sequence_state WHERE seqoid = $1", None, &[seqoid.into()])
+        .unwrap_or_else(spi_failed("read spock.sequence_state"))
+        .next()
+        .and_then(|r| r.get::<i32>(1).unwrap())
+        .map_or(1000, i64::from)
+}
+
+/// Records the value last pushed for a sequence.
+pub fn set_seq_pushed(client: &mut SpiClient<'_>, seqoid: pg_sys::Oid, value: i64) {
+    client
+        .update(
+            "INSERT INTO spock.sequence_state (seqoid, last_value) VALUES ($1, $2)
+             ON CONFLICT (seqoid) DO UPDATE SET last_value = EXCLUDED.last_value",
+            None,
+            &[seqoid.into(), value.into()],
+        )
+        .unwrap_or_else(spi_failed("write spock.sequence_state"));
 }
