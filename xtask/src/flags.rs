@@ -180,6 +180,12 @@ pub struct ClusterUp {
     /// (node_create, sub_create) to you.
     #[arg(long)]
     pub no_mesh: bool,
+    /// Turn on automatic DDL replication on every node, run `pgbench -i -s
+    /// SCALE` on n1 alone (the tables and rows reach every node), and give
+    /// pgbench_history a key from a per-node sequence (START k, INCREMENT
+    /// number of nodes) so that its rows never collide.
+    #[arg(long, value_name = "SCALE", conflicts_with = "no_mesh")]
+    pub pgbench: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -94,7 +94,7 @@ fn processed(report: &str) -> (u64, f64) {
 /// meanwhile. Returns each node's pgbench report (an error for a node
 /// whose load was cut short).
 fn load(cluster: &Cluster, during: impl FnOnce()) -> Vec<Result<String, String>> {
-    let reports = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = cluster
             .nodes
             .iter()
@@ -120,8 +120,7 @@ fn load(cluster: &Cluster, during: impl FnOnce()) -> Vec<Result<String, String>>
             .collect();
         during();
         handles.into_iter().map(|h| h.join().expect("the load thread does not panic")).collect::<Vec<_>>()
-    });
-    reports
+    })
 }
 
 /// Waits until every node has applied everything every other node

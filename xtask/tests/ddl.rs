@@ -20,7 +20,10 @@ const TABLES: [(&str, &str); 4] = [
 
 /// An ordered hash of a whole table.
 fn digest(node: &Node, table: &str, order: &str) -> String {
-    sql(node, &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {order})) FROM {table} t"))
+    sql(
+        node,
+        &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {order})) FROM {table} t"),
+    )
 }
 
 #[test]
@@ -52,7 +55,10 @@ fn the_quick_start_replicates_pgbench_from_one_node() {
     // set), TRUNCATE and COPY, then ALTER TABLE ... ADD PRIMARY KEY (moving
     // three tables to default) all replicate; its VACUUM stays local.
     let init = n1.pgbench(common::DB, &["-i", "-s", "10"]).unwrap();
-    assert!(init.contains("not replicated (VACUUM"), "pgbench -i's VACUUM was not reported as local:\n{init}");
+    assert!(
+        init.contains("not replicated (VACUUM"),
+        "pgbench -i's VACUUM was not reported as local:\n{init}"
+    );
     barrier(n1, n2, 300);
     for (table, order) in TABLES {
         assert_eq!(digest(n2, table, order), digest(n1, table, order), "{table} differs after pgbench -i");
@@ -86,8 +92,68 @@ fn the_quick_start_replicates_pgbench_from_one_node() {
         assert_eq!(digest(n2, table, order), digest(n1, table, order), "{table} differs after the load");
     }
     for node in [n1, n2] {
-        assert_eq!(sql(node, "SELECT count(*) FROM spock.exception_log"), "0", "apply errors on {}", node.name);
+        assert_eq!(
+            sql(node, "SELECT count(*) FROM spock.exception_log"),
+            "0",
+            "apply errors on {}",
+            node.name
+        );
         wait_for(node, "SELECT count(*) = 1 FROM spock.sub_show_status() WHERE status = 'replicating'", 60);
+    }
+    cluster.destroy().unwrap();
+}
+
+/// What `cargo xtask cluster up --pgbench` sets up: the pgbench tables
+/// created on n1 and replicated, pgbench_history keyed by per-node
+/// sequences. pgbench's own script on every node at once then inserts
+/// history rows whose keys never collide: every node ends with all of them.
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn per_node_sequences_key_pgbench_history_on_every_node() {
+    let cluster = cluster("pgbench-keys", 3, "fsync = off\n");
+    for node in &cluster.nodes {
+        sql(node, "CREATE EXTENSION spock");
+    }
+    cluster.wire_mesh(common::DB, std::time::Duration::from_secs(120)).unwrap();
+    cluster.init_pgbench(common::DB, 1).unwrap();
+    let counts: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|node| {
+                scope.spawn(move || {
+                    let report = node.pgbench(common::DB, &["-n", "-c", "2", "-T", "10"]).unwrap();
+                    report
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("number of transactions actually processed: "))
+                        .and_then(|v| v.split(['/', ' ']).next().map(str::to_string))
+                        .unwrap_or_else(|| panic!("no transaction count in the report:\n{report}"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let expected: u64 = counts.iter().map(|c| c.parse::<u64>().unwrap()).sum();
+    for provider in &cluster.nodes {
+        for subscriber in cluster.nodes.iter().filter(|s| s.name != provider.name) {
+            barrier(provider, subscriber, 300);
+        }
+    }
+    let first = digest(&cluster.nodes[0], "pgbench_history", "hid");
+    for node in &cluster.nodes {
+        assert_eq!(
+            sql(node, "SELECT count(*) || ' ' || count(DISTINCT hid) FROM pgbench_history"),
+            format!("{expected} {expected}"),
+            "history rows on {}",
+            node.name
+        );
+        assert_eq!(digest(node, "pgbench_history", "hid"), first, "pgbench_history differs on {}", node.name);
+        assert_eq!(
+            sql(node, "SELECT count(*) FROM spock.exception_log"),
+            "0",
+            "apply errors on {}",
+            node.name
+        );
     }
     cluster.destroy().unwrap();
 }

@@ -52,7 +52,10 @@ fn check_sequence(relid: pg_sys::Oid) {
     if persistence != pg_sys::RELPERSISTENCE_PERMANENT {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("{} is a temporary or unlogged sequence; only permanent sequences are replicated", qualified(relid)),
+            format!(
+                "{} is a temporary or unlogged sequence; only permanent sequences are replicated",
+                qualified(relid)
+            ),
         );
     }
 }
@@ -70,7 +73,10 @@ fn push(client: &mut pgrx::spi::SpiClient<'_>, node: &LocalNode, seqoid: pg_sys:
     if sets.is_empty() {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("sequence {} is in no replication set; add it with spock.repset_add_seq() first", qualified(seqoid)),
+            format!(
+                "sequence {} is in no replication set; add it with spock.repset_add_seq() first",
+                qualified(seqoid)
+            ),
         );
     }
     let current: i64 = client
@@ -136,12 +142,19 @@ fn repset_add_all_seqs(set_name: &CStr, schema_names: Vec<String>, synchronize_d
         let mut seqs = Vec::new();
         for schema in &schema_names {
             let found = client
-                .select("SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1", None, &[schema.as_str().into()])
+                .select(
+                    "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1",
+                    None,
+                    &[schema.as_str().into()],
+                )
                 .unwrap_or_else(catalog::spi_failed("read pg_namespace"))
                 .next()
                 .and_then(|r| r.get::<pg_sys::Oid>(1).unwrap());
             let Some(nsp) = found else {
-                raise(PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"))
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+                    format!("schema \"{schema}\" does not exist"),
+                )
             };
             seqs.extend(
                 client

@@ -11,9 +11,9 @@ use pgrx::prelude::*;
 use spock_core::ddl::MessageType;
 use spock_core::protocol::QueueRow;
 
+use super::owner::OwnerContext;
 use crate::catalog::{self, queue};
 use crate::errors::{raise, raise_hint};
-use super::owner::OwnerContext;
 use crate::hooks::ddl::{Executor, executing};
 
 /// The SQL a queue row carries (its `message` is a JSON string).
@@ -126,7 +126,8 @@ fn advance_sequence(row: &QueueRow) {
     });
     // SAFETY: a syscache read of the sequence's owner.
     let owner = unsafe {
-        let tup = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(seq));
+        let tup =
+            pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(seq));
         if tup.is_null() {
             pgrx::error!("cache lookup failed for relation {}", seq.to_u32());
         }

@@ -16,6 +16,7 @@ use crate::fsutil;
 use crate::layout::PgDirs;
 use crate::node::{self, Node, StopMode};
 use crate::pgbuild::Installed;
+use crate::ui;
 
 pub mod task;
 
@@ -274,6 +275,73 @@ impl Cluster {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The pgbench tables created once, on n1, with automatic DDL replication
+    /// (on for every node), and a per-node key for pgbench_history.
+    pub fn init_pgbench(&self, db: &str, scale: u32) -> Result<()> {
+        let timeout = std::time::Duration::from_secs(600);
+        let step = ui::Step::start("Turning on automatic DDL replication on every node");
+        for node in &self.nodes {
+            for sql in [
+                "ALTER SYSTEM SET spock.enable_ddl_replication = on",
+                "ALTER SYSTEM SET spock.include_ddl_repset = on",
+                "SELECT pg_reload_conf()",
+            ] {
+                node.safe_psql(db, sql)?;
+            }
+        }
+        step.done("spock.enable_ddl_replication and spock.include_ddl_repset");
+        let n1 = &self.nodes[0];
+        let step =
+            ui::Step::start(format!("pgbench -i -s {scale} on {} (replicated to the others)", n1.name));
+        n1.pgbench(db, &["-i", "-s", &scale.to_string()])?;
+        n1.safe_psql(db, "ALTER TABLE pgbench_history ADD COLUMN hid bigint")?;
+        self.wait_applied(db, n1, timeout)?;
+        step.done("");
+        let step = ui::Step::start("Per-node sequences for pgbench_history");
+        let count = self.nodes.len();
+        for (i, node) in self.nodes.iter().enumerate() {
+            node.safe_psql(
+                db,
+                &format!(
+                    "SET spock.enable_ddl_replication = off;
+                     CREATE SEQUENCE pgbench_history_hid START {} INCREMENT {count};
+                     ALTER TABLE pgbench_history ALTER COLUMN hid SET DEFAULT nextval('pgbench_history_hid');",
+                    i + 1
+                ),
+            )?;
+        }
+        n1.safe_psql(db, "ALTER TABLE pgbench_history ADD PRIMARY KEY (hid)")?;
+        self.wait_applied(db, n1, timeout)?;
+        step.done(&format!("node k hands out k, k+{count}, k+{}, ...", 2 * count));
+        Ok(())
+    }
+
+    /// Waits until every other node has applied what `provider` committed
+    /// so far (a sync event on the provider, waited for on each).
+    pub fn wait_applied(&self, db: &str, provider: &Node, timeout: std::time::Duration) -> Result<()> {
+        let lsn = provider.safe_psql(db, "SELECT spock.sync_event()")?;
+        for node in self.nodes.iter().filter(|n| n.name != provider.name) {
+            let reached = node.safe_psql(
+                db,
+                &format!(
+                    "CALL spock.wait_for_sync_event(NULL, {}, '{lsn}', {})",
+                    sql_literal(&provider.name),
+                    timeout.as_secs()
+                ),
+            )?;
+            if reached != "t" {
+                bail!(
+                    "{} did not apply {}'s changes up to {lsn} within {} s; see its log in {}",
+                    node.name,
+                    provider.name,
+                    timeout.as_secs(),
+                    node.log_file().display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Wires the nodes of database `db` into a full mesh: a spock node on

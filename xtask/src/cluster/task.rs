@@ -90,6 +90,9 @@ impl ClusterUp {
             cluster.wire_mesh(DATABASE, std::time::Duration::from_secs(120))?;
             step.done("every subscription replicates");
         }
+        if let Some(scale) = self.pgbench {
+            cluster.init_pgbench(DATABASE, scale)?;
+        }
         print_status(&cluster)
     }
 }
