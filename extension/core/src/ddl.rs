@@ -39,14 +39,78 @@ impl MessageType {
 
 /// The SQL a queued statement carries: the search path it ran with, then
 /// the statement itself (sql-api.md §6.10: `SET search_path TO …; <text>`).
-/// `search_path` is the setting's value as `current_setting` shows it (a
-/// list that is valid after `SET search_path TO`); an empty path is `''`.
+/// `search_path` is the setting's value as `current_setting` shows it; it
+/// is split the way PostgreSQL reads it and every element written again as
+/// a quoted identifier, so that no value of the setting can add SQL of its
+/// own (an unquoted element may contain `;`). An empty path is `''`.
 pub fn queued_sql(search_path: &str, statement: &str) -> String {
-    let path = search_path.trim();
-    let path = if path.is_empty() { "''" } else { path };
+    let path = split_identifiers(search_path)
+        .filter(|names| !names.is_empty())
+        .map(|names| names.iter().map(|n| quote_ident(n)).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "''".to_string());
     let statement = statement.trim();
     let statement = statement.strip_suffix(';').unwrap_or(statement).trim_end();
     format!("SET search_path TO {path}; {statement}")
+}
+
+/// A list setting split as PostgreSQL splits it (`SplitIdentifierString`
+/// with a comma): elements separated by commas and optional white space,
+/// double-quoted ones with `""` for a quote, unquoted ones lower-cased.
+/// `None` when malformed.
+pub fn split_identifiers(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    let skip_space = |c: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while c.peek().is_some_and(|ch| ch.is_whitespace()) {
+            c.next();
+        }
+    };
+    skip_space(&mut chars);
+    if chars.peek().is_none() {
+        return Some(out);
+    }
+    loop {
+        let mut name = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        name.push('"');
+                    }
+                    '"' => break,
+                    c => name.push(c),
+                }
+            }
+            if name.is_empty() {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c.is_whitespace() {
+                    break;
+                }
+                name.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if name.is_empty() {
+                return None;
+            }
+        }
+        out.push(name);
+        skip_space(&mut chars);
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => skip_space(&mut chars),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// An identifier in double quotes, with its quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The names of the sets every node has; the others are custom sets.
@@ -154,9 +218,28 @@ mod tests {
     fn queued_sql_carries_the_search_path() {
         assert_eq!(
             queued_sql("\"$user\", public", "CREATE TABLE t (i int);"),
-            "SET search_path TO \"$user\", public; CREATE TABLE t (i int)"
+            "SET search_path TO \"$user\", \"public\"; CREATE TABLE t (i int)"
         );
         assert_eq!(queued_sql("", " DROP TABLE t "), "SET search_path TO ''; DROP TABLE t");
+    }
+
+    #[test]
+    fn no_search_path_adds_sql() {
+        // An unquoted element may hold a semicolon: it stays inside one quoted name.
+        assert_eq!(queued_sql("x;DROP", "X"), "SET search_path TO \"x;drop\"; X");
+        assert_eq!(queued_sql("a, \"b\"\"; DROP\"", "X"), "SET search_path TO \"a\", \"b\"\"; DROP\"; X");
+        // What PostgreSQL would not accept as a path becomes the empty path.
+        assert_eq!(queued_sql("x;DROP TABLE t", "X"), "SET search_path TO ''; X");
+    }
+
+    #[test]
+    fn identifier_lists_split_like_postgresql() {
+        assert_eq!(split_identifiers(" A , \"B c\",d "), Some(vec!["a".into(), "B c".into(), "d".into()]));
+        assert_eq!(split_identifiers(""), Some(vec![]));
+        assert_eq!(split_identifiers("a,,b"), None);
+        assert_eq!(split_identifiers("\"unterminated"), None);
+        assert_eq!(split_identifiers("a b"), None);
+        assert_eq!(split_identifiers("x;y"), Some(vec!["x;y".into()]));
     }
 
     #[test]
