@@ -126,6 +126,23 @@ SELECT spock.repset_add_table('custom_ud', 'k2');
 ALTER TABLE k DROP CONSTRAINT k_pkey;
 ALTER TABLE k2 DROP CONSTRAINT k2_pkey;
 SELECT relname, set_name FROM spock.tables WHERE relname IN ('k', 'k2', 't6') ORDER BY 1, 2;
+-- Partitions, tables created by CREATE SCHEMA, unlogged tables, CREATE
+-- TABLE AS (replicated with a WARNING), CREATE EXTENSION (one statement).
+CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE SCHEMA s1 CREATE TABLE s1t (id int PRIMARY KEY);
+CREATE UNLOGGED TABLE unlogged_t (id int PRIMARY KEY);
+CREATE TABLE ctas AS SELECT 1 AS x;
+CREATE EXTENSION pgcrypto;
+-- DDL inside functions counts only with allow_ddl_from_functions.
+SELECT try('CREATE TABLE fn_t1 (i int)');
+SET spock.allow_ddl_from_functions = on;
+SELECT try('CREATE TABLE fn_t2 (i int)');
+RESET spock.allow_ddl_from_functions;
+-- deny_all_ddl refuses DDL here.
+SET spock.deny_all_ddl = on;
+SELECT try('CREATE TABLE denied (i int)');
+RESET spock.deny_all_ddl;
 -- A role's DDL runs as that role everywhere.
 CREATE ROLE ddl_user;
 GRANT CREATE ON SCHEMA public TO ddl_user;
@@ -139,6 +156,12 @@ SELECT to_regclass('k_v') IS NULL AS no_concurrent_index, to_regclass('tt') IS N
 SELECT * FROM t6 ORDER BY id;
 SELECT relname, set_name FROM spock.tables WHERE relname IN ('k', 'k2', 't6', 'owned') ORDER BY 1, 2;
 SELECT tableowner FROM pg_tables WHERE tablename = 'owned';
+SELECT relname, set_name FROM spock.tables
+ WHERE relname IN ('parted', 'parted_1', 's1t', 'ctas', 'fn_t2') ORDER BY 1, 2;
+SELECT to_regclass('unlogged_t') IS NOT NULL AS unlogged_created,
+       (SELECT count(*) FROM spock.replication_set_table WHERE set_reloid = to_regclass('unlogged_t')) AS unlogged_in_sets,
+       to_regclass('fn_t1') IS NULL AS no_fn_t1, to_regclass('denied') IS NULL AS no_denied,
+       (SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto;
 -- 7. What n2's apply worker executed was stored, not queued again: n2
 -- holds exactly n1's rows.
 SELECT count(*) AS n2_queue_rows, count(*) FILTER (WHERE message_type = 'D') AS automatic FROM spock.queue;
