@@ -12,3 +12,31 @@ CREATE VIEW spock.tables AS
 CREATE VIEW spock.core_patches AS
     SELECT patch, present, abi, features FROM spock.core_patches_status();
 COMMENT ON VIEW spock.core_patches IS 'Core patches this server carries and what is unavailable without them';
+
+-- Progress and lag (sql-api.md §6.17-§6.19, behaviour.md §13). One row per
+-- subscription of this database; remote_commit_lsn is the replication
+-- origin's progress, the rest what the subscription's apply worker
+-- published (NULL until a worker has run since the server started).
+CREATE FUNCTION spock.apply_group_progress(OUT dbid oid, OUT node_id oid, OUT remote_node_id oid,
+    OUT remote_commit_ts timestamptz, OUT remote_commit_lsn pg_lsn, OUT remote_insert_lsn pg_lsn,
+    OUT received_lsn pg_lsn, OUT last_updated_ts timestamptz)
+    RETURNS SETOF record VOLATILE SET search_path = pg_catalog LANGUAGE sql AS $$
+    SELECT d.oid, s.sub_target, s.sub_origin, p.remote_commit_ts, o.remote_lsn,
+           p.remote_insert_lsn, p.received_lsn, p.last_updated_ts
+      FROM spock.subscription s
+      JOIN pg_database d ON d.datname = current_database()
+      LEFT JOIN pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+      LEFT JOIN spock.progress_published() p ON p.sub_id = s.sub_id
+$$;
+
+CREATE VIEW spock.progress AS SELECT * FROM spock.apply_group_progress();
+
+CREATE VIEW spock.lag_tracker AS
+    SELECT origin.node_name AS origin_name, receiver.node_name AS receiver_name,
+           p.remote_commit_ts AS commit_timestamp, p.remote_commit_lsn AS commit_lsn,
+           p.remote_insert_lsn, p.received_lsn,
+           pg_wal_lsn_diff(p.remote_insert_lsn, p.remote_commit_lsn) AS replication_lag_bytes,
+           p.last_updated_ts - p.remote_commit_ts AS replication_lag
+      FROM spock.progress p
+      JOIN spock.node origin ON origin.node_id = p.remote_node_id
+      JOIN spock.node receiver ON receiver.node_id = p.node_id;

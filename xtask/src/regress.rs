@@ -47,7 +47,7 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_tests: &["cluster", "engine", "conflicts", "convergence", "ddl"],
+            integration_tests: &["cluster", "engine", "conflicts", "convergence", "ddl", "progress"],
             extra_conf: "fsync = off\n",
         }
     }

@@ -177,6 +177,7 @@ impl Dispatcher {
                 self.xid = xid;
                 self.mode = self.mode_for(final_lsn, commit_time, origin_node, xid);
                 exception::enter_transaction(final_lsn, matches!(self.mode, XactMode::Exception { .. }));
+                super::wait::begin_transaction(matches!(self.mode, XactMode::Normal));
             }
             Message::Commit { end_lsn, commit_time, .. } => {
                 self.require_transaction("Commit");
@@ -191,8 +192,10 @@ impl Dispatcher {
                     // SAFETY: assigns the transaction id of the open transaction.
                     unsafe { pg_sys::GetCurrentTransactionId() };
                 } else {
-                    // Neither the origin's position nor a remote timestamp.
-                    origin::stamp_commit(0, 0);
+                    // Not the origin's position, and the commit time of the
+                    // last transaction applied (what progress recovery reads
+                    // from the commit timestamps of this origin).
+                    origin::stamp_commit(0, super::progress::last_commit_ts());
                 }
                 // SAFETY: commits the local transaction started at Begin.
                 let local_end = unsafe {
@@ -205,6 +208,7 @@ impl Dispatcher {
                 exception::leave_transaction();
                 if moves_progress {
                     self.flush.committed(end_lsn, local_end);
+                    super::progress::applied(commit_time);
                 }
                 self.after_commit(mode);
             }
@@ -476,6 +480,10 @@ impl Dispatcher {
         let deleted = unsafe {
             pg_sys::replorigin_session_origin_lsn = 0;
             pg_sys::replorigin_session_origin_timestamp = 0;
+            // Not a transaction of the origin at all (its commit timestamp
+            // must not look like an applied one's).
+            let origin = pg_sys::replorigin_session_origin;
+            pg_sys::replorigin_session_origin = pg_sys::InvalidRepOriginId as pg_sys::RepOriginId;
             pg_sys::StartTransactionCommand();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             let n = crate::catalog::with_catalog_owner_rights(|| {
@@ -483,6 +491,7 @@ impl Dispatcher {
             });
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
+            pg_sys::replorigin_session_origin = origin;
             n
         };
         if deleted > 0 {
@@ -497,7 +506,9 @@ impl Dispatcher {
         let local_end = unsafe {
             pg_sys::StartTransactionCommand();
             pg_sys::GetCurrentTransactionId();
-            origin::stamp_commit(lsn, pg_sys::GetCurrentTimestamp());
+            // A sync event moves only the origin's position: its commit
+            // carries the commit time of the last transaction applied.
+            origin::stamp_commit(lsn, super::progress::last_commit_ts());
             pg_sys::CommitTransactionCommand();
             pg_sys::XactLastCommitEnd
         };

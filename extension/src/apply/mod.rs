@@ -11,11 +11,13 @@ mod delta;
 mod dispatch;
 mod exception;
 mod owner;
+mod progress;
 mod queue;
 mod relmap;
 mod rowops;
 mod stream;
 mod subxact;
+mod wait;
 
 use std::ffi::CString;
 

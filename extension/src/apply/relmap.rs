@@ -196,9 +196,10 @@ impl RelMap {
     pub fn resolve(&mut self, relid: u32) -> (&LocalMap, &RemoteRel) {
         self.forget_invalidated();
         if let Some(map) = self.local.get(&relid) {
-            // SAFETY: locks a relation id for this transaction; a table
-            // dropped meanwhile is found missing below.
-            unsafe { pg_sys::LockRelationOid(map.relid, pg_sys::RowExclusiveLock as i32) };
+            // Locks the relation id for this transaction (reading the
+            // stream while a local session holds it); a table dropped
+            // meanwhile is found missing below.
+            super::wait::lock_table(map.relid);
             self.forget_invalidated();
         }
         if !self.local.contains_key(&relid) {
@@ -292,6 +293,7 @@ fn build_map(rr: &RemoteRel) -> LocalMap {
             );
         }
         // The lock the change needs, kept until the transaction ends.
+        super::wait::lock_table(relid);
         let relation = pg_sys::relation_open(relid, pg_sys::RowExclusiveLock as i32);
         check_target(relation, rr);
         let owner = (*(*relation).rd_rel).relowner;

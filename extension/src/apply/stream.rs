@@ -14,6 +14,7 @@ use spock_core::stream::{self, FromProvider, format_lsn};
 use spock_core::sync::{SlotPlan, slot_plan};
 
 use super::dispatch::Dispatcher;
+use super::wait;
 use crate::catalog::subscription::Subscription;
 use crate::catalog::{origin, sync_status};
 use crate::errors::{raise, raise_hint};
@@ -26,6 +27,22 @@ const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
 
 fn connect_error(e: PqError, what: &str) -> ! {
     raise(PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE, format!("{what}: {}", e.message))
+}
+
+/// A stream message: read now, or kept while a change waited for a lock.
+enum Data {
+    Read(remote::CopyData),
+    Kept(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Read(d) => d,
+            Data::Kept(v) => v,
+        }
+    }
 }
 
 pub struct Stream {
@@ -103,10 +120,14 @@ impl Stream {
                  provider's current state, after making the two nodes' data equal.",
             ),
         };
-        BackgroundWorker::transaction(move || {
+        let origin = BackgroundWorker::transaction(move || {
             Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
-            origin::setup_session(origin::ensure(&slot))
-        })
+            origin::ensure(&slot)
+        });
+        // Taken over in a transaction that writes nothing: only the apply
+        // transactions (and origin moves) carry the origin in their commit
+        // timestamps, which is how progress is recovered after a crash.
+        BackgroundWorker::transaction(move || origin::setup_session(origin))
     }
 
     pub fn run(mut self) {
@@ -117,6 +138,9 @@ impl Stream {
         self.dispatcher.provider_sends_old_values(&self.sub.origin_name, old_values);
         let start = self.prepare(&mut conn);
         self.received = start;
+        // SAFETY: reads the origin `prepare` set up for this session.
+        let origin = unsafe { pg_sys::replorigin_session_origin };
+        super::progress::start(self.dboid, self.sub.sub_id, origin, start);
         let options = [
             ("proto_version", version.to_string()),
             ("replication_sets", encode_name_list(&self.sub.replication_sets)),
@@ -126,6 +150,11 @@ impl Stream {
             connect_error(e, &format!("cannot start streaming from provider \"{}\"", self.sub.origin_name))
         });
         registry::mark_streaming(self.dboid, self.sub.sub_id);
+        // From here on the connection is shared with `wait`, which reads
+        // the stream while a change waits for a lock.
+        wait::attach(conn);
+        // A keepalive at once tells where the provider's WAL is.
+        self.send_feedback(true);
         pgrx::log!(
             "spock apply worker for subscription {} is streaming from provider \"{}\" at {}",
             self.sub.name,
@@ -136,16 +165,21 @@ impl Stream {
         loop {
             workers::reload_config_if_asked();
             self.dispatcher.prune_resolutions_if_due();
-            conn.consume_input().unwrap_or_else(|e| connect_error(e, "lost the connection to the provider"));
+            wait::with_conn(|c| c.consume_input())
+                .unwrap_or_else(|e| connect_error(e, "lost the connection to the provider"));
             let mut got_any = false;
-            while let Some(data) =
-                conn.get_copy_data().unwrap_or_else(|e| connect_error(e, "the provider's stream failed"))
-            {
+            // What was read while a change waited for a lock comes first.
+            while let Some(data) = wait::next_pending().map(Data::Kept).or_else(|| {
+                wait::with_conn(|c| c.get_copy_data())
+                    .unwrap_or_else(|e| connect_error(e, "the provider's stream failed"))
+                    .map(Data::Read)
+            }) {
                 got_any = true;
                 self.last_message = Instant::now();
                 match stream::parse(&data) {
                     Ok(FromProvider::XLogData { wal_end, payload, .. }) => {
                         self.received = self.received.max(wal_end);
+                        super::progress::received(self.received, wal_end);
                         let messages = protocol::decode_all(payload).unwrap_or_else(|e| {
                             raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e.to_string())
                         });
@@ -155,8 +189,9 @@ impl Stream {
                     }
                     Ok(FromProvider::Keepalive { wal_end, reply_requested, .. }) => {
                         self.received = self.received.max(wal_end);
+                        super::progress::received(self.received, wal_end);
                         if reply_requested {
-                            self.send_feedback(&mut conn);
+                            self.send_feedback(false);
                         }
                     }
                     Err(e) => raise(PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION, e),
@@ -164,8 +199,9 @@ impl Stream {
                 pgrx::check_for_interrupts!();
             }
             if self.last_feedback.elapsed() >= FEEDBACK_INTERVAL {
-                self.send_feedback(&mut conn);
+                self.send_feedback(false);
             }
+            super::progress::tick();
             if got_any {
                 continue;
             }
@@ -187,7 +223,7 @@ impl Stream {
                         | pg_sys::WL_SOCKET_READABLE
                         | pg_sys::WL_TIMEOUT
                         | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                    conn.socket(),
+                    wait::with_conn(|c| c.socket()),
                     FEEDBACK_INTERVAL.as_millis() as i64,
                     pg_sys::PG_WAIT_EXTENSION,
                 );
@@ -199,12 +235,14 @@ impl Stream {
         }
     }
 
-    fn send_feedback(&mut self, conn: &mut Conn) {
+    fn send_feedback(&mut self, reply_requested: bool) {
         // SAFETY: reads the local WAL flush position.
         let local_flush = unsafe { pg_sys::GetFlushRecPtr(std::ptr::null_mut()) };
         let flushed = self.dispatcher.flushed(local_flush, self.received);
-        let msg = stream::feedback(self.received, flushed, flushed, workers::now(), false);
-        conn.put_copy_data(&msg).unwrap_or_else(|e| connect_error(e, "cannot send feedback to the provider"));
+        let msg = stream::feedback(self.received, flushed, flushed, workers::now(), reply_requested);
+        wait::with_conn(|c| c.put_copy_data(&msg))
+            .unwrap_or_else(|e| connect_error(e, "cannot send feedback to the provider"));
+        wait::note_feedback(self.received, flushed);
         self.last_feedback = Instant::now();
     }
 }

@@ -26,7 +26,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../../sql/views.sql",
     name = "views",
-    requires = ["catalog", core_patches::core_patches_status]
+    requires = ["catalog", core_patches::core_patches_status, api::progress::progress_published]
 );
 pgrx::extension_sql_file!("../../sql/privileges.sql", name = "privileges", finalize);
 

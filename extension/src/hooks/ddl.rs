@@ -492,11 +492,12 @@ unsafe fn placement_targets(stmt: *mut pg_sys::Node) -> After {
                 let s = stmt as *mut pg_sys::CreateSchemaStmt;
                 for e in list_ptrs::<pg_sys::Node>((*s).schemaElts) {
                     if is_tag(e, T_CreateStmt) {
+                        // A copy naming the schema (the statement's own
+                        // tree may be a cached plan's, never written to).
                         let rv = (*(e as *mut pg_sys::CreateStmt)).relation;
-                        if (*rv).schemaname.is_null() && !(*s).schemaname.is_null() {
-                            (*rv).schemaname = (*s).schemaname;
-                        }
-                        after.created.push(rv);
+                        let schema =
+                            if (*rv).schemaname.is_null() { (*s).schemaname } else { (*rv).schemaname };
+                        after.created.push(pg_sys::makeRangeVar(schema, (*rv).relname, -1));
                     }
                 }
             }

@@ -5,7 +5,7 @@
 pub mod conn;
 pub mod provider;
 
-pub use conn::{Conn, PqError};
+pub use conn::{Conn, CopyData, PqError};
 use spock_core::dsn;
 
 use crate::guc;

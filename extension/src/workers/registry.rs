@@ -26,6 +26,21 @@ pub enum Kind {
     Apply,
 }
 
+/// What a subscription's apply worker last published about its progress
+/// (behaviour.md §13); kept across the worker's restarts while the server
+/// runs. Timestamps are PostgreSQL's (microseconds since 2000), 0 unknown.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Origin commit time of the last transaction applied from the provider.
+    pub commit_ts: i64,
+    /// The provider's WAL position as its last message or keepalive said.
+    pub insert_lsn: u64,
+    /// The highest provider position received.
+    pub received_lsn: u64,
+    /// Local time the last transaction from the provider was applied.
+    pub updated_ts: i64,
+}
+
 /// One worker: a manager of a database or the apply worker of a subscription.
 #[derive(Copy, Clone, Debug)]
 pub struct Slot {
@@ -67,6 +82,7 @@ pub struct Slot {
     /// Handling that transaction in exception mode failed too: the next
     /// attempt waits `spock.restart_delay_default`.
     exception_retrying: bool,
+    pub progress: Progress,
 }
 
 impl Default for Slot {
@@ -90,6 +106,7 @@ impl Default for Slot {
             exception_error: [0; ERROR_BYTES],
             exception_error_len: 0,
             exception_retrying: false,
+            progress: Progress::default(),
         }
     }
 }
@@ -239,6 +256,7 @@ pub fn claim(kind: Kind, dboid: u32, subid: u32) -> bool {
                     exception_error: slot.exception_error,
                     exception_error_len: slot.exception_error_len,
                     exception_retrying: slot.exception_retrying,
+                    progress: slot.progress,
                     ..Slot::default()
                 };
                 Outcome::Claimed
@@ -365,6 +383,28 @@ pub fn mark_streaming(dboid: u32, subid: u32) {
         slot.streaming = true;
         slot.error_len = 0;
     }
+}
+
+/// Publishes an apply worker's progress.
+pub fn publish_progress(dboid: u32, subid: u32, progress: &Progress) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.progress = *progress;
+    }
+}
+
+/// The published progress of the subscriptions of a database.
+pub fn progress_of(dboid: u32) -> Vec<(u32, Progress)> {
+    if !available() {
+        return Vec::new();
+    }
+    REGISTRY
+        .share()
+        .slots
+        .iter()
+        .filter(|s| s.kind == Kind::Apply && s.dboid == dboid)
+        .map(|s| (s.subid, s.progress))
+        .collect()
 }
 
 /// A copy of the slot of a subscription's apply worker, if any.

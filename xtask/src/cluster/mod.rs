@@ -402,8 +402,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// One line per subscription of every running node: node, subscription,
-    /// provider, status.
+    /// One line per subscription of every running spock node:
+    /// `node|subscription|provider|status|lag bytes|lag time`.
     pub fn subscription_states(&self, db: &str) -> Vec<String> {
         let mut out = Vec::new();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
@@ -414,9 +414,15 @@ impl Cluster {
             if !is_node {
                 continue;
             }
+            // The lag as spock.lag_tracker gives it (bytes of the provider's
+            // WAL not yet applied, and how long after its commit the last
+            // transaction was applied), '-' where unknown.
             if let Ok(rows) = node.safe_psql(
                 db,
-                "SELECT subscription_name || '|' || provider_node || '|' || status FROM spock.sub_show_status()",
+                "SELECT s.subscription_name || '|' || s.provider_node || '|' || s.status || '|' \
+                     || coalesce(pg_size_pretty(l.replication_lag_bytes), '-') || '|' \
+                     || coalesce(date_trunc('milliseconds', l.replication_lag)::text, '-') \
+                   FROM spock.sub_show_status() s LEFT JOIN spock.lag_tracker l ON l.origin_name = s.provider_node",
             ) {
                 out.extend(rows.lines().filter(|l| !l.is_empty()).map(|l| format!("{}|{l}", node.name)));
             }

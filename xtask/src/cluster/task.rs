@@ -154,11 +154,14 @@ fn print_status(cluster: &Cluster) -> Result<()> {
     if subs.is_empty() {
         println!("subscriptions: none");
     } else {
-        println!("{:<5} {:<14} {:<9} status", "node", "subscription", "provider");
+        println!(
+            "{:<5} {:<14} {:<9} {:<14} {:<10} lag (time)",
+            "node", "subscription", "provider", "status", "lag (WAL)"
+        );
         for line in subs {
             let f: Vec<&str> = line.split('|').collect();
-            if let [node, sub, provider, status] = f[..] {
-                println!("{node:<5} {sub:<14} {provider:<9} {status}");
+            if let [node, sub, provider, status, bytes, time] = f[..] {
+                println!("{node:<5} {sub:<14} {provider:<9} {status:<14} {bytes:<10} {time}");
             }
         }
     }

@@ -1,0 +1,35 @@
+//! Progress and lag (sql-api.md §6.17-§6.19): what the apply workers of
+//! this database published. `spock.apply_group_progress()`, and the views
+//! `spock.progress` and `spock.lag_tracker` over it, are SQL (`sql/views.sql`)
+//! joining this with the subscriptions and their replication origins.
+
+use pgrx::prelude::*;
+
+use super::my_database;
+use crate::errors::require_superuser;
+use crate::workers::registry;
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.progress_published(OUT sub_id oid, OUT remote_commit_ts timestamptz,
+    OUT remote_insert_lsn pg_lsn, OUT received_lsn pg_lsn, OUT last_updated_ts timestamptz)
+    RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'progress_published_wrapper';
+"#)]
+// pg_lsn is a pass-by-value 64-bit datum, returned as i64.
+#[allow(clippy::type_complexity)]
+fn progress_published() -> TableIterator<
+    'static,
+    (
+        name!(sub_id, pg_sys::Oid),
+        name!(remote_commit_ts, Option<TimestampWithTimeZone>),
+        name!(remote_insert_lsn, Option<i64>),
+        name!(received_lsn, Option<i64>),
+        name!(last_updated_ts, Option<TimestampWithTimeZone>),
+    ),
+> {
+    require_superuser("spock.progress_published");
+    let ts = |t: i64| (t != 0).then(|| TimestampWithTimeZone::try_from(t).ok()).flatten();
+    let lsn = |l: u64| (l != 0).then_some(l as i64);
+    TableIterator::new(registry::progress_of(my_database()).into_iter().map(move |(subid, p)| {
+        (pg_sys::Oid::from(subid), ts(p.commit_ts), lsn(p.insert_lsn), lsn(p.received_lsn), ts(p.updated_ts))
+    }))
+}
