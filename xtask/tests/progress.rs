@@ -74,7 +74,10 @@ fn lag_tracker_shows_the_last_applied_transaction_across_restarts_and_crashes() 
     // the lock goes.
     let lock = std::thread::scope(|scope| {
         let holder = scope.spawn(|| {
-            n2.safe_psql(common::DB, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT;")
+            n2.safe_psql(
+                common::DB,
+                "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT;",
+            )
         });
         wait_for(
             n2,
@@ -88,7 +91,10 @@ fn lag_tracker_shows_the_last_applied_transaction_across_restarts_and_crashes() 
             "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type LIKE 'spock apply%' AND wait_event_type = 'Lock'",
             30,
         );
-        let before = sql(n2, "SELECT commit_lsn || ' ' || received_lsn || ' ' || remote_insert_lsn FROM spock.lag_tracker");
+        let before = sql(
+            n2,
+            "SELECT commit_lsn || ' ' || received_lsn || ' ' || remote_insert_lsn FROM spock.lag_tracker",
+        );
         let parts: Vec<&str> = before.split(' ').collect();
         for i in 11..14 {
             sql(n1, &format!("INSERT INTO t VALUES ({i})"));
@@ -121,6 +127,9 @@ fn lag_tracker_shows_the_last_applied_transaction_across_restarts_and_crashes() 
     sql(n1, "INSERT INTO t VALUES (3)");
     barrier(n1, n2, 60);
     let applied = expected(n2, 3);
+    // Apply transactions commit asynchronously: a crash could lose them
+    // (they would be streamed again). Make them durable first.
+    sql(n2, "CHECKPOINT");
     n2.stop(StopMode::Immediate).unwrap();
     n2.start().unwrap();
     wait_for(n2, "SELECT commit_timestamp IS NOT NULL FROM spock.lag_tracker", 60);

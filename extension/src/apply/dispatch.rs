@@ -208,7 +208,7 @@ impl Dispatcher {
                 exception::leave_transaction();
                 if moves_progress {
                     self.flush.committed(end_lsn, local_end);
-                    super::progress::applied(commit_time);
+                    super::progress::applied(end_lsn, commit_time);
                 }
                 self.after_commit(mode);
             }
@@ -513,6 +513,7 @@ impl Dispatcher {
             pg_sys::XactLastCommitEnd
         };
         self.flush.committed(lsn, local_end);
+        super::progress::origin_moved(lsn);
     }
 }
 

@@ -25,8 +25,8 @@ const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 const SCAN_LIMIT: u32 = 1 << 22;
 
 thread_local! {
-    /// What the exit callback saves: (dboid, subid, progress).
-    static LAST: Cell<Option<(u32, u32, Progress)>> = const { Cell::new(None) };
+    /// What the exit callback saves: (dboid, subid, progress, origin position).
+    static LAST: Cell<Option<(u32, u32, Progress, u64)>> = const { Cell::new(None) };
     /// This worker's tracker, once streaming starts: updated by the stream
     /// loop, by the dispatcher at commits, and while a change waits for a
     /// lock (`wait`).
@@ -43,9 +43,18 @@ fn with<R>(f: impl FnOnce(&mut Tracker) -> R) -> Option<R> {
     TRACKER.with(|c| c.borrow_mut().as_mut().map(f))
 }
 
-/// A transaction from the provider was applied (committed here).
-pub fn applied(commit_ts: i64) {
-    with(|t| t.applied(commit_ts));
+/// A transaction from the provider was applied (committed here), which
+/// moved the origin to `end_lsn`.
+pub fn applied(end_lsn: u64, commit_ts: i64) {
+    with(|t| t.applied(end_lsn, commit_ts));
+}
+
+/// A sync event moved the origin to `lsn` (and nothing else).
+pub fn origin_moved(lsn: u64) {
+    with(|t| {
+        t.origin_lsn = lsn;
+        t.publish();
+    });
 }
 
 /// Something arrived from the provider (see [`Tracker::received`]).
@@ -67,6 +76,8 @@ struct Tracker {
     dboid: u32,
     subid: u32,
     progress: Progress,
+    /// The replication origin's position, as this worker moved it.
+    origin_lsn: u64,
     last_publish: Instant,
     dirty: bool,
 }
@@ -105,23 +116,24 @@ impl Tracker {
                 }
             }
         }
-        let mut t = Tracker { dboid, subid, progress, last_publish: Instant::now(), dirty: true };
+        let mut t = Tracker { dboid, subid, progress, origin_lsn, last_publish: Instant::now(), dirty: true };
         t.publish();
-        // SAFETY: registers a callback that runs at process exit, while
-        // shared memory and the origin session are still there.
-        unsafe { pg_sys::on_proc_exit(Some(save_on_exit), pg_sys::Datum::from(0usize)) };
+        // SAFETY: registers a callback that runs at process exit (it only
+        // writes a file from what this process kept).
+        unsafe { pg_sys::before_shmem_exit(Some(save_on_exit), pg_sys::Datum::from(0usize)) };
         t
     }
 
     fn publish(&mut self) {
         registry::publish_progress(self.dboid, self.subid, &self.progress);
-        LAST.with(|l| l.set(Some((self.dboid, self.subid, self.progress))));
+        LAST.with(|l| l.set(Some((self.dboid, self.subid, self.progress, self.origin_lsn))));
         self.last_publish = Instant::now();
         self.dirty = false;
     }
 
     /// A transaction from the provider was applied (committed here).
-    fn applied(&mut self, commit_ts: i64) {
+    fn applied(&mut self, end_lsn: u64, commit_ts: i64) {
+        self.origin_lsn = end_lsn;
         self.progress.commit_ts = commit_ts;
         self.progress.updated_ts = crate::workers::now();
         self.publish();
@@ -148,18 +160,10 @@ impl Tracker {
     }
 }
 
-/// Saves the last published progress with the origin's current position.
+/// Saves the last published progress with the origin's position.
 #[pg_guard]
 unsafe extern "C-unwind" fn save_on_exit(_code: i32, _arg: pg_sys::Datum) {
-    let Some((dboid, subid, progress)) = LAST.with(|l| l.get()) else { return };
-    // SAFETY: the origin session of this worker is still set up while
-    // on_proc_exit callbacks run; reading its progress takes its lock.
-    let origin_lsn = unsafe {
-        if pg_sys::replorigin_session_origin == pg_sys::InvalidRepOriginId as pg_sys::RepOriginId {
-            return;
-        }
-        pg_sys::replorigin_session_get_progress(false)
-    };
+    let Some((dboid, subid, progress, origin_lsn)) = LAST.with(|l| l.get()) else { return };
     let saved = Saved { origin_lsn, commit_ts: progress.commit_ts, updated_ts: progress.updated_ts };
     let path = file_of(dboid, subid);
     let tmp = path.with_extension("tmp");
