@@ -23,6 +23,8 @@ GRANT EXECUTE ON FUNCTION
     spock.core_patches_status(),
     spock.node_info(),
     spock.node_info_rows(),
+    spock.repset_show_table_rows(regclass, text[]),
+    spock.repset_show_table(regclass, text[]),
     spock.delta_apply(int2, int2, int2),
     spock.delta_apply(int4, int4, int4),
     spock.delta_apply(int8, int8, int8),

@@ -373,3 +373,74 @@ fn repset_remove_table(set_name: &CStr, relation: pg_sys::Oid, include_partition
         true
     })
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_show_table_rows(relation regclass, repsets text[], OUT relid oid, OUT nspname text,
+    OUT relname text, OUT att_list text[], OUT has_row_filter boolean, OUT relkind "char",
+    OUT relispartition boolean)
+    RETURNS SETOF record STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_show_table_wrapper';
+CREATE FUNCTION spock.repset_show_table(relation regclass, repsets text[], OUT relid oid, OUT nspname text,
+    OUT relname text, OUT att_list text[], OUT has_row_filter boolean, OUT relkind "char",
+    OUT relispartition boolean)
+    RETURNS record STRICT STABLE LANGUAGE sql AS 'SELECT * FROM spock.repset_show_table_rows($1, $2)';
+"#)]
+#[allow(clippy::type_complexity)]
+fn repset_show_table(
+    relation: pg_sys::Oid,
+    repsets: Vec<String>,
+) -> TableIterator<
+    'static,
+    (
+        name!(relid, pg_sys::Oid),
+        name!(nspname, String),
+        name!(relname, String),
+        name!(att_list, Vec<String>),
+        name!(has_row_filter, bool),
+        name!(relkind, i8),
+        name!(relispartition, bool),
+    ),
+> {
+    super::require_replication_privilege("spock.repset_show_table");
+    // Replication roles may call this, but not read the catalogs.
+    let member_of = crate::catalog::with_catalog_owner_rights(|| {
+        Spi::connect(|client| {
+            let local = node::require_local_node(client, "spock.repset_show_table");
+            repset::memberships(client, local.node_id, relation)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        })
+    });
+    let facts = table_facts(relation);
+    if !member_of.iter().any(|s| repsets.contains(s)) {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("{} is in none of the replication sets {}", facts.qualified_name, repsets.join(", ")),
+        );
+    }
+    // SAFETY: the relation's descriptor through the relcache, closed after.
+    let (columns, relispartition) = unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relation);
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        let columns = desc
+            .iter()
+            .filter(|a| !a.attisdropped && a.attgenerated == 0)
+            .map(|a| CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        let relispartition = (*(*rel).rd_rel).relispartition;
+        pg_sys::RelationClose(rel);
+        (columns, relispartition)
+    };
+    // SAFETY: a syscache lookup of an existing relation's name, copied.
+    let relname = unsafe { CStr::from_ptr(pg_sys::get_rel_name(relation)) }.to_string_lossy().into_owned();
+    // Row filters are not supported yet: no set filters rows.
+    TableIterator::once((
+        relation,
+        facts.schema.clone(),
+        relname,
+        columns,
+        false,
+        facts.relkind as i8,
+        relispartition,
+    ))
+}

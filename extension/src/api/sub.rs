@@ -582,7 +582,53 @@ fn sub_show_status(
 
 /// Waits until the subscription-level sync status is `r`.
 fn wait_for_sync(name: &str) {
+    wait_for_sync_of(name, None);
+}
+
+/// Schema and name of a relation.
+fn relation_names(relid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: syscache lookups of a relation; the names are copied.
+    unsafe {
+        let rel = pg_sys::get_rel_name(relid);
+        if rel.is_null() {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", relid.to_u32()),
+            );
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        (
+            CStr::from_ptr(nsp).to_string_lossy().into_owned(),
+            CStr::from_ptr(rel).to_string_lossy().into_owned(),
+        )
+    }
+}
+
+/// Waits for the subscription-level sync and, given a table, for that
+/// table's sync row if it has one (a table without a row has nothing to
+/// wait for).
+fn wait_for_sync_of(name: &str, table: Option<(&str, &str)>) {
     loop {
+        if let Some((nspname, relname)) = table {
+            let status = Spi::connect_mut(|client| {
+                let sub = require_subscription(client, name);
+                sync_status::table_status(client, sub.sub_id, nspname, relname)
+            });
+            match status {
+                Some(SyncStatus::Failed) => raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "the synchronisation of table {nspname}.{relname} in subscription \"{name}\" failed"
+                    ),
+                ),
+                Some(SyncStatus::Ready) | None => {}
+                Some(_) => {
+                    pgrx::check_for_interrupts!();
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            }
+        }
         let state = Spi::connect_mut(|client| sync_status::wait_state(client, name));
         let Some((enabled, status)) = state else {
             raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"))
@@ -611,6 +657,41 @@ CREATE FUNCTION spock.sub_wait_for_sync(subscription_name name) RETURNS void
 fn sub_wait_for_sync(subscription_name: &CStr) {
     require_superuser("spock.sub_wait_for_sync");
     wait_for_sync(&subscription_name.to_string_lossy());
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.table_wait_for_sync(subscription_name name, relation regclass) RETURNS void
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'table_wait_for_sync_wrapper';
+"#)]
+fn table_wait_for_sync(subscription_name: &CStr, relation: pg_sys::Oid) {
+    require_superuser("spock.table_wait_for_sync");
+    let (nspname, relname) = relation_names(relation);
+    wait_for_sync_of(&subscription_name.to_string_lossy(), Some((&nspname, &relname)));
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_show_table_rows(subscription_name name, relation regclass,
+    OUT nspname text, OUT relname text, OUT status text)
+    RETURNS SETOF record STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_show_table_wrapper';
+CREATE FUNCTION spock.sub_show_table(subscription_name name, relation regclass,
+    OUT nspname text, OUT relname text, OUT status text)
+    RETURNS record STRICT STABLE LANGUAGE sql AS 'SELECT * FROM spock.sub_show_table_rows($1, $2)';
+"#)]
+fn sub_show_table(
+    subscription_name: &CStr,
+    relation: pg_sys::Oid,
+) -> TableIterator<'static, (name!(nspname, String), name!(relname, String), name!(status, String))> {
+    require_superuser("spock.sub_show_table");
+    let name = subscription_name.to_string_lossy().into_owned();
+    let (nspname, relname) = relation_names(relation);
+    let status = Spi::connect_mut(|client| {
+        let sub = require_subscription(client, &name);
+        sync_status::table_status(client, sub.sub_id, &nspname, &relname)
+    });
+    // A table without a sync row (a subscription created without data
+    // synchronisation) is `unknown` (sql-api.md §4.4).
+    let status = status.map_or("unknown", SyncStatus::name).to_string();
+    TableIterator::once((nspname, relname, status))
 }
 
 #[pg_extern(sql = r#"

@@ -119,3 +119,65 @@ fn sync_event_reached(
             .unwrap_or(false)
     })
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.wait_slot_confirm_lsn(slotname name, target pg_lsn) RETURNS void
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'wait_slot_confirm_lsn_wrapper';
+"#)]
+// pg_lsn is a pass-by-value 64-bit datum, taken as i64.
+fn wait_slot_confirm_lsn(slotname: Option<&std::ffi::CStr>, target: Option<i64>) {
+    require_superuser("spock.wait_slot_confirm_lsn");
+    // NULL: the end of this session's last commit, or the current insert
+    // position when it committed nothing.
+    // SAFETY: reads this backend's last commit end and the WAL insert position.
+    let target = target.map_or_else(
+        || unsafe {
+            if pg_sys::XactLastCommitEnd != 0 {
+                pg_sys::XactLastCommitEnd
+            } else {
+                pg_sys::GetXLogInsertRecPtr()
+            }
+        },
+        |t| t as u64,
+    );
+    let slot = slotname.map(|s| s.to_string_lossy().into_owned());
+    loop {
+        // pg_replication_slots reads shared memory: always current.
+        let behind: i64 = match &slot {
+            Some(name) => {
+                let lsn = Spi::connect(|client| {
+                    client
+                        .select(
+                            "SELECT (coalesce(confirmed_flush_lsn, '0/0') - '0/0'::pg_lsn)::int8
+                               FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                            None,
+                            &[name.as_str().into()],
+                        )
+                        .unwrap_or_else(|e| pgrx::error!("cannot read pg_replication_slots: {e}"))
+                        .next()
+                        .map(|r| r.get::<i64>(1).ok().flatten().unwrap_or(0))
+                });
+                match lsn {
+                    Some(l) => i64::from((l as u64) < target),
+                    None => crate::errors::raise(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                        format!("replication slot \"{name}\" does not exist"),
+                    ),
+                }
+            }
+            None => Spi::get_one_with_args::<i64>(
+                "SELECT count(*) FROM pg_catalog.pg_replication_slots
+                  WHERE slot_type = 'logical' AND database = current_database()
+                    AND coalesce(confirmed_flush_lsn, '0/0') < '0/0'::pg_lsn + $1::numeric",
+                &[(target as i64).into()],
+            )
+            .unwrap_or_else(|e| pgrx::error!("cannot read pg_replication_slots: {e}"))
+            .unwrap_or(0),
+        };
+        if behind == 0 {
+            return;
+        }
+        pgrx::check_for_interrupts!();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

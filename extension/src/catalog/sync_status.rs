@@ -88,3 +88,26 @@ pub fn wait_state(client: &mut SpiClient<'_>, name: &str) -> Option<(bool, Optio
             (r.get::<bool>(1).ok().flatten().unwrap_or(false), status)
         })
 }
+
+/// The status of a table's sync row of a subscription, if the row exists,
+/// read with a fresh snapshot (for wait loops).
+pub fn table_status(
+    client: &mut SpiClient<'_>,
+    sub_id: u32,
+    nspname: &str,
+    relname: &str,
+) -> Option<SyncStatus> {
+    client
+        .update(
+            "SELECT sync_status::text FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_nspname = $2 AND sync_relname = $3",
+            None,
+            &[oid(sub_id).into(), nspname.into(), relname.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .next()
+        .map(|r| {
+            SyncStatus::from_code(code_of(r.get(1).unwrap(), "sync_status"))
+                .unwrap_or_else(|e| pgrx::error!("{e}"))
+        })
+}

@@ -1,0 +1,58 @@
+-- cluster: nodes=2
+-- The synchronisation-status functions, before table synchronisation exists
+-- (sql-api.md §4.3-§4.5): repset_show_table tells a subscriber what a
+-- provider sends of a table; sub_show_table reports `unknown` for a table
+-- of a subscription created without data synchronisation and
+-- table_wait_for_sync returns once the subscription is ready;
+-- wait_slot_confirm_lsn on a provider returns once its subscribers have
+-- confirmed the session's last commit.
+\c :n1
+CREATE EXTENSION spock;
+SELECT spock.node_create('n1', :'n1') > 0 AS created;
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+CREATE TABLE t (id int PRIMARY KEY, v text, gone int, doubled int GENERATED ALWAYS AS (id * 2) STORED);
+ALTER TABLE t DROP COLUMN gone;
+CREATE TABLE u (id int PRIMARY KEY);
+SELECT spock.repset_add_table('default', 't');
+SELECT relid = 't'::regclass AS same_relid, nspname, relname, att_list, has_row_filter, relkind, relispartition
+  FROM spock.repset_show_table('t', '{default,ddl_sql}');
+SELECT try($$SELECT spock.repset_show_table('u', '{default}')$$);
+SELECT try($$SELECT spock.repset_show_table('t', '{ddl_sql}')$$);
+-- Subscribers call it with a replication role; other roles may not.
+CREATE ROLE replicator REPLICATION;
+CREATE ROLE plain_user;
+SET ROLE replicator;
+SELECT relname, att_list FROM spock.repset_show_table('t', '{default}');
+SET ROLE plain_user;
+SELECT try($$SELECT spock.repset_show_table('t', '{default}')$$);
+RESET ROLE;
+\c :n2
+CREATE EXTENSION spock;
+SELECT spock.node_create('n2', :'n2') > 0 AS created;
+CREATE TABLE t (id int PRIMARY KEY, v text, doubled int GENERATED ALWAYS AS (id * 2) STORED);
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+SELECT spock.sub_create('sub_n2_n1', :'n1') > 0 AS subscribed;
+SELECT spock.table_wait_for_sync('sub_n2_n1', 't');
+SELECT * FROM spock.sub_show_table('sub_n2_n1', 't');
+SELECT try($$SELECT spock.sub_show_table('nosuchsub', 't')$$);
+SELECT try($$SELECT spock.table_wait_for_sync('nosuchsub', 't')$$);
+\c :n1
+INSERT INTO t (id, v) VALUES (1, 'confirmed');
+-- Returns once n2's slot has confirmed this session's last commit: the row
+-- is then on n2 without any other wait.
+SELECT spock.wait_slot_confirm_lsn(NULL, NULL);
+SELECT try($$SELECT spock.wait_slot_confirm_lsn('nosuchslot', NULL)$$);
+\c :n2
+SELECT * FROM t;
