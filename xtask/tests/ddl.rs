@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{barrier, cluster, make_node, sql, wait_for};
+use common::{barrier, cluster, sql, wait_for};
 use xtask::node::Node;
 
 const TABLES: [(&str, &str); 4] = [
@@ -35,21 +35,11 @@ fn the_quick_start_replicates_pgbench_from_one_node() {
         "fsync = off\nspock.enable_ddl_replication = on\nspock.include_ddl_repset = on\n",
     );
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // node_create on each, sub_create both ways, wait until both replicate.
     for node in &cluster.nodes {
-        make_node(node, &node.connstr(common::DB));
+        sql(node, "CREATE EXTENSION spock");
     }
-    for (node, provider) in [(n1, n2), (n2, n1)] {
-        sql(
-            node,
-            &format!(
-                "SELECT spock.sub_create('sub_{}_{}', '{}')",
-                node.name,
-                provider.name,
-                provider.connstr(common::DB).replace('\'', "''")
-            ),
-        );
-        wait_for(node, "SELECT count(*) = 1 FROM spock.sub_show_status() WHERE status = 'replicating'", 60);
-    }
+    cluster.wire_mesh(common::DB, std::time::Duration::from_secs(120)).unwrap();
 
     // pgbench -i on n1 only: its CREATE TABLEs (no keys yet: insert-only
     // set), TRUNCATE and COPY, then ALTER TABLE ... ADD PRIMARY KEY (moving

@@ -35,6 +35,25 @@ pub fn required<T>(v: Option<T>, arg: &str, function: &str) -> T {
     })
 }
 
+/// Schema and name of a relation (`42P01` when it does not exist).
+pub fn relation_names(relid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: syscache lookups of a relation; the names are copied.
+    unsafe {
+        let rel = pg_sys::get_rel_name(relid);
+        if rel.is_null() {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", relid.to_u32()),
+            );
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        (
+            CStr::from_ptr(nsp).to_string_lossy().into_owned(),
+            CStr::from_ptr(rel).to_string_lossy().into_owned(),
+        )
+    }
+}
+
 /// The current database's name.
 pub fn current_database() -> String {
     // SAFETY: MyDatabaseId is set in a backend connected to a database; the

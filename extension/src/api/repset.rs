@@ -12,7 +12,7 @@ use crate::catalog::node::{self, LocalNode};
 use crate::catalog::repset::{self, Set};
 use crate::errors::{raise, raise_hint, require_superuser};
 
-fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
+pub(super) fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
     repset::find_set(client, node.node_id, name).unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("replication set \"{name}\" does not exist"))
     })
@@ -431,16 +431,7 @@ fn repset_show_table(
         pg_sys::RelationClose(rel);
         (columns, relispartition)
     };
-    // SAFETY: a syscache lookup of an existing relation's name, copied.
-    let relname = unsafe { CStr::from_ptr(pg_sys::get_rel_name(relation)) }.to_string_lossy().into_owned();
+    let (nspname, relname) = super::relation_names(relation);
     // Row filters are not supported yet: no set filters rows.
-    TableIterator::once((
-        relation,
-        facts.schema.clone(),
-        relname,
-        columns,
-        false,
-        facts.relkind as i8,
-        relispartition,
-    ))
+    TableIterator::once((relation, nspname, relname, columns, false, facts.relkind as i8, relispartition))
 }

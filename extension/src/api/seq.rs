@@ -11,33 +11,15 @@ use pgrx::prelude::*;
 use spock_core::ddl::MessageType;
 use spock_core::protocol::QueueRow;
 
+use super::relation_names;
+use super::repset::require_set;
 use crate::catalog::node::{self, LocalNode};
-use crate::catalog::repset::{self, Set};
-use crate::catalog::{self, queue};
+use crate::catalog::{self, queue, repset};
 use crate::errors::{raise, require_superuser};
 use crate::hooks::ddl::current_role;
 
-/// Schema and name of a relation.
-fn names_of(relid: pg_sys::Oid) -> (String, String) {
-    // SAFETY: syscache lookups of an existing relation; the names are copied.
-    unsafe {
-        let rel = pg_sys::get_rel_name(relid);
-        if rel.is_null() {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("relation with OID {} does not exist", relid.to_u32()),
-            );
-        }
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        (
-            CStr::from_ptr(nsp).to_string_lossy().into_owned(),
-            CStr::from_ptr(rel).to_string_lossy().into_owned(),
-        )
-    }
-}
-
 fn qualified(relid: pg_sys::Oid) -> String {
-    let (schema, name) = names_of(relid);
+    let (schema, name) = relation_names(relid);
     format!("{}.{}", pgrx::spi::quote_identifier(&schema), pgrx::spi::quote_identifier(&name))
 }
 
@@ -60,12 +42,6 @@ fn check_sequence(relid: pg_sys::Oid) {
     }
 }
 
-fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
-    repset::find_set(client, node.node_id, name).unwrap_or_else(|| {
-        raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("replication set \"{name}\" does not exist"))
-    })
-}
-
 /// Queues the sequence's value plus its cache margin for the subscribers
 /// of its sets, in the caller's transaction; returns the value pushed.
 fn push(client: &mut pgrx::spi::SpiClient<'_>, node: &LocalNode, seqoid: pg_sys::Oid) -> i64 {
@@ -86,7 +62,7 @@ fn push(client: &mut pgrx::spi::SpiClient<'_>, node: &LocalNode, seqoid: pg_sys:
         .and_then(|r| r.get::<i64>(1).unwrap())
         .unwrap_or(0);
     let value = current.saturating_add(repset::seq_cache_size(client, seqoid));
-    let (schema, name) = names_of(seqoid);
+    let (schema, name) = relation_names(seqoid);
     let message = serde_json::json!({
         "schema_name": schema,
         "sequence_name": name,

@@ -10,7 +10,7 @@ use pgrx::{PgXactCallbackEvent, register_xact_callback};
 use spock_core::naming;
 use spock_core::sync::{SyncKind, SyncStatus};
 
-use super::{before_commit, current_database, my_database};
+use super::{before_commit, current_database, my_database, relation_names};
 use crate::catalog::node::{self, LocalNode, NodeDetails};
 use crate::catalog::subscription::{self, NewSubscription, Subscription};
 use crate::catalog::{origin, sync_status};
@@ -583,25 +583,6 @@ fn sub_show_status(
 /// Waits until the subscription-level sync status is `r`.
 fn wait_for_sync(name: &str) {
     wait_for_sync_of(name, None);
-}
-
-/// Schema and name of a relation.
-fn relation_names(relid: pg_sys::Oid) -> (String, String) {
-    // SAFETY: syscache lookups of a relation; the names are copied.
-    unsafe {
-        let rel = pg_sys::get_rel_name(relid);
-        if rel.is_null() {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("relation with OID {} does not exist", relid.to_u32()),
-            );
-        }
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        (
-            CStr::from_ptr(nsp).to_string_lossy().into_owned(),
-            CStr::from_ptr(rel).to_string_lossy().into_owned(),
-        )
-    }
 }
 
 /// Waits for the subscription-level sync and, given a table, for that

@@ -215,23 +215,7 @@ impl Stream {
                     ),
                 );
             }
-            // SAFETY: waits on the latch and the provider's socket.
-            unsafe {
-                let events = pg_sys::WaitLatchOrSocket(
-                    pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET
-                        | pg_sys::WL_SOCKET_READABLE
-                        | pg_sys::WL_TIMEOUT
-                        | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                    wait::with_conn(|c| c.socket()),
-                    FEEDBACK_INTERVAL.as_millis() as i64,
-                    pg_sys::PG_WAIT_EXTENSION,
-                );
-                if events & pg_sys::WL_LATCH_SET as i32 != 0 {
-                    pg_sys::ResetLatch(pg_sys::MyLatch);
-                }
-            }
-            pgrx::check_for_interrupts!();
+            wait::wait_for_provider(FEEDBACK_INTERVAL, pg_sys::PG_WAIT_EXTENSION);
         }
     }
 

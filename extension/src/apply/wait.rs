@@ -94,21 +94,7 @@ pub fn lock_table(relid: pg_sys::Oid) {
                     repeat_feedback();
                     last_feedback = Instant::now();
                 }
-                let socket = with_conn(|c| c.socket());
-                let events = pg_sys::WaitLatchOrSocket(
-                    pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET
-                        | pg_sys::WL_SOCKET_READABLE
-                        | pg_sys::WL_TIMEOUT
-                        | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                    socket,
-                    100,
-                    pg_sys::PG_WAIT_LOCK,
-                );
-                if events & pg_sys::WL_LATCH_SET as i32 != 0 {
-                    pg_sys::ResetLatch(pg_sys::MyLatch);
-                }
-                pgrx::check_for_interrupts!();
+                wait_for_provider(Duration::from_millis(100), pg_sys::PG_WAIT_LOCK);
                 if pg_sys::ConditionalLockRelationOid(relid, mode) {
                     break;
                 }
@@ -121,6 +107,29 @@ pub fn lock_table(relid: pg_sys::Oid) {
             l.push(relid);
         }
     });
+}
+
+/// Waits until the provider's socket is readable, the latch is set or
+/// `timeout` has passed, then handles interrupts.
+pub fn wait_for_provider(timeout: Duration, wait_event: u32) {
+    let socket = with_conn(|c| c.socket());
+    // SAFETY: waits on this process's latch and the provider's socket.
+    unsafe {
+        let events = pg_sys::WaitLatchOrSocket(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET
+                | pg_sys::WL_SOCKET_READABLE
+                | pg_sys::WL_TIMEOUT
+                | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            socket,
+            timeout.as_millis() as i64,
+            wait_event,
+        );
+        if events & pg_sys::WL_LATCH_SET as i32 != 0 {
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+    }
+    pgrx::check_for_interrupts!();
 }
 
 /// Whether another process waits for a lock this transaction holds: its

@@ -144,9 +144,9 @@ SET spock.deny_all_ddl = on;
 SELECT try('CREATE TABLE denied (i int)');
 RESET spock.deny_all_ddl;
 -- A role's DDL runs as that role everywhere.
-CREATE ROLE ddl_user;
-GRANT CREATE ON SCHEMA public TO ddl_user;
-SET ROLE ddl_user;
+CREATE ROLE ddl_replication_user;
+GRANT CREATE ON SCHEMA public TO ddl_replication_user;
+SET ROLE ddl_replication_user;
 CREATE TABLE owned (id int PRIMARY KEY);
 RESET ROLE;
 SELECT spock.sync_event() AS lsn \gset
@@ -212,7 +212,7 @@ CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
 SELECT to_regclass('k2') IS NULL AS k2_dropped, count(*) AS k2_in_sets FROM spock.tables WHERE relname = 'k2';
 -- Automatic DDL is a session setting; replicate_ddl needs a superuser.
 \c :n1
-CREATE ROLE plain_user;
-SET ROLE plain_user;
+CREATE ROLE ddl_replication_plain;
+SET ROLE ddl_replication_plain;
 SELECT try($$SELECT spock.replicate_ddl('CREATE TABLE p (i int)')$$);
 RESET ROLE;

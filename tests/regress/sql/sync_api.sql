@@ -25,11 +25,11 @@ SELECT relid = 't'::regclass AS same_relid, nspname, relname, att_list, has_row_
 SELECT try($$SELECT spock.repset_show_table('u', '{default}')$$);
 SELECT try($$SELECT spock.repset_show_table('t', '{ddl_sql}')$$);
 -- Subscribers call it with a replication role; other roles may not.
-CREATE ROLE replicator REPLICATION;
-CREATE ROLE plain_user;
-SET ROLE replicator;
+CREATE ROLE sync_api_replicator REPLICATION;
+CREATE ROLE sync_api_plain;
+SET ROLE sync_api_replicator;
 SELECT relname, att_list FROM spock.repset_show_table('t', '{default}');
-SET ROLE plain_user;
+SET ROLE sync_api_plain;
 SELECT try($$SELECT spock.repset_show_table('t', '{default}')$$);
 RESET ROLE;
 \c :n2
