@@ -40,3 +40,10 @@ CREATE VIEW spock.lag_tracker AS
       FROM spock.progress p
       JOIN spock.node origin ON origin.node_id = p.remote_node_id
       JOIN spock.node receiver ON receiver.node_id = p.node_id;
+
+-- The table each running initial copy is copying, with the rows and bytes
+-- copied so far (updated every second).
+CREATE VIEW spock.sync_progress AS
+    SELECT s.sub_name AS subscription_name, c.relation, c.rows_copied, c.bytes_copied, c.copy_started
+      FROM spock.copies_published() c
+      JOIN spock.subscription s ON s.sub_id = c.sub_id;

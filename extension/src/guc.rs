@@ -17,6 +17,8 @@ pub static APPLY_IDLE_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static EXTRA_CONNECTION_OPTIONS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 /// `spock.restart_delay_default` (ms): delay before a failed apply worker is restarted.
+pub static TEMP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub static RESTART_DELAY_DEFAULT: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// `spock.require_core_patches`: refuse to start workers when a core patch is missing.
 pub static REQUIRE_CORE_PATCHES: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -301,6 +303,14 @@ pub fn init() {
         // It may hold credentials (sslpassword, passfile, ...).
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_string_guc(
+        c"spock.temp_directory",
+        c"Directory for the structure dumps of initial synchronisations (empty: the system's temporary directory).",
+        c"",
+        &TEMP_DIRECTORY,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"spock.restart_delay_default",
         c"Milliseconds before an apply worker that exited with an error is restarted.",
@@ -384,4 +394,13 @@ pub fn track_commit_timestamp() -> bool {
 /// `spock.extra_connection_options` as a string.
 pub fn extra_connection_options() -> String {
     EXTRA_CONNECTION_OPTIONS.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Where structure dumps are written: `spock.temp_directory`, or the
+/// system's temporary directory when it is empty.
+pub fn temp_directory() -> std::path::PathBuf {
+    match TEMP_DIRECTORY.get().map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.is_empty()) {
+        Some(dir) => dir.into(),
+        None => std::env::temp_dir(),
+    }
 }

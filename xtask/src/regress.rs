@@ -47,7 +47,7 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_tests: &["cluster", "engine", "conflicts", "convergence", "ddl", "progress"],
+            integration_tests: &["cluster", "engine", "conflicts", "convergence", "ddl", "progress", "sync"],
             extra_conf: "fsync = off\n",
         }
     }

@@ -142,6 +142,23 @@ pub fn connection_params(
     params
 }
 
+/// A keyword/value connection string for a client program (`pg_dump`)
+/// from parsed pairs, every value quoted, and the password apart, to be
+/// handed over in `PGPASSWORD` instead of the program's arguments, which
+/// every local user can read.
+pub fn client_conninfo(pairs: &[(String, String)]) -> (String, Option<String>) {
+    let mut password = None;
+    let mut parts = Vec::new();
+    for (key, value) in pairs {
+        if key == "password" {
+            password = Some(value.clone());
+        } else {
+            parts.push(format!("{key}='{}'", value.replace('\\', "\\\\").replace('\'', "\\'")));
+        }
+    }
+    (parts.join(" "), password)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +233,17 @@ mod tests {
             "a dbname in the extra options is dropped"
         );
         assert_eq!(params[7].1, "postgresql://u@h/db");
+    }
+
+    #[test]
+    fn client_conninfo_quotes_values_and_keeps_the_password_apart() {
+        let pairs: Vec<(String, String)> = [("host", "h"), ("password", "s3cret"), ("dbname", "it's \\db")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (conninfo, password) = client_conninfo(&pairs);
+        assert_eq!(conninfo, "host='h' dbname='it\\'s \\\\db'");
+        assert_eq!(password.as_deref(), Some("s3cret"));
+        assert!(!conninfo.contains("s3cret"));
     }
 }

@@ -1,6 +1,9 @@
 //! Synchronisation states of a subscription and its tables, as stored in
-//! `spock.local_sync_status` (sql-api.md §6.5), and the rule that decides
-//! whether an apply worker may create its subscription's replication slot.
+//! `spock.local_sync_status` (sql-api.md §6.5), the rule that decides
+//! whether an apply worker may create its subscription's replication slot,
+//! and the pure parts of the initial copy: when it runs, which entries of
+//! the provider's dump are restored, and the name patterns given to
+//! `pg_dump`.
 
 use std::fmt;
 
@@ -161,6 +164,62 @@ pub fn slot_plan(slot_exists: bool, stream_start: Option<u64>) -> SlotPlan {
     }
 }
 
+/// Whether a subscription's apply worker starts with the initial copy
+/// (behaviour.md §6.1): it asked for structure or data and never streamed.
+/// A leftover slot of an attempt that failed is then dropped and made again,
+/// because its snapshot is gone.
+pub fn needs_initial_copy(kind: SyncKind, stream_start: Option<u64>) -> bool {
+    kind != SyncKind::Init && stream_start.is_none()
+}
+
+/// The extension whose objects a structure copy never restores: the
+/// subscriber has its own.
+pub const OWN_EXTENSION: &str = "spock";
+
+/// Whether an entry of `pg_restore --list` is restored on the subscriber.
+/// The list has comment lines (`;`) and entries `<id>; <catalog> <oid>
+/// <description> <schema> <name> <owner>`; the `spock` extension and its
+/// comment are left out (the schema `spock` is already excluded from the
+/// dump itself).
+pub fn keep_in_restore(line: &str) -> bool {
+    let Some((id, rest)) = line.split_once(';') else { return true };
+    if id.trim().parse::<u64>().is_err() {
+        return true;
+    }
+    // Skip the catalog and object ids.
+    let mut words = rest.split_whitespace().skip(2);
+    let entry: Vec<&str> = words.by_ref().take(4).collect();
+    let own = |w: &[&str]| w.first() == Some(&OWN_EXTENSION);
+    match entry.as_slice() {
+        ["EXTENSION", "-", tail @ ..] if own(tail) => false,
+        ["COMMENT", "-", "EXTENSION", tail @ ..] if own(tail) => false,
+        _ => true,
+    }
+}
+
+/// A script `pg_restore --file` wrote, made fit to send as one simple query:
+/// without the psql meta-commands `\restrict` and `\unrestrict` that
+/// recent releases put around it (they guard psql against meta-commands
+/// smuggled into object names; a simple query runs no meta-commands at
+/// all, so any other backslash line is an SQL syntax error, never a
+/// command).
+pub fn restore_script(text: &str) -> String {
+    text.lines().filter(|l| !(l.starts_with("\\restrict ") || l.starts_with("\\unrestrict "))).fold(
+        String::with_capacity(text.len()),
+        |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        },
+    )
+}
+
+/// A `pg_dump` name pattern that matches exactly `name` (in double quotes,
+/// where every character is literal and `"` is doubled).
+pub fn exact_pattern(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +261,51 @@ mod tests {
         assert_eq!(slot_plan(true, Some(0x1000)), SlotPlan::Use);
         assert_eq!(slot_plan(false, None), SlotPlan::Create);
         assert_eq!(slot_plan(false, Some(0x1000)), SlotPlan::Missing);
+    }
+
+    #[test]
+    fn only_a_subscription_that_never_streamed_copies() {
+        assert!(needs_initial_copy(SyncKind::Full, None));
+        assert!(needs_initial_copy(SyncKind::Data, None));
+        assert!(needs_initial_copy(SyncKind::Structure, None));
+        assert!(!needs_initial_copy(SyncKind::Init, None));
+        assert!(!needs_initial_copy(SyncKind::Full, Some(0x1000)));
+    }
+
+    #[test]
+    fn the_own_extension_is_left_out_of_the_restore() {
+        let list = "\
+;
+; Archive created at 2026-12-02 15:00:00 UTC
+;     dbname: postgres
+3; 3079 16385 EXTENSION - spock 
+4321; 0 0 COMMENT - EXTENSION spock 
+5; 3079 16390 EXTENSION - spockish 
+6; 3079 16391 EXTENSION - vector 
+215; 1259 16386 TABLE public t postgres
+216; 1259 16387 TABLE public spock postgres
+3301; 2606 16400 CONSTRAINT public t t_pkey postgres
+";
+        let kept: Vec<&str> = list.lines().filter(|l| keep_in_restore(l)).collect();
+        assert!(kept.iter().all(|l| !l.contains("EXTENSION - spock ") && !l.contains("EXTENSION spock")));
+        assert!(kept.iter().any(|l| l.contains("EXTENSION - spockish")));
+        assert!(kept.iter().any(|l| l.contains("EXTENSION - vector")));
+        assert!(kept.iter().any(|l| l.contains("TABLE public spock")), "a table named spock stays");
+        assert!(kept.iter().any(|l| l.contains("t_pkey")));
+        assert_eq!(kept.len(), list.lines().count() - 2);
+    }
+
+    #[test]
+    fn patterns_match_names_literally() {
+        assert_eq!(exact_pattern("s2"), "\"s2\"");
+        assert_eq!(exact_pattern("My*Schema"), "\"My*Schema\"");
+        assert_eq!(exact_pattern("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn restore_scripts_lose_only_the_psql_guards() {
+        let script = "\\restrict abc\nSET x = 1;\nCREATE TABLE t (v text DEFAULT '\\restrict no');\n\\unrestrict abc\n";
+        assert_eq!(restore_script(script), "SET x = 1;\nCREATE TABLE t (v text DEFAULT '\\restrict no');\n");
+        assert_eq!(restore_script("SELECT 1;\n"), "SELECT 1;\n");
     }
 }

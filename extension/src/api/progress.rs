@@ -2,6 +2,8 @@
 //! this database published. `spock.apply_group_progress()`, and the views
 //! `spock.progress` and `spock.lag_tracker` over it, are SQL (`sql/views.sql`)
 //! joining this with the subscriptions and their replication origins.
+//! `spock.sync_progress` shows the table each running initial copy is
+//! copying and how many rows it has copied so far.
 
 use pgrx::prelude::*;
 
@@ -31,5 +33,33 @@ fn progress_published() -> TableIterator<
     let lsn = |l: u64| (l != 0).then_some(l as i64);
     TableIterator::new(registry::progress_of(my_database()).into_iter().map(move |(subid, p)| {
         (pg_sys::Oid::from(subid), ts(p.commit_ts), lsn(p.insert_lsn), lsn(p.received_lsn), ts(p.updated_ts))
+    }))
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.copies_published(OUT sub_id oid, OUT relation text, OUT rows_copied int8,
+    OUT bytes_copied int8, OUT copy_started timestamptz)
+    RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'copies_published_wrapper';
+"#)]
+#[allow(clippy::type_complexity)]
+fn copies_published() -> TableIterator<
+    'static,
+    (
+        name!(sub_id, pg_sys::Oid),
+        name!(relation, String),
+        name!(rows_copied, i64),
+        name!(bytes_copied, i64),
+        name!(copy_started, Option<TimestampWithTimeZone>),
+    ),
+> {
+    require_superuser("spock.copies_published");
+    TableIterator::new(registry::copies_of(my_database()).into_iter().map(|(subid, c)| {
+        (
+            pg_sys::Oid::from(subid),
+            c.table().unwrap_or_default(),
+            c.rows as i64,
+            c.bytes as i64,
+            TimestampWithTimeZone::try_from(c.started).ok(),
+        )
     }))
 }

@@ -103,15 +103,12 @@ fn sub_create(
         );
     }
     for (set, what) in [
-        (synchronize_structure, "synchronize_structure"),
-        (synchronize_data, "synchronize_data"),
         (!forward_origins.is_empty(), "forward_origins = '{all}'"),
         (
             apply_delay.as_micros() != 0 || apply_delay.days() != 0 || apply_delay.months() != 0,
             "a non-zero apply_delay",
         ),
         (force_text_transfer, "force_text_transfer"),
-        (!skip_schema.is_empty(), "skip_schema"),
     ] {
         if set {
             raise(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{what} is not supported yet"));
@@ -221,6 +218,7 @@ fn sub_create(
                 enabled,
                 slot_name: &slot,
                 replication_sets: &replication_sets,
+                skip_schema: &skip_schema,
             },
         );
         // A subscription created disabled is ready at once, with its origin,
@@ -615,7 +613,23 @@ fn wait_for_sync_of(name: &str, table: Option<(&str, &str)>) {
             raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"))
         };
         match status {
-            Some(SyncStatus::Ready) => return,
+            Some(SyncStatus::Ready) => {
+                let failed = Spi::connect_mut(|client| {
+                    let sub = require_subscription(client, name);
+                    sync_status::failed_tables(client, sub.sub_id)
+                });
+                if table.is_none() && !failed.is_empty() {
+                    raise_hint(
+                        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "the synchronisation of table(s) {} in subscription \"{name}\" failed",
+                            failed.join(", ")
+                        ),
+                        "The server log says why; spock.sub_show_table shows each table's status.",
+                    );
+                }
+                return;
+            }
             Some(SyncStatus::Failed) => raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("the synchronisation of subscription \"{name}\" failed"),

@@ -1,8 +1,9 @@
 //! The apply worker of one subscription (behaviour.md §3, §19): started by
-//! the manager, it streams from the provider (`stream`), applies each remote
-//! transaction as one local transaction stamped with the origin and the
-//! origin's commit timestamp (`dispatch`), maps provider tables onto local
-//! ones (`relmap`) and changes rows through the executor (`rowops`) with the
+//! the manager, it first copies the provider's structure and data when the
+//! subscription asked for it (`sync`), then streams from the provider
+//! (`stream`), applies each remote transaction as one local transaction
+//! stamped with the origin and the origin's commit timestamp (`dispatch`),
+//! maps provider tables onto local ones (`relmap`) and changes rows through the executor (`rowops`) with the
 //! table owner's rights (`owner`). The error it exits with is kept in the
 //! worker registry, where `sub_show_status` shows it.
 
@@ -17,6 +18,7 @@ mod relmap;
 mod rowops;
 mod stream;
 mod subxact;
+mod sync;
 mod wait;
 
 use std::ffi::CString;

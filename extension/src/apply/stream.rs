@@ -1,7 +1,8 @@
 //! The replication stream of one subscription: connect to the provider,
 //! agree on a protocol version, make sure the slot is the one this
 //! subscription has been streaming from (creating it only before the first
-//! stream, `spock_core::sync::slot_plan`), set up the replication origin,
+//! stream, `spock_core::sync::slot_plan`) or running the initial copy
+//! (`sync`) that creates it, set up the replication origin,
 //! stream from the origin's position, hand each message to the dispatcher,
 //! and report back only positions whose local commits are flushed.
 
@@ -11,7 +12,7 @@ use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use spock_core::protocol::{self, encode_name_list};
 use spock_core::stream::{self, FromProvider, format_lsn};
-use spock_core::sync::{SlotPlan, slot_plan};
+use spock_core::sync::{SlotPlan, SyncKind, needs_initial_copy, slot_plan};
 
 use super::dispatch::Dispatcher;
 use super::wait;
@@ -92,12 +93,31 @@ impl Stream {
             Spi::connect(|client| sync_status::subscription_sync(client, sub_id))
         });
         let stream_start = sync.and_then(|s| s.stream_start);
-        let position = provider::slot_position(conn, &slot)
+        let kind = sync.map_or(SyncKind::Init, |s| s.kind);
+        let start = if needs_initial_copy(kind, stream_start) {
+            super::sync::initial_copy(&self.sub, kind, self.dboid, conn)
+        } else {
+            self.slot_start(conn, stream_start)
+        };
+        let origin = BackgroundWorker::transaction(move || {
+            Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
+            origin::ensure(&slot)
+        });
+        // Taken over in a transaction that writes nothing: only the apply
+        // transactions (and origin moves) carry the origin in their commit
+        // timestamps, which is how progress is recovered after a crash.
+        BackgroundWorker::transaction(move || origin::setup_session(origin))
+    }
+
+    /// Where the stream of a subscription without an initial copy starts.
+    fn slot_start(&self, conn: &mut Conn, stream_start: Option<u64>) -> u64 {
+        let slot = &self.sub.slot_name;
+        let position = provider::slot_position(conn, slot)
             .unwrap_or_else(|e| connect_error(e, "cannot list the provider's replication slots"));
-        let start = match slot_plan(position.is_some(), stream_start) {
+        match slot_plan(position.is_some(), stream_start) {
             SlotPlan::Use => position.unwrap_or(0),
             SlotPlan::Create => {
-                let lsn = provider::create_slot(conn, &slot).unwrap_or_else(|e| {
+                let lsn = provider::create_slot(conn, slot).unwrap_or_else(|e| {
                     connect_error(e, &format!("cannot create replication slot {slot} on the provider"))
                 });
                 pgrx::log!(
@@ -119,15 +139,7 @@ impl Stream {
                  re-create the subscription (spock.sub_drop, spock.sub_create) to start again from the \
                  provider's current state, after making the two nodes' data equal.",
             ),
-        };
-        let origin = BackgroundWorker::transaction(move || {
-            Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
-            origin::ensure(&slot)
-        });
-        // Taken over in a transaction that writes nothing: only the apply
-        // transactions (and origin moves) carry the origin in their commit
-        // timestamps, which is how progress is recovered after a crash.
-        BackgroundWorker::transaction(move || origin::setup_session(origin))
+        }
     }
 
     pub fn run(mut self) {

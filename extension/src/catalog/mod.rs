@@ -26,7 +26,12 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../../sql/views.sql",
     name = "views",
-    requires = ["catalog", core_patches::core_patches_status, api::progress::progress_published]
+    requires = [
+        "catalog",
+        core_patches::core_patches_status,
+        api::progress::progress_published,
+        api::progress::copies_published
+    ]
 );
 pgrx::extension_sql_file!("../../sql/privileges.sql", name = "privileges", finalize);
 

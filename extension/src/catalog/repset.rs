@@ -290,3 +290,17 @@ pub fn set_seq_pushed(client: &mut SpiClient<'_>, seqoid: pg_sys::Oid, value: i6
         )
         .unwrap_or_else(spi_failed("write spock.sequence_state"));
 }
+
+/// SQL for the copying session of an initial structure copy: puts the
+/// restored table `qualified_literal` (a quoted literal of its quoted name)
+/// into the local set named `set_literal`, as it is on the provider, when
+/// this node has such a set and the table is not yet in it.
+pub fn adopt_membership_sql(set_literal: &str, qualified_literal: &str) -> String {
+    format!(
+        "SELECT spock.repset_add_table(s.set_name, {qualified_literal}::regclass)
+           FROM spock.replication_set s JOIN spock.local_node l ON l.node_id = s.set_nodeid
+          WHERE s.set_name = {set_literal}
+            AND NOT EXISTS (SELECT 1 FROM spock.replication_set_table t
+                             WHERE t.set_id = s.set_id AND t.set_reloid = {qualified_literal}::regclass)"
+    )
+}

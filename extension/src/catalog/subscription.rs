@@ -25,12 +25,15 @@ pub struct Subscription {
     pub created_at: i64,
     /// The armed skip LSN (`sub_skip_lsn`), 0 when none.
     pub skip_lsn: u64,
+    /// Schemas the initial copy leaves out (`sub_skip_schema`).
+    pub skip_schema: Vec<String>,
 }
 
 const SUBSCRIPTION_QUERY: &str = "SELECT s.sub_id, s.sub_name::text, s.sub_origin, o.node_name::text,
         i.if_dsn, s.sub_enabled, s.sub_slot_name::text,
         coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}'),
-        s.sub_target, t.node_name::text, s.sub_created_at, (s.sub_skip_lsn - '0/0')::int8
+        s.sub_target, t.node_name::text, s.sub_created_at, (s.sub_skip_lsn - '0/0')::int8,
+        coalesce(s.sub_skip_schema, '{}')
    FROM spock.subscription s
    JOIN spock.node o ON o.node_id = s.sub_origin
    JOIN spock.node t ON t.node_id = s.sub_target
@@ -51,6 +54,7 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
         target_name: row.get::<String>(11).unwrap().unwrap_or_default(),
         created_at: row.get::<TimestampWithTimeZone>(12).unwrap().map(|t| t.into_inner()).unwrap_or(0),
         skip_lsn: row.get::<i64>(13).unwrap().unwrap_or(0) as u64,
+        skip_schema: row.get::<Vec<String>>(14).unwrap().unwrap_or_default(),
     }
 }
 
@@ -97,6 +101,7 @@ pub struct NewSubscription<'a> {
     pub enabled: bool,
     pub slot_name: &'a str,
     pub replication_sets: &'a [String],
+    pub skip_schema: &'a [String],
 }
 
 /// A fresh subscription id from `spock.sub_id_generator`.
@@ -116,7 +121,7 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
         .update(
             "INSERT INTO spock.subscription (sub_id, sub_name, sub_origin, sub_target, sub_origin_if, sub_target_if,
                 sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', '{}')",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10)",
             None,
             &[
                 oid(id).into(),
@@ -128,6 +133,7 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
                 sub.enabled.into(),
                 sub.slot_name.into(),
                 sub.replication_sets.to_vec().into(),
+                sub.skip_schema.to_vec().into(),
             ],
         )
         .unwrap_or_else(spi_failed("insert into spock.subscription"));

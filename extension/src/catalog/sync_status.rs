@@ -1,6 +1,8 @@
 //! Synchronisation status rows (`spock.local_sync_status`), typed with
-//! `spock_core::sync`. Only subscription-level rows (no relation) exist
-//! today.
+//! `spock_core::sync`: the subscription-level row (no relation) and one row
+//! per table an initial copy copied. The statements that end an initial
+//! copy run in the copying session's own transaction (so that the copied
+//! rows and their status commit together); their text is made here too.
 
 use pgrx::spi::SpiClient;
 use spock_core::sync::{SyncKind, SyncStatus};
@@ -10,6 +12,7 @@ use super::{oid, spi_failed};
 /// The subscription-level row of a subscription.
 #[derive(Clone, Copy, Debug)]
 pub struct SubscriptionSync {
+    pub kind: SyncKind,
     pub status: SyncStatus,
     /// The provider position at which the subscription first streamed from
     /// its slot; `None` while it never did.
@@ -25,7 +28,7 @@ fn code_of(text: Option<String>, what: &str) -> char {
 pub fn subscription_sync(client: &SpiClient<'_>, sub_id: u32) -> Option<SubscriptionSync> {
     let row = client
         .select(
-            "SELECT sync_status::text, (sync_statuslsn - '0/0'::pg_lsn)::int8
+            "SELECT sync_status::text, (sync_statuslsn - '0/0'::pg_lsn)::int8, sync_kind::text
                FROM spock.local_sync_status
               WHERE sync_subid = $1 AND sync_nspname IS NULL AND sync_relname IS NULL",
             None,
@@ -36,7 +39,9 @@ pub fn subscription_sync(client: &SpiClient<'_>, sub_id: u32) -> Option<Subscrip
     let status = SyncStatus::from_code(code_of(row.get(1).unwrap(), "sync_status"))
         .unwrap_or_else(|e| pgrx::error!("{e}"));
     let lsn = row.get::<i64>(2).unwrap().unwrap_or(0) as u64;
-    Some(SubscriptionSync { status, stream_start: (lsn != 0).then_some(lsn) })
+    let kind = SyncKind::from_code(code_of(row.get(3).unwrap(), "sync_kind"))
+        .unwrap_or_else(|e| pgrx::error!("{e}"));
+    Some(SubscriptionSync { kind, status, stream_start: (lsn != 0).then_some(lsn) })
 }
 
 /// Inserts the subscription-level row of a new subscription.
@@ -110,4 +115,84 @@ pub fn table_status(
             SyncStatus::from_code(code_of(r.get(1).unwrap(), "sync_status"))
                 .unwrap_or_else(|e| pgrx::error!("{e}"))
         })
+}
+
+/// Sets the status of the subscription-level row.
+pub fn set_subscription_status(client: &mut SpiClient<'_>, sub_id: u32, status: SyncStatus) {
+    client
+        .update(
+            "UPDATE spock.local_sync_status SET sync_status = $2
+              WHERE sync_subid = $1 AND sync_nspname IS NULL AND sync_relname IS NULL",
+            None,
+            &[oid(sub_id).into(), status.code().to_string().into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"));
+}
+
+/// Starts the table rows of an initial data copy: the rows of an earlier
+/// attempt go, and every table to copy gets a row in status `d`.
+pub fn start_table_copies(client: &mut SpiClient<'_>, sub_id: u32, tables: &[(String, String)]) {
+    client
+        .update(
+            "DELETE FROM spock.local_sync_status WHERE sync_subid = $1 AND sync_relname IS NOT NULL",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("delete from spock.local_sync_status"));
+    for (nspname, relname) in tables {
+        client
+            .update(
+                "INSERT INTO spock.local_sync_status (sync_kind, sync_subid, sync_nspname, sync_relname, sync_status)
+                 VALUES ('d', $1, $2, $3, 'd')",
+                None,
+                &[oid(sub_id).into(), nspname.as_str().into(), relname.as_str().into()],
+            )
+            .unwrap_or_else(spi_failed("insert into spock.local_sync_status"));
+    }
+}
+
+/// Marks every row of a subscription that is not ready as failed.
+pub fn fail_unfinished(client: &mut SpiClient<'_>, sub_id: u32) {
+    client
+        .update(
+            "UPDATE spock.local_sync_status SET sync_status = 'f' WHERE sync_subid = $1 AND sync_status <> 'r'",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"));
+}
+
+/// The tables of a subscription whose synchronisation failed, as
+/// `schema.table`, read with a fresh snapshot (for wait loops).
+pub fn failed_tables(client: &mut SpiClient<'_>, sub_id: u32) -> Vec<String> {
+    client
+        .update(
+            "SELECT sync_nspname || '.' || sync_relname FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status = 'f' ORDER BY 1",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect()
+}
+
+/// SQL for the copying session: the copy of one table failed. Takes the
+/// schema and table names as quoted literals.
+pub fn table_failed_sql(sub_id: u32, nspname_literal: &str, relname_literal: &str) -> String {
+    format!(
+        "UPDATE spock.local_sync_status SET sync_status = 'f'
+          WHERE sync_subid = {sub_id} AND sync_nspname = {nspname_literal} AND sync_relname = {relname_literal}"
+    )
+}
+
+/// SQL for the copying session, run just before it commits: every row of
+/// the subscription that did not fail is ready as of the slot's start
+/// `lsn`, which is where the subscription starts streaming.
+pub fn copy_finished_sql(sub_id: u32, lsn: u64) -> String {
+    format!(
+        "UPDATE spock.local_sync_status SET sync_status = 'r', sync_statuslsn = '{}'
+          WHERE sync_subid = {sub_id} AND sync_status <> 'f'",
+        spock_core::stream::format_lsn(lsn.max(1))
+    )
 }

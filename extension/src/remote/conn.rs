@@ -36,6 +36,8 @@ struct ConninfoOption {
 // ExecStatusType values.
 const PGRES_COMMAND_OK: c_int = 1;
 const PGRES_TUPLES_OK: c_int = 2;
+const PGRES_COPY_OUT: c_int = 3;
+const PGRES_COPY_IN: c_int = 4;
 const PGRES_COPY_BOTH: c_int = 8;
 // ConnStatusType.
 const CONNECTION_BAD: c_int = 1;
@@ -72,6 +74,8 @@ unsafe extern "C" {
     fn PQconsumeInput(conn: *mut PGconn) -> c_int;
     fn PQgetCopyData(conn: *mut PGconn, buffer: *mut *mut c_char, is_async: c_int) -> c_int;
     fn PQputCopyData(conn: *mut PGconn, buffer: *const c_char, nbytes: c_int) -> c_int;
+    fn PQputCopyEnd(conn: *mut PGconn, errormsg: *const c_char) -> c_int;
+    fn PQcmdTuples(res: *mut PGresult) -> *const c_char;
     fn PQflush(conn: *mut PGconn) -> c_int;
     fn PQsetnonblocking(conn: *mut PGconn, arg: c_int) -> c_int;
     fn PQfreemem(ptr: *mut c_void);
@@ -422,17 +426,125 @@ impl Conn {
         self.escape(PQescapeIdentifier, s)
     }
 
-    /// Sends a command that starts COPY BOTH (START_REPLICATION).
-    pub fn start_copy_both(&mut self, command: &str) -> Result<(), PqError> {
+    /// Sends a command that starts a COPY of the kind `expected`.
+    fn start_copy(&mut self, command: &str, expected: c_int) -> Result<(), PqError> {
         let res = self.send_and_wait(command)?;
         // SAFETY: a result of this connection (or NULL), cleared here.
-        unsafe {
+        let outcome = unsafe {
             let status = if res.is_null() { -1 } else { PQresultStatus(res) };
-            let outcome = if status == PGRES_COPY_BOTH { Ok(()) } else { Err(self.result_error(res)) };
+            let outcome = if status == expected { Ok(()) } else { Err(self.result_error(res)) };
             if !res.is_null() {
                 PQclear(res);
             }
             outcome
+        };
+        if outcome.is_err() {
+            // Whatever else the command returned is drained, so that the
+            // connection can take the next command.
+            while !self.next_result()?.is_null() {}
+        }
+        outcome
+    }
+
+    /// Sends a command that starts COPY BOTH (START_REPLICATION).
+    pub fn start_copy_both(&mut self, command: &str) -> Result<(), PqError> {
+        self.start_copy(command, PGRES_COPY_BOTH)
+    }
+
+    /// Sends a `COPY ... TO STDOUT`; read it with [`Conn::copy_out_next`].
+    pub fn start_copy_out(&mut self, command: &str) -> Result<(), PqError> {
+        self.start_copy(command, PGRES_COPY_OUT)
+    }
+
+    /// Sends a `COPY ... FROM STDIN`; feed it with [`Conn::copy_in_send`]
+    /// and finish it with [`Conn::copy_in_end`].
+    pub fn start_copy_in(&mut self, command: &str) -> Result<(), PqError> {
+        self.start_copy(command, PGRES_COPY_IN)
+    }
+
+    /// The next row of a COPY OUT, waiting (interruptibly) for it; `None`
+    /// once the COPY ended well. The server's error when it failed.
+    pub fn copy_out_next(&mut self) -> Result<Option<CopyData>, PqError> {
+        loop {
+            let mut buf: *mut c_char = std::ptr::null_mut();
+            // SAFETY: a live connection in COPY OUT; on success libpq hands
+            // us a buffer that CopyData frees.
+            let n = unsafe { PQgetCopyData(self.conn.as_ptr(), &mut buf, 1) };
+            match n {
+                0 => {
+                    wait_socket(self.socket(), Want::Read, None)?;
+                    self.consume_input()?;
+                }
+                n if n > 0 => {
+                    return Ok(Some(CopyData {
+                        ptr: NonNull::new(buf.cast())
+                            .ok_or_else(|| PqError::local("libpq returned no copy buffer"))?,
+                        len: n as usize,
+                    }));
+                }
+                -1 => return self.finish_command().map(|_| None),
+                _ => return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() }),
+            }
+        }
+    }
+
+    /// Passes bytes of a COPY IN to libpq, waiting while its buffer is full;
+    /// libpq sends them as its buffer fills.
+    pub fn copy_in_send(&mut self, data: &[u8]) -> Result<(), PqError> {
+        loop {
+            // SAFETY: a live connection in COPY IN; `data` outlives the call.
+            match unsafe { PQputCopyData(self.conn.as_ptr(), data.as_ptr().cast(), data.len() as c_int) } {
+                1 => return Ok(()),
+                0 => {
+                    wait_socket(self.socket(), Want::Write, None)?;
+                    self.flush()?;
+                }
+                _ => return Err(PqError { sqlstate: Some("08006".into()), message: self.error_message() }),
+            }
+        }
+    }
+
+    /// Ends a COPY IN and returns how many rows the server took.
+    pub fn copy_in_end(&mut self) -> Result<u64, PqError> {
+        loop {
+            // SAFETY: a live connection in COPY IN.
+            match unsafe { PQputCopyEnd(self.conn.as_ptr(), std::ptr::null()) } {
+                1 => break,
+                0 => wait_socket(self.socket(), Want::Write, None).map(|_| ())?,
+                // The server ended the COPY itself (with an error): that
+                // error is in the results.
+                _ => {
+                    let message = self.error_message();
+                    self.finish_command()?;
+                    return Err(PqError { sqlstate: Some("08006".into()), message });
+                }
+            }
+        }
+        self.flush()?;
+        self.finish_command()
+    }
+
+    /// Reads the results that end a COPY: the first error, or the rows the
+    /// command reported.
+    fn finish_command(&mut self) -> Result<u64, PqError> {
+        let mut first_error: Option<PqError> = None;
+        let mut rows = 0;
+        let mut res = self.next_result()?;
+        while !res.is_null() {
+            // SAFETY: a result of this connection, cleared at the end of the loop body.
+            unsafe {
+                if PQresultStatus(res) == PGRES_COMMAND_OK {
+                    rows = cstr(PQcmdTuples(res)).parse().unwrap_or(0);
+                } else if first_error.is_none() {
+                    first_error = Some(self.result_error(res));
+                }
+                PQclear(res);
+            }
+            res = self.next_result()?;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(rows),
         }
     }
 

@@ -112,13 +112,109 @@ pub fn slot_position(conn: &mut Conn, slot: &str) -> Result<Option<u64>, PqError
 /// Creates the subscription's logical slot with spock's output plugin (on
 /// a replication connection); returns the position its stream starts at.
 pub fn create_slot(conn: &mut Conn, slot: &str) -> Result<u64, PqError> {
+    create_slot_with(conn, slot, "nothing").map(|(lsn, _)| lsn)
+}
+
+/// Creates the slot and exports its snapshot: the provider's data exactly
+/// as of the slot's start. Returns the start and the snapshot's name, which
+/// other sessions can use while this replication connection runs no other
+/// command.
+pub fn create_slot_exported(conn: &mut Conn, slot: &str) -> Result<(u64, String), PqError> {
+    let (lsn, snapshot) = create_slot_with(conn, slot, "export")?;
+    let snapshot = snapshot
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("CREATE_REPLICATION_SLOT", "no exported snapshot"))?;
+    Ok((lsn, snapshot))
+}
+
+fn create_slot_with(conn: &mut Conn, slot: &str, snapshot: &str) -> Result<(u64, Option<String>), PqError> {
     let ident = conn.ident(slot);
     let rows =
-        conn.query(&format!("CREATE_REPLICATION_SLOT {ident} LOGICAL spock_output (SNAPSHOT 'nothing')"))?;
+        conn.query(&format!("CREATE_REPLICATION_SLOT {ident} LOGICAL spock_output (SNAPSHOT '{snapshot}')"))?;
     // slot_name, consistent_point, snapshot_name, output_plugin
-    let point = rows.rows.first().and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
-    parse_lsn(&point)
-        .ok_or_else(|| malformed("CREATE_REPLICATION_SLOT", format!("consistent point {point:?}")))
+    let row = rows.rows.into_iter().next().unwrap_or_default();
+    let point = row.get(1).cloned().flatten().unwrap_or_default();
+    let lsn = parse_lsn(&point)
+        .ok_or_else(|| malformed("CREATE_REPLICATION_SLOT", format!("consistent point {point:?}")))?;
+    Ok((lsn, row.get(2).cloned().flatten()))
+}
+
+/// The provider's clock, as `timestamptz` text.
+pub fn clock(conn: &mut Conn) -> Result<String, PqError> {
+    let rows = conn.query("SELECT pg_catalog.clock_timestamp()::text")?;
+    rows.scalar().map(str::to_string).ok_or_else(|| malformed("clock_timestamp()", "no row"))
+}
+
+/// Starts a read-only transaction that sees the exported snapshot `name`.
+pub fn begin_with_snapshot(conn: &mut Conn, name: &str) -> Result<(), PqError> {
+    let literal = conn.literal(name);
+    conn.query(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {literal}"
+    ))
+    .map(|_| ())
+}
+
+/// A table of the provider that the initial copy copies.
+#[derive(Clone, Debug)]
+pub struct SyncTable {
+    pub nspname: String,
+    pub relname: String,
+    /// `schema.table`, quoted.
+    pub qualified: String,
+    /// A partitioned table: copied through a query on it.
+    pub partitioned: bool,
+    /// The columns that travel (not dropped, not generated), quoted and
+    /// comma-separated, in the provider's order.
+    pub columns: String,
+    /// The subscription's sets the table is a member of.
+    pub sets: Vec<String>,
+}
+
+/// The tables of the provider's sets `sets`, except those in the schemas
+/// `skip_schemas`, as the transaction running on `conn` sees them.
+pub fn sync_tables(
+    conn: &mut Conn,
+    sets: &[String],
+    skip_schemas: &[String],
+) -> Result<Vec<SyncTable>, PqError> {
+    let array = |conn: &mut Conn, names: &[String]| {
+        let items: Vec<String> = names.iter().map(|n| conn.literal(n)).collect();
+        format!("ARRAY[{}]::text[]", items.join(", "))
+    };
+    let (sets_sql, skip_sql) = (array(conn, sets), array(conn, skip_schemas));
+    let rows = conn.query(&format!(
+        "SELECT n.nspname::text, c.relname::text,
+                pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+                c.relkind = 'p',
+                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+                s.set_name::text
+           FROM spock.replication_set s
+           JOIN spock.local_node l ON l.node_id = s.set_nodeid
+           JOIN spock.replication_set_table t ON t.set_id = s.set_id
+           JOIN pg_catalog.pg_class c ON c.oid = t.set_reloid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE s.set_name::text = ANY ({sets_sql}) AND n.nspname::text <> ALL ({skip_sql})
+          ORDER BY 1, 2, 6"
+    ))?;
+    let mut tables: Vec<SyncTable> = Vec::new();
+    for row in rows.rows {
+        let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (nspname, relname, set) = (get(0), get(1), get(5));
+        match tables.last_mut() {
+            Some(last) if last.nspname == nspname && last.relname == relname => last.sets.push(set),
+            _ => tables.push(SyncTable {
+                nspname,
+                relname,
+                qualified: get(2),
+                partitioned: get(3) == "t",
+                columns: get(4),
+                sets: vec![set],
+            }),
+        }
+    }
+    Ok(tables)
 }
 
 /// Starts streaming from a slot at `start` with the output plugin options

@@ -41,6 +41,46 @@ pub struct Progress {
     pub updated_ts: i64,
 }
 
+/// Bytes kept of the name of the table being copied.
+const TABLE_BYTES: usize = 160;
+
+/// The table an apply worker is copying in its initial synchronisation
+/// (behaviour.md §6.3), and how far it has come.
+#[derive(Copy, Clone, Debug)]
+pub struct CopyProgress {
+    table: [u8; TABLE_BYTES],
+    table_len: u16,
+    pub rows: u64,
+    pub bytes: u64,
+    /// When this table's copy started (PostgreSQL time).
+    pub started: i64,
+}
+
+impl Default for CopyProgress {
+    fn default() -> Self {
+        CopyProgress { table: [0; TABLE_BYTES], table_len: 0, rows: 0, bytes: 0, started: 0 }
+    }
+}
+
+impl CopyProgress {
+    pub fn new(table: &str, rows: u64, bytes: u64, started: i64) -> CopyProgress {
+        let mut p = CopyProgress { rows, bytes, started, ..CopyProgress::default() };
+        let mut end = table.len().min(TABLE_BYTES);
+        while !table.is_char_boundary(end) {
+            end -= 1;
+        }
+        p.table[..end].copy_from_slice(&table.as_bytes()[..end]);
+        p.table_len = end as u16;
+        p
+    }
+
+    /// The table (`schema.table`), `None` while no copy runs.
+    pub fn table(&self) -> Option<String> {
+        (self.table_len > 0)
+            .then(|| String::from_utf8_lossy(&self.table[..self.table_len as usize]).into_owned())
+    }
+}
+
 /// One worker: a manager of a database or the apply worker of a subscription.
 #[derive(Copy, Clone, Debug)]
 pub struct Slot {
@@ -83,6 +123,8 @@ pub struct Slot {
     /// attempt waits `spock.restart_delay_default`.
     exception_retrying: bool,
     pub progress: Progress,
+    /// The running worker's initial copy, if one runs.
+    pub copy: CopyProgress,
 }
 
 impl Default for Slot {
@@ -107,6 +149,7 @@ impl Default for Slot {
             exception_error_len: 0,
             exception_retrying: false,
             progress: Progress::default(),
+            copy: CopyProgress::default(),
         }
     }
 }
@@ -391,6 +434,29 @@ pub fn publish_progress(dboid: u32, subid: u32, progress: &Progress) {
     if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
         slot.progress = *progress;
     }
+}
+
+/// Publishes how far an apply worker's initial copy has come (`None`:
+/// no copy runs).
+pub fn publish_copy(dboid: u32, subid: u32, copy: Option<CopyProgress>) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.copy = copy.unwrap_or_default();
+    }
+}
+
+/// The initial copies running in a database: subscription and progress.
+pub fn copies_of(dboid: u32) -> Vec<(u32, CopyProgress)> {
+    if !available() {
+        return Vec::new();
+    }
+    REGISTRY
+        .share()
+        .slots
+        .iter()
+        .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0 && s.copy.table_len > 0)
+        .map(|s| (s.subid, s.copy))
+        .collect()
 }
 
 /// The published progress of the subscriptions of a database.

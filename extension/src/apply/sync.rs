@@ -1,0 +1,542 @@
+//! The initial synchronisation of a new subscription (behaviour.md §6.1-6.3).
+//!
+//! The slot is created with an exported snapshot. From that snapshot the
+//! subscriber's own `pg_dump` dumps the provider's structure, and every
+//! table of the subscribed sets is copied: the provider's `COPY TO` is
+//! streamed, a chunk at a time, into `COPY FROM` of a session on this node
+//! (through the node's own DSN). That session restores the pre-data part,
+//! copies the tables, restores the post-data part and marks everything
+//! ready in one transaction, which commits with the subscription's
+//! replication origin at the slot's start and the provider's time just
+//! before the slot was made: the stream then starts exactly after what was
+//! copied, and any change made after the copy began wins against a copied
+//! row (§7.3).
+//!
+//! Failures: anything the provider or the network does is retried by the
+//! next worker (nothing was committed; the slot is made again). An error of
+//! this node while restoring the structure (an object that already exists,
+//! a missing role) marks the subscription failed and disables it. A table
+//! whose copy fails is rolled back alone and marked failed; the others go
+//! on.
+
+use std::ffi::{CStr, OsString};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use spock_core::stream::format_lsn;
+use spock_core::sync::{self as sync_rules, SyncKind, SyncStatus};
+
+use crate::catalog::subscription::Subscription;
+use crate::catalog::{self, origin, repset, sync_status};
+use crate::errors::raise;
+use crate::guc;
+use crate::remote::conn::parse_conninfo;
+use crate::remote::{self, Conn, PqError, Purpose, provider};
+use crate::workers::{self, registry};
+
+/// Bytes of copy data handed to the local session at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Why an attempt stopped.
+struct SyncError {
+    /// This node refused the provider's structure: retrying cannot help.
+    permanent: bool,
+    message: String,
+}
+
+impl SyncError {
+    fn retry(what: &str, e: impl std::fmt::Display) -> SyncError {
+        SyncError { permanent: false, message: format!("{what}: {e}") }
+    }
+
+    fn permanent(what: &str, e: impl std::fmt::Display) -> SyncError {
+        SyncError { permanent: true, message: format!("{what}: {e}") }
+    }
+}
+
+/// Runs the initial synchronisation of `sub` on the replication connection
+/// `repl` (which has no slot yet, or a leftover one of a failed attempt).
+/// Returns the slot's start, where streaming begins; raises an error when
+/// the attempt failed.
+pub fn initial_copy(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> u64 {
+    match attempt(sub, kind, dboid, repl) {
+        Ok(start) => start,
+        Err(e) => {
+            registry::publish_copy(dboid, sub.sub_id, None);
+            if e.permanent {
+                let sub_id = sub.sub_id;
+                BackgroundWorker::transaction(|| {
+                    Spi::connect_mut(|client| {
+                        sync_status::fail_unfinished(client, sub_id);
+                        catalog::subscription::set_enabled(client, sub_id, false);
+                    })
+                });
+                raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "the initial synchronisation of subscription \"{}\" failed and the subscription is \
+                         disabled; nothing was written on this node: {}",
+                        sub.name, e.message
+                    ),
+                )
+            }
+            raise(
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                format!(
+                    "the initial synchronisation of subscription \"{}\" will be retried: {}",
+                    sub.name, e.message
+                ),
+            )
+        }
+    }
+}
+
+fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> Result<u64, SyncError> {
+    let started = Instant::now();
+    let slot = sub.slot_name.clone();
+    let structure = matches!(kind, SyncKind::Structure | SyncKind::Full);
+    let data = matches!(kind, SyncKind::Data | SyncKind::Full);
+
+    // A slot left by an earlier attempt has lost its snapshot.
+    match provider::drop_slot(repl, &slot, Duration::from_secs(30)) {
+        Ok(provider::SlotDrop::Dropped) => {
+            pgrx::log!("dropped replication slot {slot} of an earlier synchronisation attempt")
+        }
+        Ok(provider::SlotDrop::Absent) => {}
+        Ok(provider::SlotDrop::InUse) => {
+            return Err(SyncError::retry("dropping the slot of an earlier attempt", "it is still in use"));
+        }
+        Err(e) => return Err(SyncError::retry("dropping the slot of an earlier attempt", e.message)),
+    }
+    let clock =
+        provider::clock(repl).map_err(|e| SyncError::retry("reading the provider's clock", e.message))?;
+    let (start, snapshot) = provider::create_slot_exported(repl, &slot).map_err(|e| {
+        SyncError::retry(&format!("creating replication slot {slot} on the provider"), e.message)
+    })?;
+    pgrx::log!(
+        "created replication slot {slot} on provider \"{}\" at {} with snapshot {snapshot} for the initial \
+         synchronisation",
+        sub.origin_name,
+        format_lsn(start)
+    );
+    let (sub_id, first) = (sub.sub_id, if structure { SyncStatus::Structure } else { SyncStatus::Data });
+    let local_dsn = BackgroundWorker::transaction(|| {
+        origin::ensure(&slot);
+        Spi::connect_mut(|client| {
+            sync_status::set_subscription_status(client, sub_id, first);
+            catalog::node::local_node(client).map(|n| n.dsn)
+        })
+    })
+    .ok_or_else(|| SyncError::permanent("this database", "is no spock node any more"))?;
+
+    // The snapshot lives while `repl` runs no other command: the dump and
+    // the copying transaction take it first.
+    let scripts = if structure { Some(dump_structure(sub, &snapshot)?) } else { None };
+    let mut source = remote::connect(&sub.origin_dsn, Purpose::Query)
+        .map_err(|e| SyncError::retry("connecting to the provider to copy", e.message))?;
+    provider::begin_with_snapshot(&mut source, &snapshot)
+        .map_err(|e| SyncError::retry("taking the slot's snapshot on the provider", e.message))?;
+    let tables = if data || structure {
+        provider::sync_tables(&mut source, &sub.replication_sets, &sub.skip_schema)
+            .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?
+    } else {
+        Vec::new()
+    };
+
+    let mut target = Target::open(&local_dsn, &slot, start, &clock)?;
+    if let Some(scripts) = &scripts {
+        target
+            .conn
+            .query(&scripts.pre_data)
+            .map_err(|e| SyncError::permanent("restoring the provider's structure (pre-data)", e.message))?;
+        pgrx::log!("subscription {}: restored the provider's structure (pre-data)", sub.name);
+    }
+    let (mut total_rows, mut failed) = (0u64, 0usize);
+    if data {
+        let names: Vec<(String, String)> =
+            tables.iter().map(|t| (t.nspname.clone(), t.relname.clone())).collect();
+        BackgroundWorker::transaction(|| {
+            Spi::connect_mut(|client| {
+                sync_status::start_table_copies(client, sub_id, &names);
+                sync_status::set_subscription_status(client, sub_id, SyncStatus::Data);
+            })
+        });
+        for table in &tables {
+            match copy_table(sub, dboid, &mut source, &mut target, table)? {
+                Some(rows) => total_rows += rows,
+                None => failed += 1,
+            }
+        }
+        registry::publish_copy(dboid, sub_id, None);
+    }
+    if let Some(scripts) = &scripts {
+        BackgroundWorker::transaction(|| {
+            Spi::connect_mut(|client| {
+                sync_status::set_subscription_status(client, sub_id, SyncStatus::Constraints)
+            })
+        });
+        target.conn.query(&scripts.post_data).map_err(|e| {
+            SyncError::permanent("restoring the provider's indexes and constraints (post-data)", e.message)
+        })?;
+        for table in &tables {
+            target.adopt_memberships(table)?;
+        }
+        pgrx::log!("subscription {}: restored the provider's indexes, constraints and triggers", sub.name);
+    }
+    target.commit(sub_id, start)?;
+    let _ = source.query("COMMIT");
+    pgrx::log!(
+        "subscription {}: initial synchronisation done in {:.1} s: {} table(s), {total_rows} row(s){}; \
+         streaming starts at {}",
+        sub.name,
+        started.elapsed().as_secs_f64(),
+        tables.len(),
+        if failed > 0 { format!(", {failed} table(s) failed") } else { String::new() },
+        format_lsn(start)
+    );
+    Ok(start)
+}
+
+/// The local session that writes everything of the initial copy.
+struct Target {
+    conn: Conn,
+}
+
+impl Target {
+    /// Connects through the node's own DSN and starts the transaction that
+    /// commits with the subscription's origin at `start` and the provider's
+    /// time `clock`. Triggers do not fire (replica role), and nothing it
+    /// does is queued as DDL for this node's subscribers.
+    fn open(local_dsn: &str, origin_name: &str, start: u64, clock: &str) -> Result<Target, SyncError> {
+        let mut conn = remote::connect(local_dsn, Purpose::Query)
+            .map_err(|e| SyncError::retry("connecting to this node through its own DSN", e.message))?;
+        let origin = conn.literal(origin_name);
+        let clock = conn.literal(clock);
+        conn.query(&format!(
+            "SET session_replication_role = replica; SET spock.enable_ddl_replication = off;
+             SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;
+             SET log_min_error_statement = panic;
+             SELECT pg_catalog.pg_replication_origin_session_setup({origin});
+             BEGIN;
+             SELECT pg_catalog.pg_replication_origin_xact_setup('{}', {clock}::timestamptz)",
+            format_lsn(start)
+        ))
+        .map_err(|e| SyncError::retry("preparing this node's copying session", e.message))?;
+        Ok(Target { conn })
+    }
+
+    /// The quoted owner of a local table, `None` when there is no such table.
+    fn owner_of(&mut self, qualified: &str) -> Result<Option<String>, SyncError> {
+        let literal = self.conn.literal(qualified);
+        let rows = self
+            .conn
+            .query(&format!(
+                "SELECT pg_catalog.quote_ident(r.rolname) FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                  WHERE c.oid = pg_catalog.to_regclass({literal})"
+            ))
+            .map_err(|e| SyncError::retry("looking up a table on this node", e.message))?;
+        Ok(rows.scalar().map(str::to_string))
+    }
+
+    fn run(&mut self, sql: &str, what: &str) -> Result<(), SyncError> {
+        self.conn.query(sql).map(|_| ()).map_err(|e| SyncError::retry(what, e.message))
+    }
+
+    /// Puts a restored table into this node's sets of the names it has on
+    /// the provider (those this node has).
+    fn adopt_memberships(&mut self, table: &provider::SyncTable) -> Result<(), SyncError> {
+        let qualified = self.conn.literal(&table.qualified);
+        for set in &table.sets {
+            let set = self.conn.literal(set);
+            self.conn.query(&repset::adopt_membership_sql(&set, &qualified)).map_err(|e| {
+                SyncError::permanent(
+                    &format!("adding {} to its replication sets", table.qualified),
+                    e.message,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn commit(mut self, sub_id: u32, start: u64) -> Result<(), SyncError> {
+        let finish = sync_status::copy_finished_sql(sub_id, start);
+        self.conn
+            .query(&format!("{finish}; COMMIT"))
+            .map_err(|e| SyncError::retry("committing the initial copy", e.message))?;
+        // The origin is released at once, for the apply worker to take.
+        let _ = self.conn.query("SELECT pg_catalog.pg_replication_origin_session_reset()");
+        Ok(())
+    }
+}
+
+/// Copies one table from the provider's snapshot. `Ok(None)`: this node
+/// refused its rows; the table is marked failed and everything else goes on.
+fn copy_table(
+    sub: &Subscription,
+    dboid: u32,
+    source: &mut Conn,
+    target: &mut Target,
+    table: &provider::SyncTable,
+) -> Result<Option<u64>, SyncError> {
+    let started = Instant::now();
+    let name = format!("{}.{}", table.nspname, table.relname);
+    let fail = |target: &mut Target, why: &str| -> Result<Option<u64>, SyncError> {
+        pgrx::warning!(
+            "subscription {}: the initial copy of table {name} failed: {why}; the table is marked failed \
+             (spock.sub_show_table shows sync_failed) and the other tables go on",
+            sub.name
+        );
+        let (nsp, rel) = (target.conn.literal(&table.nspname), target.conn.literal(&table.relname));
+        target.run(&sync_status::table_failed_sql(sub.sub_id, &nsp, &rel), "marking a table failed")?;
+        Ok(None)
+    };
+    let Some(owner) = target.owner_of(&table.qualified)? else {
+        return fail(target, "there is no such table on this node");
+    };
+    let source_sql = if table.partitioned {
+        format!("COPY (SELECT {} FROM {}) TO STDOUT", table.columns, table.qualified)
+    } else {
+        format!("COPY {} ({}) TO STDOUT", table.qualified, table.columns)
+    };
+    // The rows are written with the table owner's rights (behaviour.md §19).
+    let role = if guc::APPLY_AS_SUPERUSER.get() { String::new() } else { format!("SET ROLE {owner};") };
+    target.run(&format!("SAVEPOINT spock_copy; {role}"), "starting a table's copy")?;
+    let local_sql = format!("COPY {} ({}) FROM STDIN", table.qualified, table.columns);
+    if let Err(e) = target.conn.start_copy_in(&local_sql) {
+        target.run(
+            "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
+            "rolling back",
+        )?;
+        return fail(target, &e.message);
+    }
+    source
+        .start_copy_out(&source_sql)
+        .map_err(|e| SyncError::retry(&format!("reading {name} on the provider"), e.message))?;
+
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 8192);
+    let mut refused: Option<PqError> = None;
+    let mut last_report = Instant::now();
+    let copy_start = workers::now();
+    registry::publish_copy(dboid, sub.sub_id, Some(registry::CopyProgress::new(&name, 0, 0, copy_start)));
+    // After a refusal the provider's rows are still read to the end, so
+    // that its connection can copy the next table.
+    while let Some(row) = source
+        .copy_out_next()
+        .map_err(|e| SyncError::retry(&format!("reading {name} on the provider"), e.message))?
+    {
+        rows += 1;
+        bytes += row.len() as u64;
+        if refused.is_some() {
+            continue;
+        }
+        buf.extend_from_slice(&row);
+        if buf.len() >= CHUNK {
+            if let Err(e) = target.conn.copy_in_send(&buf) {
+                refused = Some(e);
+            }
+            buf.clear();
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            registry::publish_copy(
+                dboid,
+                sub.sub_id,
+                Some(registry::CopyProgress::new(&name, rows, bytes, copy_start)),
+            );
+            last_report = Instant::now();
+        }
+    }
+    let outcome = match refused {
+        Some(e) => target.conn.copy_in_end().and(Err(e)),
+        None => target.conn.copy_in_send(&buf).and_then(|_| target.conn.copy_in_end()),
+    };
+    match outcome {
+        Ok(written) => {
+            target.run("RELEASE SAVEPOINT spock_copy; RESET ROLE", "ending a table's copy")?;
+            let secs = started.elapsed().as_secs_f64();
+            pgrx::log!(
+                "subscription {}: copied table {name}: {written} row(s), {:.1} MB in {secs:.1} s ({:.0} rows/s)",
+                sub.name,
+                bytes as f64 / 1e6,
+                written as f64 / secs.max(1e-6)
+            );
+            Ok(Some(written))
+        }
+        Err(e) => {
+            target.run(
+                "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
+                "rolling back",
+            )?;
+            fail(target, &e.message)
+        }
+    }
+}
+
+/// The provider's structure as two SQL scripts.
+struct Scripts {
+    pre_data: String,
+    post_data: String,
+}
+
+/// Files of one structure dump, removed when dropped.
+struct DumpFiles {
+    dir: PathBuf,
+}
+
+impl DumpFiles {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for DumpFiles {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Dumps the provider's schema as of `snapshot` with this server's own
+/// `pg_dump` (so the provider's major must not be newer), without the
+/// `spock` schema and extension and the `skip_schema` schemas, and turns it
+/// into the pre-data and post-data scripts.
+fn dump_structure(sub: &Subscription, snapshot: &str) -> Result<Scripts, SyncError> {
+    let bindir = bindir();
+    let dir = guc::temp_directory().join(format!("spock-sync-{}-{}", sub.sub_id, std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| SyncError::retry(&format!("creating {}", dir.display()), e))?;
+    let files = DumpFiles { dir };
+    let dump = files.path("structure.dump");
+    let (conninfo, password) = client_conninfo(&sub.origin_dsn)?;
+    let mut args: Vec<OsString> = vec![
+        "--schema-only".into(),
+        "--format=custom".into(),
+        "--no-publications".into(),
+        "--no-subscriptions".into(),
+        format!("--snapshot={snapshot}").into(),
+        format!("--exclude-schema={}", sync_rules::exact_pattern(sync_rules::OWN_EXTENSION)).into(),
+    ];
+    for schema in &sub.skip_schema {
+        args.push(format!("--exclude-schema={}", sync_rules::exact_pattern(schema)).into());
+    }
+    args.push("--file".into());
+    args.push(dump.clone().into());
+    args.push("--dbname".into());
+    args.push(conninfo.into());
+    run_tool(&bindir.join("pg_dump"), &args, password.as_deref(), &files.path("pg_dump.log"))
+        .map_err(|e| SyncError::retry("dumping the provider's structure with pg_dump", e))?;
+
+    let list = files.path("structure.list");
+    run_tool(
+        &bindir.join("pg_restore"),
+        &["--list".into(), "--file".into(), list.clone().into(), dump.clone().into()],
+        None,
+        &files.path("pg_restore-list.log"),
+    )
+    .map_err(|e| SyncError::retry("listing the structure dump", e))?;
+    let entries = fs::read_to_string(&list).map_err(|e| SyncError::retry("reading the dump's list", e))?;
+    let kept: String =
+        entries.lines().filter(|l| sync_rules::keep_in_restore(l)).map(|l| format!("{l}\n")).collect();
+    fs::write(&list, kept).map_err(|e| SyncError::retry("writing the dump's list", e))?;
+
+    let section = |name: &str| -> Result<String, SyncError> {
+        let out = files.path(&format!("{name}.sql"));
+        run_tool(
+            &bindir.join("pg_restore"),
+            &[
+                format!("--section={name}").into(),
+                "--use-list".into(),
+                list.clone().into(),
+                "--file".into(),
+                out.clone().into(),
+                dump.clone().into(),
+            ],
+            None,
+            &files.path(&format!("pg_restore-{name}.log")),
+        )
+        .map_err(|e| SyncError::retry(&format!("writing the {name} script"), e))?;
+        fs::read_to_string(&out)
+            .map(|text| sync_rules::restore_script(&text))
+            .map_err(|e| SyncError::retry(&format!("reading the {name} script"), e))
+    };
+    Ok(Scripts { pre_data: section("pre-data")?, post_data: section("post-data")? })
+}
+
+/// The directory of this server's programs.
+fn bindir() -> PathBuf {
+    // SAFETY: my_exec_path is the NUL-terminated path of the postgres
+    // executable, set at start-up and never changed.
+    let exec = unsafe { CStr::from_ptr((&raw const pg_sys::my_exec_path).cast()) };
+    Path::new(&*exec.to_string_lossy()).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The provider's connection string for a client program: spock's extra
+/// connection options, then the DSN; the password apart.
+fn client_conninfo(dsn: &str) -> Result<(String, Option<String>), SyncError> {
+    let mut pairs: Vec<(String, String)> = parse_conninfo(&guc::extra_connection_options())
+        .map_err(|e| SyncError::permanent("reading spock.extra_connection_options", e))?
+        .into_iter()
+        .filter(|(k, _)| k != "dbname")
+        .collect();
+    pairs.extend(parse_conninfo(dsn).map_err(|e| SyncError::permanent("reading the provider's DSN", e))?);
+    Ok(spock_core::dsn::client_conninfo(&pairs))
+}
+
+/// Runs a PostgreSQL client program to its end, waiting interruptibly; its
+/// messages go to `log`, whose content is the error when it fails.
+fn run_tool(program: &Path, args: &[OsString], password: Option<&str>, log: &Path) -> Result<(), String> {
+    let log_file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(log)
+        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let status = loop {
+        if let Some(status) =
+            child.try_wait().map_err(|e| format!("waiting for {}: {e}", program.display()))?
+        {
+            break status;
+        }
+        // SAFETY: sleeps on this process's latch for at most 100 ms.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                100,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        // SAFETY: reads the interrupt flags of this process.
+        if unsafe { pg_sys::ProcDiePending != 0 || pg_sys::QueryCancelPending != 0 } {
+            // The program does not outlive the worker.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        pgrx::check_for_interrupts!();
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let messages = fs::read_to_string(log).unwrap_or_default();
+    Err(format!(
+        "{} failed ({status}): {}",
+        program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        spock_core::dsn::mask_passwords(messages.trim())
+    ))
+}
