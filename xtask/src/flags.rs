@@ -91,6 +91,25 @@ pub enum BenchCmd {
     /// Catch-up apply throughput on 2 nodes, one way: spock against
     /// PostgreSQL's built-in publication/subscription on the same build.
     Apply(BenchApply),
+    /// Initial copy of one large table by a subscription, against
+    /// `pg_dump --data-only | psql` between the same two servers.
+    Sync(BenchSync),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSync {
+    /// PostgreSQL major or exact version (default 18).
+    #[arg(long, value_parser = PgRequest::parse)]
+    pub pg: Option<PgRequest>,
+    /// Build profile (release: no assertions, optimised extension).
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
+    /// Rows of the table (about 150 bytes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Keep the benchmark cluster afterwards (for a closer look).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug)]

@@ -117,6 +117,9 @@ fn sub_create(
     if replication_sets.is_empty() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "replication_sets must name at least one set");
     }
+    if skip_schema.iter().any(|s| s.is_empty()) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "skip_schema contains an empty schema name");
+    }
     if let Some(bad) = replication_sets.iter().find(|s| s.is_empty()) {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -153,6 +156,22 @@ fn sub_create(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 "the role in provider_dsn has neither superuser nor the REPLICATION attribute on the provider",
             );
+        }
+        if synchronize_structure {
+            let theirs =
+                provider::server_major(&mut conn).unwrap_or_else(provider_failed("read its server version"));
+            let ours = pg_sys::PG_VERSION_NUM / 10000;
+            if theirs > ours {
+                raise_hint(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "the provider runs PostgreSQL {theirs}, newer than this node's {ours}: this node's \
+                         pg_dump cannot copy its structure"
+                    ),
+                    "Create the tables on this node yourself and subscribe with synchronize_data only, or \
+                     upgrade this node first.",
+                );
+            }
         }
         let libs =
             provider::output_plugin_libraries(&mut conn).unwrap_or_else(provider_failed("read its settings"));

@@ -488,13 +488,15 @@ impl Conn {
         }
     }
 
-    /// Passes bytes of a COPY IN to libpq, waiting while its buffer is full;
-    /// libpq sends them as its buffer fills.
+    /// Sends bytes of a COPY IN, waiting (interruptibly) until the socket
+    /// took them all. (In non-blocking mode libpq would otherwise keep
+    /// whatever the server has not read yet in a buffer that grows without
+    /// limit while the server is slower than the caller.)
     pub fn copy_in_send(&mut self, data: &[u8]) -> Result<(), PqError> {
         loop {
             // SAFETY: a live connection in COPY IN; `data` outlives the call.
             match unsafe { PQputCopyData(self.conn.as_ptr(), data.as_ptr().cast(), data.len() as c_int) } {
-                1 => return Ok(()),
+                1 => return self.flush(),
                 0 => {
                     wait_socket(self.socket(), Want::Write, None)?;
                     self.flush()?;

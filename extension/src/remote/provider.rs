@@ -79,6 +79,12 @@ pub fn sends_old_values(conn: &mut Conn) -> Result<bool, PqError> {
     Ok(rows.scalar() == Some("t"))
 }
 
+/// The provider's major version (`server_version_num / 10000`).
+pub fn server_major(conn: &mut Conn) -> Result<u32, PqError> {
+    let rows = conn.query("SELECT pg_catalog.current_setting('server_version_num')::int / 10000")?;
+    rows.scalar().and_then(|v| v.parse().ok()).ok_or_else(|| malformed("server_version_num", "not a number"))
+}
+
 /// `IDENTIFY_SYSTEM` on a replication connection: proves the role may stream.
 pub fn identify_system(conn: &mut Conn) -> Result<(), PqError> {
     conn.query("IDENTIFY_SYSTEM").map(|_| ())

@@ -85,7 +85,7 @@ SELECT count(*) AS memberships_left FROM spock.replication_set_table;
 SELECT try($$SELECT spock.sub_create('Bad-Name', 'dbname=x')$$);
 SELECT try($$SELECT spock.sub_create('sub_self', (SELECT if_dsn FROM spock.node_interface WHERE if_name = 'n1'))$$);
 SELECT try($$SELECT spock.sub_create('sub_x', 'host=/nonexistent port=1 dbname=x password=secret')$$);
-SELECT try($$SELECT spock.sub_create('sub_x', 'dbname=x', synchronize_data := true)$$);
+SELECT try($$SELECT spock.sub_create('sub_x', 'dbname=x', skip_schema := '{""}')$$);
 SELECT try($$SELECT spock.sub_create('sub_x', 'dbname=x', forward_origins := '{some}')$$);
 SELECT try($$SELECT spock.sub_drop('nosuch')$$);
 SELECT spock.sub_drop('nosuch', ifexists := true) AS dropped;

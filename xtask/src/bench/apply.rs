@@ -17,24 +17,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use super::BENCH_CONF;
 use crate::account::RunAs;
 use crate::cluster::{Cluster, sql_literal};
 use crate::flags::BenchApply;
 use crate::node::Node;
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, fsutil, layout, ui};
-
-/// Server settings of the benchmark cluster (on top of the mesh defaults).
-const BENCH_CONF: &str = "\
-shared_buffers = 1GB
-synchronous_commit = off
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-wal_buffers = 64MB
-log_min_messages = warning
-# Nothing else competes for the two paths' CPU while they catch up.
-autovacuum = off
-";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
