@@ -207,3 +207,59 @@ fn a_node_joins_with_the_providers_structure_and_data() {
     assert_eq!(sql(n2, "SELECT payload FROM big WHERE id = 8"), "from n1", "n1's update on n2");
     cluster.destroy().unwrap();
 }
+
+/// behaviour.md §6.6: a structure copy that this node refuses (a table of
+/// the same name exists) leaves nothing behind, marks the subscription
+/// failed and disables it; once the cause is gone, `sub_enable` copies
+/// again from a new snapshot, including rows written in between.
+#[test]
+#[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
+fn a_refused_structure_copy_disables_the_subscription_until_fixed() {
+    let cluster = cluster("sync-fail", 2, "");
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    for node in [n1, n2] {
+        make_node(node, &node.connstr(common::DB));
+    }
+    sql(
+        n1,
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a SELECT generate_series(1, 100); INSERT INTO b VALUES (1, 'one');
+         SELECT spock.repset_add_all_tables('default', '{public}');",
+    );
+    sql(n2, "CREATE TABLE b (id int PRIMARY KEY)");
+    let n1_dsn = n1.connstr(common::DB).replace('\'', "''");
+    sql(
+        n2,
+        &format!(
+            "SELECT spock.sub_create('sub_n2_n1', '{n1_dsn}', synchronize_structure := true, \
+             synchronize_data := true)"
+        ),
+    );
+    let err = n2
+        .safe_psql(common::DB, "SELECT spock.sub_wait_for_sync('sub_n2_n1')")
+        .expect_err("sub_wait_for_sync succeeded although the restore must fail");
+    assert!(format!("{err:#}").contains("55000") || format!("{err:#}").contains("failed"), "{err:#}");
+    assert_eq!(sql(n2, "SELECT status FROM spock.sub_show_status('sub_n2_n1')"), "disabled");
+    assert!(
+        n2.log_tail(100).contains("relation \"b\" already exists"),
+        "the restore error is not in n2's log:\n{}",
+        n2.log_tail(30)
+    );
+    assert_eq!(sql(n2, "SELECT count(*) FROM pg_class WHERE relname = 'a'"), "0", "a was left behind");
+    assert_eq!(
+        sql(n2, "SELECT string_agg(sync_status::text, '') FROM spock.local_sync_status"),
+        "f",
+        "the subscription's sync status"
+    );
+
+    sql(n2, "DROP TABLE b");
+    sql(n1, "INSERT INTO b VALUES (2, 'two')");
+    sql(n2, "SELECT spock.sub_enable('sub_n2_n1')");
+    sql(n2, "SELECT spock.sub_wait_for_sync('sub_n2_n1')");
+    assert_eq!(sql(n2, "SELECT count(*) FROM a"), "100");
+    assert_eq!(sql(n2, "SELECT string_agg(v, ',' ORDER BY id) FROM b"), "one,two");
+    sql(n1, "INSERT INTO a VALUES (101)");
+    barrier(n1, n2, 60);
+    assert_eq!(sql(n2, "SELECT count(*) FROM a"), "101");
+    cluster.destroy().unwrap();
+}

@@ -441,6 +441,15 @@ fn set_enabled(name: &str, enabled: bool, immediate: bool, what: &str) -> bool {
         node::require_local_node(client, what);
         let sub = require_subscription(client, name);
         subscription::set_enabled(client, sub.sub_id, enabled);
+        // Enabling a subscription whose initial copy failed asks for a new
+        // attempt (behaviour.md §6.6; nothing of the failed one was kept).
+        if enabled
+            && let Some(sync) = sync_status::subscription_sync(client, sub.sub_id)
+            && sync.status == SyncStatus::Failed
+            && sync.stream_start.is_none()
+        {
+            sync_status::set_subscription_status(client, sub.sub_id, SyncStatus::Requested);
+        }
         sub
     });
     if !enabled && immediate {
