@@ -67,7 +67,9 @@ ALTER SEQUENCE spock.sub_id_generator OWNED BY spock.subscription.sub_id;
 -- sync_status codes are spock_core::sync::SyncStatus; for the
 -- subscription-level row (no relation), sync_statuslsn is the provider
 -- position at which the subscription first streamed from its slot, 0/0
--- while it never did (the slot may then be created).
+-- while it never did (the slot may then be created). For a table's row it
+-- is the position of the snapshot the table was copied from: the apply
+-- worker skips the table's changes committed before it.
 CREATE TABLE spock.local_sync_status (
     sync_kind "char" NOT NULL CHECK (sync_kind IN ('i', 's', 'd', 'f')),
     sync_subid oid NOT NULL REFERENCES spock.subscription (sub_id),
@@ -75,6 +77,8 @@ CREATE TABLE spock.local_sync_status (
     sync_relname name,
     sync_status "char" NOT NULL CHECK (sync_status IN ('i', 's', 'd', 'c', 'w', 'u', 'y', 'r', 'f')),
     sync_statuslsn pg_lsn NOT NULL DEFAULT '0/0',
+    -- Ours: the table is emptied before it is copied (sub_resync_table).
+    sync_truncate boolean NOT NULL DEFAULT false,
     UNIQUE NULLS NOT DISTINCT (sync_subid, sync_nspname, sync_relname)
 );
 

@@ -11,6 +11,10 @@
 //!   with `synchronize_data` only: that table fails alone (`sync_failed`,
 //!   `sub_wait_for_sync` raises 55000), the others replicate.
 //! * After the sync an UPDATE of a copied row made on n2 wins on n1.
+//! * §6.5: `repset_add_table(..., synchronize_data := true)` on n1 alone
+//!   fills the table on n2 and n3; `sub_resync_table` on n2 restores a
+//!   table whose rows were deleted there, and re-copies another without its
+//!   truncate reaching n1, which subscribes to n2.
 //!
 //! `cargo xtask test-cluster` runs it (a plain `cargo test` ignores it).
 
@@ -205,6 +209,53 @@ fn a_node_joins_with_the_providers_structure_and_data() {
     sql(n1, "UPDATE big SET payload = 'from n1' WHERE id = 8");
     barrier(n1, n2, 60);
     assert_eq!(sql(n2, "SELECT payload FROM big WHERE id = 8"), "from n1", "n1's update on n2");
+
+    // §6.5: repset_add_table(..., synchronize_data := true) on the provider
+    // alone fills the table on every subscriber of the set.
+    sql(
+        n1,
+        "CREATE TABLE w (id int PRIMARY KEY, v text); INSERT INTO w SELECT g, 'w' || g FROM generate_series(1, 100) g",
+    );
+    for node in [n2, n3] {
+        sql(node, "CREATE TABLE w (id int PRIMARY KEY, v text)");
+    }
+    sql(n1, "SELECT spock.repset_add_table('default', 'w', synchronize_data := true)");
+    sql(n1, "INSERT INTO w VALUES (101, 'after the request')");
+    for node in [n2, n3] {
+        barrier(n1, node, 120);
+        assert_eq!(
+            digest(node, "w"),
+            digest(n1, "w"),
+            "w on {} after repset_add_table(synchronize_data)",
+            node.name
+        );
+    }
+    assert_eq!(sql(n2, "SELECT status FROM spock.sub_show_table('sub_n2_n1', 'w')"), "replicating");
+
+    // sub_resync_table: u, out of n2's sets and with rows deleted on n2,
+    // comes back to n1's contents; big, in n2's default set (n1 subscribes
+    // to n2), is emptied and copied again without n1 seeing the truncate.
+    sql(n2, "SELECT spock.repset_remove_table('default', 'u'); DELETE FROM u WHERE id > 50");
+    assert_eq!(sql(n2, "SELECT count(*) FROM u"), "50");
+    let twice = n2
+        .safe_psql(
+            common::DB,
+            "BEGIN; SELECT spock.sub_resync_table('sub_n2_n1', 'u'); SELECT spock.sub_resync_table('sub_n2_n1', 'u'); COMMIT",
+        )
+        .expect_err("a second resync of a table waiting for its copy was accepted");
+    assert!(format!("{twice:#}").contains("already being synchronised"), "{twice:#}");
+    sql(n2, "SELECT spock.sub_resync_table('sub_n2_n1', 'u')");
+    sql(n2, "SELECT spock.sub_resync_table('sub_n2_n1', 'big')");
+    for table in ["u", "big"] {
+        sql(n2, &format!("SELECT spock.table_wait_for_sync('sub_n2_n1', '{table}')"));
+        assert_eq!(digest(n2, table), digest(n1, table), "{table} on n2 after sub_resync_table");
+    }
+    barrier(n2, n1, 60);
+    assert_eq!(sql(n1, "SELECT count(*) FROM big"), "300000", "n2's resync truncate reached n1");
+    sql(n1, "UPDATE big SET payload = 'after resync' WHERE id = 9");
+    barrier(n1, n2, 60);
+    assert_eq!(sql(n2, "SELECT payload FROM big WHERE id = 9"), "after resync");
+    assert_eq!(sql(n2, "SELECT count(*) FROM spock.exception_log"), "0", "exceptions on n2");
     cluster.destroy().unwrap();
 }
 

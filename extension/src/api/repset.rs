@@ -7,8 +7,12 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use super::{name_arg, required};
+use spock_core::ddl::MessageType;
+use spock_core::protocol::QueueRow;
+
+use super::{name_arg, relation_names, required};
 use crate::catalog::node::{self, LocalNode};
+use crate::catalog::queue;
 use crate::catalog::repset::{self, Set};
 use crate::errors::{raise, raise_hint, require_superuser};
 
@@ -261,12 +265,6 @@ fn repset_add_table(
             "column lists and row filters (columns, row_filter) are not supported yet",
         );
     }
-    if synchronize_data {
-        raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "synchronize_data is not supported yet: copy the table's existing rows to the subscribers by other means",
-        );
-    }
     lock_table(reloid);
     Spi::connect_mut(|client| {
         let node = node::require_local_node(client, "spock.repset_add_table");
@@ -288,8 +286,26 @@ fn repset_add_table(
             }
             repset::add_member(client, &set, table);
         }
+        if synchronize_data {
+            queue_table_sync(client, &set_name, reloid);
+        }
         true
     })
+}
+
+/// Queues a table-sync request (`A`, behaviour.md §6.5) for the subscribers
+/// of `set_name`: it reaches each in stream order, right after the
+/// membership change of the same transaction.
+fn queue_table_sync(client: &mut pgrx::spi::SpiClient<'_>, set_name: &str, reloid: pg_sys::Oid) {
+    let (schema_name, table_name) = relation_names(reloid);
+    let row = QueueRow {
+        queued_at: 0,
+        role: crate::hooks::ddl::current_role(),
+        replication_sets: Some(vec![set_name.to_string()]),
+        message_type: MessageType::TableSync.code(),
+        message: serde_json::json!({ "schema_name": schema_name, "table_name": table_name }).to_string(),
+    };
+    queue::insert(client, &row, None);
 }
 
 #[pg_extern(sql = r#"
@@ -299,12 +315,6 @@ CREATE FUNCTION spock.repset_add_all_tables(set_name name, schema_names text[], 
 fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize_data: bool) -> bool {
     require_superuser("spock.repset_add_all_tables");
     let set_name = set_name.to_string_lossy().into_owned();
-    if synchronize_data {
-        raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "synchronize_data is not supported yet: copy the tables' existing rows to the subscribers by other means",
-        );
-    }
     Spi::connect_mut(|client| {
         let node = node::require_local_node(client, "spock.repset_add_all_tables");
         let set = require_set(client, &node, &set_name);
@@ -343,6 +353,9 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
                 }
                 if !repset::is_member(client, &set, reloid) {
                     repset::add_member(client, &set, reloid);
+                }
+                if synchronize_data {
+                    queue_table_sync(client, &set_name, reloid);
                 }
             }
         }

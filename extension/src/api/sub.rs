@@ -736,3 +736,66 @@ fn sub_alter_skiplsn(subscription_name: &CStr, lsn: i64) -> bool {
     restart_worker_after_commit(sub_id);
     true
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_resync_table(subscription_name name, relation regclass, truncate boolean DEFAULT true)
+    RETURNS boolean STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_resync_table_wrapper';
+"#)]
+fn sub_resync_table(subscription_name: &CStr, relation: pg_sys::Oid, truncate: bool) -> bool {
+    let what = "spock.sub_resync_table";
+    require_superuser(what);
+    let name = subscription_name.to_string_lossy().into_owned();
+    let (nspname, relname) = relation_names(relation);
+    let sub_id = Spi::connect_mut(|client| {
+        node::require_local_node(client, what);
+        let sub = require_subscription(client, &name);
+        if let Some(status @ (SyncStatus::Requested | SyncStatus::Data)) =
+            sync_status::table_status(client, sub.sub_id, &nspname, &relname)
+        {
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "table {nspname}.{relname} is already being synchronised in subscription \"{name}\" ({})",
+                    status.name()
+                ),
+            );
+        }
+        sync_status::request_table(client, sub.sub_id, &nspname, &relname, truncate);
+        sub.sub_id
+    });
+    // The worker copies requested tables when it starts.
+    restart_worker_after_commit(sub_id);
+    true
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_alter_sync(subscription_name name, truncate boolean DEFAULT false)
+    RETURNS boolean STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_sync_wrapper';
+"#)]
+fn sub_alter_sync(subscription_name: &CStr, truncate: bool) -> bool {
+    let what = "spock.sub_alter_sync";
+    require_superuser(what);
+    let name = subscription_name.to_string_lossy().into_owned();
+    let sub = Spi::connect(|client| {
+        node::require_local_node(client, what);
+        require_subscription(client, &name)
+    });
+    let tables = {
+        let mut conn = connect_provider(&sub.origin_dsn, Purpose::Query);
+        conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .unwrap_or_else(provider_failed("start a transaction"));
+        let tables = provider::sync_tables(&mut conn, &sub.replication_sets, &sub.skip_schema)
+            .unwrap_or_else(provider_failed("list the tables of the subscribed sets"));
+        let _ = conn.query("COMMIT");
+        tables
+    };
+    let keep: Vec<String> = tables.iter().map(|t| format!("{}.{}", t.nspname, t.relname)).collect();
+    Spi::connect_mut(|client| {
+        for t in &tables {
+            sync_status::request_table_if_new(client, sub.sub_id, &t.nspname, &t.relname, truncate);
+        }
+        sync_status::forget_tables_except(client, sub.sub_id, &keep);
+    });
+    restart_worker_after_commit(sub.sub_id);
+    true
+}

@@ -5,6 +5,8 @@
 //! flush bookkeeping that feedback reports from lives here, next to the
 //! commits it tracks.
 
+use std::collections::HashMap;
+
 use pgrx::prelude::*;
 use spock_core::exception::{self as rules, SkipPlan, Verdict};
 use spock_core::protocol::{Message, OldRow, QueueRow, Tuple, truncate_flags};
@@ -55,6 +57,21 @@ pub struct Dispatcher {
     /// type input functions and catalog lookups allocate for a row must not
     /// pile up over a transaction of a million rows).
     change_cxt: pg_sys::MemoryContext,
+    /// Tables copied by a table-level copy (or about to be): their changes
+    /// committed before the copy's snapshot are in the copy.
+    copied: HashMap<(String, String), Copied>,
+    /// A table-sync request was committed: the worker stops after this
+    /// transaction, and the next one copies the table before it streams.
+    copy_requested: bool,
+}
+
+/// Where a table's copy stands for the changes the stream brings.
+#[derive(Clone, Copy, Debug)]
+enum Copied {
+    /// Requested in this stream: every later change is in the copy to come.
+    Pending,
+    /// Copied from the snapshot at this provider position.
+    At(u64),
 }
 
 /// One change of a remote transaction.
@@ -116,6 +133,8 @@ impl Dispatcher {
             commit_lsn: 0,
             xid: 0,
             last_prune: None,
+            copied: HashMap::new(),
+            copy_requested: false,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
                 pg_sys::AllocSetContextCreateExtended(
@@ -126,6 +145,59 @@ impl Dispatcher {
                     pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
                 )
             },
+        }
+    }
+
+    /// Tables copied from a snapshot later than where the stream starts:
+    /// `(schema, table, snapshot position)`.
+    pub fn set_copied(&mut self, tables: Vec<(String, String, u64)>) {
+        self.copied = tables.into_iter().map(|(n, r, lsn)| ((n, r), Copied::At(lsn))).collect();
+    }
+
+    /// Whether a table-sync request was committed and no transaction is
+    /// open: the worker is to stop so that the next one copies the table.
+    pub fn copy_requested(&self) -> bool {
+        self.copy_requested && !self.in_transaction
+    }
+
+    /// Whether the copy of a table holds this change of the current remote
+    /// transaction already (behaviour.md §6.5).
+    fn in_copy(&self, relid: u32) -> bool {
+        if self.copied.is_empty() {
+            return false;
+        }
+        let Some(rel) = self.applier.relmap.described(relid) else { return false };
+        match self.copied.get(&(rel.nspname.clone(), rel.relname.clone())) {
+            Some(Copied::Pending) => true,
+            Some(Copied::At(snapshot)) => self.commit_lsn < *snapshot,
+            None => false,
+        }
+    }
+
+    /// Records the table-sync requests the last queue row made.
+    fn record_requests(&mut self) {
+        let requests = super::sync::take_requests();
+        if requests.is_empty() {
+            return;
+        }
+        let sub_id = self.sub_id;
+        for (nspname, relname) in requests {
+            let new = crate::catalog::with_catalog_owner_rights(|| {
+                Spi::connect_mut(|client| {
+                    crate::catalog::sync_status::request_table_if_new(
+                        client, sub_id, &nspname, &relname, false,
+                    )
+                })
+            });
+            if new {
+                pgrx::log!(
+                    "subscription {}: the provider asks for a copy of table {nspname}.{relname}; it is made \
+                     once this transaction is applied",
+                    self.sub_name
+                );
+                self.copied.insert((nspname, relname), Copied::Pending);
+                self.copy_requested = true;
+            }
         }
     }
 
@@ -165,6 +237,7 @@ impl Dispatcher {
                     );
                 }
                 self.in_transaction = true;
+                super::sync::take_requests();
                 // SAFETY: starts the local transaction that applies the remote one.
                 unsafe {
                     pg_sys::SetCurrentStatementStartTimestamp();
@@ -217,23 +290,33 @@ impl Dispatcher {
             }
             Message::Insert { relid, new } => {
                 self.require_transaction("Insert");
-                self.change(Change::Insert(relid, &new));
+                if !self.in_copy(relid) {
+                    self.change(Change::Insert(relid, &new));
+                }
             }
             Message::Update { relid, old, new } => {
                 self.require_transaction("Update");
-                self.change(Change::Update(relid, old.as_ref(), &new));
+                if !self.in_copy(relid) {
+                    self.change(Change::Update(relid, old.as_ref(), &new));
+                }
             }
             Message::Delete { relid, old } => {
                 self.require_transaction("Delete");
-                self.change(Change::Delete(relid, &old));
+                if !self.in_copy(relid) {
+                    self.change(Change::Delete(relid, &old));
+                }
             }
             Message::Truncate { flags, relids } => {
                 self.require_transaction("Truncate");
-                self.change(Change::Truncate(flags, &relids));
+                let relids: Vec<u32> = relids.into_iter().filter(|r| !self.in_copy(*r)).collect();
+                if !relids.is_empty() {
+                    self.change(Change::Truncate(flags, &relids));
+                }
             }
             Message::Queue(row) => {
                 self.require_transaction("a queue message");
                 self.change(Change::Queue(&row));
+                self.record_requests();
             }
             Message::SyncEvent { lsn } => {
                 if self.in_transaction {

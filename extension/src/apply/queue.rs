@@ -4,7 +4,8 @@
 //! (`D`) run as the role that queued them, with their search path, one
 //! statement after another, never queued again. A sequence value (`S`)
 //! moves the local sequence forward to it, never back, with the rights of
-//! the sequence's owner.
+//! the sequence's owner. A table-sync request (`A`) is handed to the
+//! dispatcher, which records it and has the table copied (`sync`).
 
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
@@ -29,6 +30,17 @@ pub fn apply(row: &QueueRow) {
     match MessageType::from_code(row.message_type) {
         Some(t @ (MessageType::Sql | MessageType::Ddl)) => execute(row, t),
         Some(MessageType::Sequence) => advance_sequence(row),
+        Some(MessageType::TableSync) => {
+            let message: serde_json::Value = serde_json::from_str(&row.message).unwrap_or_default();
+            let name = |key: &str| message.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            match (name("schema_name"), name("table_name")) {
+                (Some(nspname), Some(relname)) => super::sync::note_request(nspname, relname),
+                _ => raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                    format!("a table-sync request names no table: {}", row.message),
+                ),
+            }
+        }
         _ => raise_hint(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(

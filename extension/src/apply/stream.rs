@@ -103,6 +103,10 @@ impl Stream {
             Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
             origin::ensure(&slot)
         });
+        // Tables whose copy was asked for since the last stream are copied
+        // now, from snapshots later than where the stream resumes.
+        let position = BackgroundWorker::transaction(move || origin::progress(origin));
+        super::sync::copy_requested_tables(&self.sub, self.dboid, position);
         // Taken over in a transaction that writes nothing: only the apply
         // transactions (and origin moves) carry the origin in their commit
         // timestamps, which is how progress is recovered after a crash.
@@ -150,6 +154,11 @@ impl Stream {
         self.dispatcher.provider_sends_old_values(&self.sub.origin_name, old_values);
         let start = self.prepare(&mut conn);
         self.received = start;
+        let sub_id = self.sub.sub_id;
+        let copied = BackgroundWorker::transaction(move || {
+            Spi::connect(|client| sync_status::copied_after(client, sub_id, start))
+        });
+        self.dispatcher.set_copied(copied);
         // SAFETY: reads the origin `prepare` set up for this session.
         let origin = unsafe { pg_sys::replorigin_session_origin };
         super::progress::start(self.dboid, self.sub.sub_id, origin, start);
@@ -197,6 +206,16 @@ impl Stream {
                         });
                         for msg in messages {
                             self.dispatcher.handle(msg);
+                        }
+                        if self.dispatcher.copy_requested() {
+                            // The next worker copies the table before it
+                            // streams again (`sync::copy_requested_tables`).
+                            self.send_feedback(false);
+                            pgrx::log!(
+                                "spock apply worker for subscription {} restarts to copy the requested table(s)",
+                                self.sub.name
+                            );
+                            return;
                         }
                     }
                     Ok(FromProvider::Keepalive { wal_end, reply_requested, .. }) => {

@@ -39,6 +39,22 @@ use crate::remote::conn::parse_conninfo;
 use crate::remote::{self, Conn, PqError, Purpose, provider};
 use crate::workers::{self, registry};
 
+thread_local! {
+    /// Table-sync requests (`A` queue messages) met in the remote
+    /// transaction being applied: `(schema, table)`.
+    static REQUESTS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A table-sync request arrived in the transaction being applied.
+pub fn note_request(nspname: String, relname: String) {
+    REQUESTS.with(|r| r.borrow_mut().push((nspname, relname)));
+}
+
+/// The requests noted since the last call.
+pub fn take_requests() -> Vec<(String, String)> {
+    REQUESTS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
 /// Bytes of copy data handed to the local session at a time.
 const CHUNK: usize = 256 * 1024;
 
@@ -167,7 +183,7 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
             })
         });
         for table in &tables {
-            match copy_table(sub, dboid, &mut source, &mut target, table)? {
+            match copy_table(sub, dboid, &mut source, &mut target, table, false)? {
                 Some(rows) => total_rows += rows,
                 None => failed += 1,
             }
@@ -202,6 +218,110 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
     Ok(start)
 }
 
+/// Copies the tables of `sub` whose copy was asked for after it began to
+/// stream (`repset_add_table(..., synchronize_data := true)` on the
+/// provider, `sub_resync_table`, `sub_alter_sync`), before the worker
+/// streams again from `position`, its origin's position. Each table comes
+/// from the snapshot of a temporary slot, at `S` (later than `position`),
+/// in one transaction of a session on this node that carries the
+/// subscription's origin (without moving it) and the provider's time; the
+/// table's row records `S`, and the apply worker skips the table's changes
+/// committed before `S`, which the copy holds. Raises an error when the
+/// provider fails (the next worker tries again); a table this node refuses
+/// is marked failed.
+pub fn copy_requested_tables(sub: &Subscription, dboid: u32, position: u64) {
+    let sub_id = sub.sub_id;
+    let (requests, local_dsn) = BackgroundWorker::transaction(|| {
+        Spi::connect(|client| {
+            (sync_status::requested_tables(client, sub_id), catalog::node::local_node(client).map(|n| n.dsn))
+        })
+    });
+    if requests.is_empty() {
+        return;
+    }
+    let Some(local_dsn) = local_dsn else { return };
+    if let Err(e) = copy_tables_at(sub, dboid, position, &requests, &local_dsn) {
+        registry::publish_copy(dboid, sub_id, None);
+        raise(
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!(
+                "the copy of requested tables of subscription \"{}\" will be retried: {}",
+                sub.name, e.message
+            ),
+        )
+    }
+}
+
+fn copy_tables_at(
+    sub: &Subscription,
+    dboid: u32,
+    position: u64,
+    requests: &[sync_status::TableRequest],
+    local_dsn: &str,
+) -> Result<(), SyncError> {
+    let started = Instant::now();
+    let mut repl = remote::connect(&sub.origin_dsn, Purpose::Replication { subscription: &sub.name })
+        .map_err(|e| SyncError::retry("connecting to the provider for a table copy", e.message))?;
+    let clock = provider::clock(&mut repl)
+        .map_err(|e| SyncError::retry("reading the provider's clock", e.message))?;
+    let temp_slot = format!("spk_copy_{}_{}", sub.sub_id, std::process::id());
+    let (snapshot_at, snapshot) = provider::create_temporary_slot_exported(&mut repl, &temp_slot)
+        .map_err(|e| SyncError::retry("creating a temporary slot on the provider", e.message))?;
+    let mut source = remote::connect(&sub.origin_dsn, Purpose::Query)
+        .map_err(|e| SyncError::retry("connecting to the provider to copy", e.message))?;
+    provider::begin_with_snapshot(&mut source, &snapshot)
+        .map_err(|e| SyncError::retry("taking the temporary slot's snapshot on the provider", e.message))?;
+    let offered = provider::sync_tables(&mut source, &sub.replication_sets, &sub.skip_schema)
+        .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?;
+    let sub_id = sub.sub_id;
+    BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|client| {
+            for r in requests {
+                sync_status::set_table_status(client, sub_id, &r.nspname, &r.relname, SyncStatus::Data);
+            }
+        })
+    });
+    pgrx::log!(
+        "subscription {}: copying {} requested table(s) from the provider's snapshot at {}",
+        sub.name,
+        requests.len(),
+        format_lsn(snapshot_at)
+    );
+    let mut target = Target::open(local_dsn, &sub.slot_name, position, &clock)?;
+    for request in requests {
+        let name = format!("{}.{}", request.nspname, request.relname);
+        let (nsp, rel) = (target.conn.literal(&request.nspname), target.conn.literal(&request.relname));
+        let Some(table) =
+            offered.iter().find(|t| t.nspname == request.nspname && t.relname == request.relname)
+        else {
+            pgrx::warning!(
+                "subscription {}: table {name} is not in the subscribed replication sets on the provider; \
+                 it is marked failed",
+                sub.name
+            );
+            target.run(&sync_status::table_failed_sql(sub_id, &nsp, &rel), "marking a table failed")?;
+            continue;
+        };
+        if copy_table(sub, dboid, &mut source, &mut target, table, request.truncate)?.is_some() {
+            target.run(
+                &sync_status::table_copied_sql(sub_id, &nsp, &rel, snapshot_at),
+                "marking a table copied",
+            )?;
+        }
+    }
+    registry::publish_copy(dboid, sub_id, None);
+    target.run("COMMIT", "committing the table copy")?;
+    let _ = target.conn.query("SELECT pg_catalog.pg_replication_origin_session_reset()");
+    let _ = source.query("COMMIT");
+    pgrx::log!(
+        "subscription {}: copied the requested table(s) in {:.1} s; their changes from {} on are applied",
+        sub.name,
+        started.elapsed().as_secs_f64(),
+        format_lsn(snapshot_at)
+    );
+    Ok(())
+}
+
 /// The local session that writes everything of the initial copy.
 struct Target {
     conn: Conn,
@@ -209,8 +329,8 @@ struct Target {
 
 impl Target {
     /// Connects through the node's own DSN and starts the transaction that
-    /// commits with the subscription's origin at `start` and the provider's
-    /// time `clock`. Triggers do not fire (replica role), and nothing it
+    /// commits with the subscription's origin at `start` (never moved back)
+    /// and the provider's time `clock`. Triggers do not fire (replica role), and nothing it
     /// does is queued as DDL for this node's subscribers.
     fn open(local_dsn: &str, origin_name: &str, start: u64, clock: &str) -> Result<Target, SyncError> {
         let mut conn = remote::connect(local_dsn, Purpose::Query)
@@ -283,6 +403,7 @@ fn copy_table(
     source: &mut Conn,
     target: &mut Target,
     table: &provider::SyncTable,
+    truncate: bool,
 ) -> Result<Option<u64>, SyncError> {
     let started = Instant::now();
     let name = format!("{}.{}", table.nspname, table.relname);
@@ -307,6 +428,16 @@ fn copy_table(
     // The rows are written with the table owner's rights (behaviour.md §19).
     let role = if guc::APPLY_AS_SUPERUSER.get() { String::new() } else { format!("SET ROLE {owner};") };
     target.run(&format!("SAVEPOINT spock_copy; {role}"), "starting a table's copy")?;
+    // Emptied by the copying session, whose changes carry the
+    // subscription's origin: the TRUNCATE is never sent on to this node's
+    // own subscribers (behaviour.md §6.5).
+    if truncate && let Err(e) = target.conn.query(&format!("TRUNCATE ONLY {}", table.qualified)) {
+        target.run(
+            "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
+            "rolling back",
+        )?;
+        return fail(target, &e.message);
+    }
     let local_sql = format!("COPY {} ({}) FROM STDIN", table.qualified, table.columns);
     if let Err(e) = target.conn.start_copy_in(&local_sql) {
         target.run(

@@ -34,6 +34,13 @@ pub fn drop_if_exists(name: &str) {
     unsafe { pg_sys::replorigin_drop_by_name(c.as_ptr(), true, false) };
 }
 
+/// How far `origin` has applied, without taking it over.
+pub fn progress(origin: pg_sys::RepOriginId) -> u64 {
+    // SAFETY: reads the origin's shared progress entry (or its checkpointed
+    // value) under the origin locks PostgreSQL takes itself.
+    unsafe { pg_sys::replorigin_get_progress(origin, false) }
+}
+
 /// Makes `origin` this session's origin (changes committed from now on
 /// carry it), and returns how far it has applied.
 pub fn setup_session(origin: pg_sys::RepOriginId) -> u64 {

@@ -196,3 +196,132 @@ pub fn copy_finished_sql(sub_id: u32, lsn: u64) -> String {
         spock_core::stream::format_lsn(lsn.max(1))
     )
 }
+
+/// A table whose copy was asked for (status `i`) or began and did not
+/// finish (`d`).
+#[derive(Clone, Debug)]
+pub struct TableRequest {
+    pub nspname: String,
+    pub relname: String,
+    pub truncate: bool,
+}
+
+/// Asks for a table's copy: its row gets status `i` (created when missing).
+pub fn request_table(client: &mut SpiClient<'_>, sub_id: u32, nspname: &str, relname: &str, truncate: bool) {
+    client
+        .update(
+            "INSERT INTO spock.local_sync_status
+                    (sync_kind, sync_subid, sync_nspname, sync_relname, sync_status, sync_truncate)
+             VALUES ('d', $1, $2, $3, 'i', $4)
+             ON CONFLICT (sync_subid, sync_nspname, sync_relname)
+             DO UPDATE SET sync_status = 'i', sync_statuslsn = '0/0', sync_truncate = EXCLUDED.sync_truncate",
+            None,
+            &[oid(sub_id).into(), nspname.into(), relname.into(), truncate.into()],
+        )
+        .unwrap_or_else(spi_failed("insert into spock.local_sync_status"));
+}
+
+/// Creates a table's row (status `i`) unless it has one; whether it did.
+pub fn request_table_if_new(
+    client: &mut SpiClient<'_>,
+    sub_id: u32,
+    nspname: &str,
+    relname: &str,
+    truncate: bool,
+) -> bool {
+    !client
+        .update(
+            "INSERT INTO spock.local_sync_status
+                    (sync_kind, sync_subid, sync_nspname, sync_relname, sync_status, sync_truncate)
+             VALUES ('d', $1, $2, $3, 'i', $4) ON CONFLICT DO NOTHING RETURNING 1",
+            None,
+            &[oid(sub_id).into(), nspname.into(), relname.into(), truncate.into()],
+        )
+        .unwrap_or_else(spi_failed("insert into spock.local_sync_status"))
+        .is_empty()
+}
+
+/// The tables of a subscription waiting for their copy.
+pub fn requested_tables(client: &SpiClient<'_>, sub_id: u32) -> Vec<TableRequest> {
+    client
+        .select(
+            "SELECT sync_nspname::text, sync_relname::text, sync_truncate FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status IN ('i', 'd')
+              ORDER BY 1, 2",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .map(|r| TableRequest {
+            nspname: r.get::<String>(1).ok().flatten().unwrap_or_default(),
+            relname: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+            truncate: r.get::<bool>(3).ok().flatten().unwrap_or(false),
+        })
+        .collect()
+}
+
+/// Tables copied from a snapshot later than `position`: `(schema, table,
+/// snapshot position)`. Their changes committed before the snapshot are
+/// in the copy.
+pub fn copied_after(client: &SpiClient<'_>, sub_id: u32, position: u64) -> Vec<(String, String, u64)> {
+    client
+        .select(
+            "SELECT sync_nspname::text, sync_relname::text, (sync_statuslsn - '0/0'::pg_lsn)::int8
+               FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status = 'r'
+                AND sync_statuslsn > '0/0'::pg_lsn + $2::numeric",
+            None,
+            &[oid(sub_id).into(), (position as i64).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                r.get::<i64>(3).ok().flatten().unwrap_or(0) as u64,
+            )
+        })
+        .collect()
+}
+
+/// Sets a table row's status (the table-level copy's progress).
+pub fn set_table_status(
+    client: &mut SpiClient<'_>,
+    sub_id: u32,
+    nspname: &str,
+    relname: &str,
+    status: SyncStatus,
+) {
+    client
+        .update(
+            "UPDATE spock.local_sync_status SET sync_status = $4
+              WHERE sync_subid = $1 AND sync_nspname = $2 AND sync_relname = $3",
+            None,
+            &[oid(sub_id).into(), nspname.into(), relname.into(), status.code().to_string().into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"));
+}
+
+/// Deletes the rows of tables that are not in `keep` (`schema.table`).
+pub fn forget_tables_except(client: &mut SpiClient<'_>, sub_id: u32, keep: &[String]) {
+    client
+        .update(
+            "DELETE FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL
+                AND NOT (sync_nspname || '.' || sync_relname = ANY ($2))",
+            None,
+            &[oid(sub_id).into(), keep.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("delete from spock.local_sync_status"));
+}
+
+/// SQL for the copying session: one table was copied from the snapshot at
+/// `lsn` (quoted literals of its names).
+pub fn table_copied_sql(sub_id: u32, nspname_literal: &str, relname_literal: &str, lsn: u64) -> String {
+    format!(
+        "UPDATE spock.local_sync_status SET sync_status = 'r', sync_statuslsn = '{}', sync_truncate = false
+          WHERE sync_subid = {sub_id} AND sync_nspname = {nspname_literal} AND sync_relname = {relname_literal}
+            AND sync_status <> 'f'",
+        spock_core::stream::format_lsn(lsn.max(1))
+    )
+}

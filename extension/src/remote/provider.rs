@@ -118,7 +118,7 @@ pub fn slot_position(conn: &mut Conn, slot: &str) -> Result<Option<u64>, PqError
 /// Creates the subscription's logical slot with spock's output plugin (on
 /// a replication connection); returns the position its stream starts at.
 pub fn create_slot(conn: &mut Conn, slot: &str) -> Result<u64, PqError> {
-    create_slot_with(conn, slot, "nothing").map(|(lsn, _)| lsn)
+    create_slot_with(conn, slot, "", "nothing").map(|(lsn, _)| lsn)
 }
 
 /// Creates the slot and exports its snapshot: the provider's data exactly
@@ -126,17 +126,32 @@ pub fn create_slot(conn: &mut Conn, slot: &str) -> Result<u64, PqError> {
 /// other sessions can use while this replication connection runs no other
 /// command.
 pub fn create_slot_exported(conn: &mut Conn, slot: &str) -> Result<(u64, String), PqError> {
-    let (lsn, snapshot) = create_slot_with(conn, slot, "export")?;
+    exported(create_slot_with(conn, slot, "", "export")?)
+}
+
+/// Like [`create_slot_exported`], with a temporary slot: it goes when the
+/// connection closes (used only for its snapshot).
+pub fn create_temporary_slot_exported(conn: &mut Conn, slot: &str) -> Result<(u64, String), PqError> {
+    exported(create_slot_with(conn, slot, "TEMPORARY ", "export")?)
+}
+
+fn exported((lsn, snapshot): (u64, Option<String>)) -> Result<(u64, String), PqError> {
     let snapshot = snapshot
         .filter(|s| !s.is_empty())
         .ok_or_else(|| malformed("CREATE_REPLICATION_SLOT", "no exported snapshot"))?;
     Ok((lsn, snapshot))
 }
 
-fn create_slot_with(conn: &mut Conn, slot: &str, snapshot: &str) -> Result<(u64, Option<String>), PqError> {
+fn create_slot_with(
+    conn: &mut Conn,
+    slot: &str,
+    temporary: &str,
+    snapshot: &str,
+) -> Result<(u64, Option<String>), PqError> {
     let ident = conn.ident(slot);
-    let rows =
-        conn.query(&format!("CREATE_REPLICATION_SLOT {ident} LOGICAL spock_output (SNAPSHOT '{snapshot}')"))?;
+    let rows = conn.query(&format!(
+        "CREATE_REPLICATION_SLOT {ident} {temporary}LOGICAL spock_output (SNAPSHOT '{snapshot}')"
+    ))?;
     // slot_name, consistent_point, snapshot_name, output_plugin
     let row = rows.rows.into_iter().next().unwrap_or_default();
     let point = row.get(1).cloned().flatten().unwrap_or_default();
