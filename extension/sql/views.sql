@@ -47,3 +47,25 @@ CREATE VIEW spock.sync_progress AS
     SELECT s.sub_name AS subscription_name, c.relation, c.rows_copied, c.bytes_copied, c.copy_started
       FROM spock.copies_published() c
       JOIN spock.subscription s ON s.sub_id = c.sub_id;
+
+-- Add-node support (sql-api.md §4.11), run on the node a new node copies
+-- from, while its apply workers are paused: the first row has the slot's
+-- restart LSN; then one row per peer this node subscribes to (except the
+-- new node), with remote_commit_lsn the exact position of this node's
+-- replication origin for that peer, where the new node's own subscription
+-- to the peer must start.
+CREATE FUNCTION spock.read_peer_progress(p_slot_name text, p_provider_node_id oid, p_subscriber_node_id oid)
+    RETURNS TABLE (lsn pg_lsn, snapshot text, dbid oid, node_id oid, remote_node_id oid,
+        remote_commit_ts timestamptz, prev_remote_ts timestamptz, remote_commit_lsn pg_lsn,
+        remote_insert_lsn pg_lsn, received_lsn pg_lsn, last_updated_ts timestamptz,
+        updated_by_decode boolean)
+    VOLATILE SET search_path = pg_catalog LANGUAGE sql AS $$
+    SELECT (SELECT s.restart_lsn FROM pg_replication_slots s WHERE s.slot_name = p_slot_name),
+           NULL::text, NULL::oid, p_provider_node_id, NULL::oid, NULL::timestamptz, NULL::timestamptz,
+           NULL::pg_lsn, NULL::pg_lsn, NULL::pg_lsn, NULL::timestamptz, false
+    UNION ALL
+    SELECT NULL::pg_lsn, NULL::text, p.dbid, p.node_id, p.remote_node_id, p.remote_commit_ts, NULL::timestamptz,
+           p.remote_commit_lsn, p.remote_insert_lsn, p.received_lsn, p.last_updated_ts, false
+      FROM spock.progress p
+     WHERE p.remote_node_id IS DISTINCT FROM p_subscriber_node_id
+$$;

@@ -19,6 +19,8 @@ pub static EXTRA_CONNECTION_OPTIONS: GucSetting<Option<CString>> =
 /// `spock.restart_delay_default` (ms): delay before a failed apply worker is restarted.
 pub static TEMP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+pub static PAUSE_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
+
 pub static RESTART_DELAY_DEFAULT: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// `spock.require_core_patches`: refuse to start workers when a core patch is missing.
 pub static REQUIRE_CORE_PATCHES: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -310,6 +312,16 @@ pub fn init() {
         &TEMP_DIRECTORY,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"spock.pause_timeout",
+        c"Seconds pause_apply_workers() waits for the apply workers, and the longest a pause lasts.",
+        c"",
+        &PAUSE_TIMEOUT,
+        1,
+        3600,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"spock.restart_delay_default",

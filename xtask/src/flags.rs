@@ -176,6 +176,28 @@ pub enum ClusterCmd {
     /// Print shell exports (PATH, PGHOST, PGPORT, PGUSER, PGDATABASE) for a
     /// node: `eval "$(cargo xtask cluster env n1)"`, then psql, pgbench, ...
     Env(ClusterEnv),
+    /// Add a node to the running cluster, with its structure and data from
+    /// one node, while every node keeps taking writes.
+    AddNode(ClusterAddNode),
+    /// Remove a node: every subscription to and from it, its slots and
+    /// origins on the others; then stop it and delete its data.
+    RemoveNode(ClusterRemoveNode),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterAddNode {
+    /// The node the new one copies its structure and data from.
+    #[arg(long, default_value = "n1")]
+    pub source: String,
+    /// Seconds each wait may take (copy, catch-up) before giving up.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterRemoveNode {
+    /// Node name: n1, n2, ...
+    pub node: String,
 }
 
 #[derive(Args, Debug)]

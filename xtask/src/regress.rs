@@ -47,7 +47,16 @@ impl Suite {
         Suite {
             title: "multi-node regression suite",
             dir: layout::project_root().join("tests").join("regress"),
-            integration_tests: &["cluster", "engine", "conflicts", "convergence", "ddl", "progress", "sync"],
+            integration_tests: &[
+                "cluster",
+                "engine",
+                "conflicts",
+                "convergence",
+                "ddl",
+                "progress",
+                "sync",
+                "addnode",
+            ],
             extra_conf: "fsync = off\n",
         }
     }

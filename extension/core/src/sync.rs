@@ -214,6 +214,92 @@ pub fn restore_script(text: &str) -> String {
     )
 }
 
+/// Splits a row of a `COPY ... TO STDOUT` (text format) into its fields
+/// but the last, and the last (without the line's end). `None` when the
+/// row has a single field.
+pub fn split_last_field(row: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = row.strip_suffix(b"\n").unwrap_or(row);
+    let last = line.iter().rposition(|&b| b == b'\t')?;
+    Some((&line[..last], &line[last + 1..]))
+}
+
+/// A row of `COPY ... TO STDOUT` in text format (without its line end) as
+/// the SQL of a `VALUES` row: every field a quoted literal (typed by the
+/// column it goes to, as `COPY FROM` would type it), `\N` as `NULL`.
+/// `None` when a field is not UTF-8 once its escapes are undone.
+pub fn copy_row_to_values(row: &[u8]) -> Option<String> {
+    let row = row.strip_suffix(b"\n").unwrap_or(row);
+    let mut out = String::with_capacity(row.len() + 16);
+    out.push('(');
+    for (i, field) in row.split(|&b| b == b'\t').enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if field == b"\\N" {
+            out.push_str("NULL");
+            continue;
+        }
+        let text = String::from_utf8(unescape_copy_field(field)).ok()?;
+        out.push('\'');
+        out.push_str(&text.replace('\'', "''"));
+        out.push('\'');
+    }
+    out.push(')');
+    Some(out)
+}
+
+/// Undoes the backslash escapes of a field of COPY's text format.
+fn unescape_copy_field(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        i += 1;
+        if b != b'\\' || i >= field.len() {
+            out.push(b);
+            continue;
+        }
+        let c = field[i];
+        i += 1;
+        match c {
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0x0b),
+            b'0'..=b'7' => {
+                let mut value = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(value as u8);
+            }
+            b'x' if field.get(i).is_some_and(|d| d.is_ascii_hexdigit()) => {
+                let mut value = 0u32;
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(d) if d.is_ascii_hexdigit() => {
+                            value = value * 16 + (*d as char).to_digit(16).unwrap_or(0);
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(value as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A `pg_dump` name pattern that matches exactly `name` (in double quotes,
 /// where every character is literal and `"` is doubled).
 pub fn exact_pattern(name: &str) -> String {
@@ -307,5 +393,24 @@ mod tests {
         let script = "\\restrict abc\nSET x = 1;\nCREATE TABLE t (v text DEFAULT '\\restrict no');\n\\unrestrict abc\n";
         assert_eq!(restore_script(script), "SET x = 1;\nCREATE TABLE t (v text DEFAULT '\\restrict no');\n");
         assert_eq!(restore_script("SELECT 1;\n"), "SELECT 1;\n");
+    }
+
+    #[test]
+    fn the_last_field_is_split_off_copied_rows() {
+        let (data, xmin) = split_last_field(b"1\ta\\tb\t\\N\t7301\n").unwrap();
+        assert_eq!(data, b"1\ta\\tb\t\\N");
+        assert_eq!(xmin, b"7301");
+        assert_eq!(split_last_field(b"\\N\t2").unwrap(), (&b"\\N"[..], &b"2"[..]));
+        assert!(split_last_field(b"only\n").is_none());
+    }
+
+    #[test]
+    fn copied_rows_become_values() {
+        assert_eq!(copy_row_to_values(b"1\tit's\t\\N\n").unwrap(), "('1', 'it''s', NULL)");
+        assert_eq!(copy_row_to_values(b"a\\tb\\nc\\\\d").unwrap(), "('a\tb\nc\\d')");
+        assert_eq!(copy_row_to_values(b"\\101\\x42\\N").unwrap(), "('ABN')", "\\N inside a field is N");
+        assert_eq!(copy_row_to_values(b"{1,2}\t\\\\N").unwrap(), "('{1,2}', '\\N')");
+        assert_eq!(copy_row_to_values(b"").unwrap(), "('')");
+        assert!(copy_row_to_values(b"\\377").is_none(), "not UTF-8");
     }
 }

@@ -10,6 +10,7 @@ pub mod conflict;
 pub mod ddl;
 pub mod info;
 pub mod node;
+pub mod peers;
 pub mod progress;
 pub mod repset;
 pub mod seq;

@@ -181,3 +181,64 @@ fn wait_slot_confirm_lsn(slotname: Option<&std::ffi::CStr>, target: Option<i64>)
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.stamp_copied_rows(commit_ts timestamptz, node_id oid) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'stamp_copied_rows_wrapper';
+"#)]
+/// For the sessions that copy tables (behaviour.md §6.3): the rows the
+/// current subtransaction wrote keep the commit timestamp and origin node
+/// they have on the provider (core patch 040), so that last-update-wins
+/// weighs every copied row by its own version. `node_id` 0 is the provider
+/// itself. False (nothing done) without the patch or when the
+/// subtransaction wrote nothing.
+fn stamp_copied_rows(commit_ts: TimestampWithTimeZone, node_id: pg_sys::Oid) -> bool {
+    require_superuser("spock.stamp_copied_rows");
+    // SAFETY: reads this backend's transaction ids.
+    let (subxid, top) =
+        unsafe { (pg_sys::GetCurrentTransactionIdIfAny(), pg_sys::GetTopTransactionIdIfAny()) };
+    if subxid == pg_sys::InvalidTransactionId || subxid == top {
+        return false;
+    }
+    let node_id = node_id.to_u32();
+    // SAFETY: reads this session's replication origin (set by the copying session).
+    let session_origin = unsafe { pg_sys::replorigin_session_origin };
+    let roident = if node_id == 0 { session_origin } else { origin_of_node(node_id, session_origin) };
+    crate::core_patches::set_subxact_commit_ts(subxid, commit_ts.into_inner(), roident).unwrap_or(false)
+}
+
+thread_local! {
+    /// The origins `stamp_copied_rows` found for nodes, for the rest of the
+    /// copying session (its subscriptions do not change while it copies).
+    static NODE_ORIGINS: std::cell::RefCell<std::collections::HashMap<u32, pg_sys::RepOriginId>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The local replication origin that stands for node `node_id`: this node's
+/// own (`InvalidRepOriginId`) for itself, the origin of a subscription to
+/// that node, or `fallback` (the provider's) for a node this one does not
+/// subscribe to.
+fn origin_of_node(node_id: u32, fallback: pg_sys::RepOriginId) -> pg_sys::RepOriginId {
+    if let Some(found) = NODE_ORIGINS.with(|m| m.borrow().get(&node_id).copied()) {
+        return found;
+    }
+    let slot = Spi::connect(|client| {
+        let local = node::local_node(client).map(|n| n.node_id);
+        if local == Some(node_id) {
+            return Some(None);
+        }
+        subscription::all(client).into_iter().find(|s| s.origin_id == node_id).map(|s| Some(s.slot_name))
+    });
+    let found = match slot {
+        Some(None) => pg_sys::InvalidRepOriginId as pg_sys::RepOriginId,
+        Some(Some(name)) => {
+            let c = std::ffi::CString::new(name).expect("slot names have no NUL byte");
+            // SAFETY: a lookup in pg_replication_origin, missing_ok.
+            let id = unsafe { pg_sys::replorigin_by_name(c.as_ptr(), true) };
+            if id == pg_sys::InvalidRepOriginId as pg_sys::RepOriginId { fallback } else { id }
+        }
+        None => fallback,
+    };
+    NODE_ORIGINS.with(|m| m.borrow_mut().insert(node_id, found));
+    found
+}

@@ -154,6 +154,11 @@ impl Dispatcher {
         self.copied = tables.into_iter().map(|(n, r, lsn)| ((n, r), Copied::At(lsn))).collect();
     }
 
+    /// Whether no remote transaction is open.
+    pub fn between_transactions(&self) -> bool {
+        !self.in_transaction
+    }
+
     /// Whether a table-sync request was committed and no transaction is
     /// open: the worker is to stop so that the next one copies the table.
     pub fn copy_requested(&self) -> bool {
@@ -236,6 +241,7 @@ impl Dispatcher {
                         "the provider began a transaction inside another",
                     );
                 }
+                super::pause::hold_if_asked(self.dboid, self.sub_id, &self.sub_name);
                 self.in_transaction = true;
                 super::sync::take_requests();
                 // SAFETY: starts the local transaction that applies the remote one.

@@ -12,6 +12,7 @@ mod delta;
 mod dispatch;
 mod exception;
 mod owner;
+mod pause;
 mod progress;
 mod queue;
 mod relmap;

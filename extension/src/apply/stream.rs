@@ -232,6 +232,9 @@ impl Stream {
             if self.last_feedback.elapsed() >= FEEDBACK_INTERVAL {
                 self.send_feedback(false);
             }
+            if self.dispatcher.between_transactions() {
+                super::pause::hold_if_asked(self.dboid, self.sub.sub_id, &self.sub.name);
+            }
             super::progress::tick();
             if got_any {
                 continue;

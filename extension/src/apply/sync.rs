@@ -19,6 +19,7 @@
 //! whose copy fails is rolled back alone and marked failed; the others go
 //! on.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, OsString};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -129,8 +130,8 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
         }
         Err(e) => return Err(SyncError::retry("dropping the slot of an earlier attempt", e.message)),
     }
-    let clock =
-        provider::clock(repl).map_err(|e| SyncError::retry("reading the provider's clock", e.message))?;
+    let times = provider::copy_times(repl, sub.target_id)
+        .map_err(|e| SyncError::retry("reading the provider's clock and progress", e.message))?;
     let (start, snapshot) = provider::create_slot_exported(repl, &slot).map_err(|e| {
         SyncError::retry(&format!("creating replication slot {slot} on the provider"), e.message)
     })?;
@@ -153,18 +154,15 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
     // The snapshot lives while `repl` runs no other command: the dump and
     // the copying transaction take it first.
     let scripts = if structure { Some(dump_structure(sub, &snapshot)?) } else { None };
-    let mut source = remote::connect(&sub.origin_dsn, Purpose::Query)
-        .map_err(|e| SyncError::retry("connecting to the provider to copy", e.message))?;
-    provider::begin_with_snapshot(&mut source, &snapshot)
-        .map_err(|e| SyncError::retry("taking the slot's snapshot on the provider", e.message))?;
+    let mut source = Source::open(&sub.origin_dsn, &snapshot, &times.recent_since)?;
     let tables = if data || structure {
-        provider::sync_tables(&mut source, &sub.replication_sets, &sub.skip_schema)
+        provider::sync_tables(&mut source.conn, &sub.replication_sets, &sub.skip_schema)
             .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?
     } else {
         Vec::new()
     };
 
-    let mut target = Target::open(&local_dsn, &slot, start, &clock)?;
+    let mut target = Target::open(&local_dsn, &slot, start, &times.stamp)?;
     if let Some(scripts) = &scripts {
         target
             .conn
@@ -205,7 +203,7 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
         pgrx::log!("subscription {}: restored the provider's indexes, constraints and triggers", sub.name);
     }
     target.commit(sub_id, start)?;
-    let _ = source.query("COMMIT");
+    let _ = source.conn.query("COMMIT");
     pgrx::log!(
         "subscription {}: initial synchronisation done in {:.1} s: {} table(s), {total_rows} row(s){}; \
          streaming starts at {}",
@@ -262,16 +260,13 @@ fn copy_tables_at(
     let started = Instant::now();
     let mut repl = remote::connect(&sub.origin_dsn, Purpose::Replication { subscription: &sub.name })
         .map_err(|e| SyncError::retry("connecting to the provider for a table copy", e.message))?;
-    let clock = provider::clock(&mut repl)
-        .map_err(|e| SyncError::retry("reading the provider's clock", e.message))?;
+    let times = provider::copy_times(&mut repl, sub.target_id)
+        .map_err(|e| SyncError::retry("reading the provider's clock and progress", e.message))?;
     let temp_slot = format!("spk_copy_{}_{}", sub.sub_id, std::process::id());
     let (snapshot_at, snapshot) = provider::create_temporary_slot_exported(&mut repl, &temp_slot)
         .map_err(|e| SyncError::retry("creating a temporary slot on the provider", e.message))?;
-    let mut source = remote::connect(&sub.origin_dsn, Purpose::Query)
-        .map_err(|e| SyncError::retry("connecting to the provider to copy", e.message))?;
-    provider::begin_with_snapshot(&mut source, &snapshot)
-        .map_err(|e| SyncError::retry("taking the temporary slot's snapshot on the provider", e.message))?;
-    let offered = provider::sync_tables(&mut source, &sub.replication_sets, &sub.skip_schema)
+    let mut source = Source::open(&sub.origin_dsn, &snapshot, &times.recent_since)?;
+    let offered = provider::sync_tables(&mut source.conn, &sub.replication_sets, &sub.skip_schema)
         .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?;
     let sub_id = sub.sub_id;
     BackgroundWorker::transaction(|| {
@@ -287,7 +282,7 @@ fn copy_tables_at(
         requests.len(),
         format_lsn(snapshot_at)
     );
-    let mut target = Target::open(local_dsn, &sub.slot_name, position, &clock)?;
+    let mut target = Target::open(local_dsn, &sub.slot_name, position, &times.stamp)?;
     for request in requests {
         let name = format!("{}.{}", request.nspname, request.relname);
         let (nsp, rel) = (target.conn.literal(&request.nspname), target.conn.literal(&request.relname));
@@ -312,7 +307,7 @@ fn copy_tables_at(
     registry::publish_copy(dboid, sub_id, None);
     target.run("COMMIT", "committing the table copy")?;
     let _ = target.conn.query("SELECT pg_catalog.pg_replication_origin_session_reset()");
-    let _ = source.query("COMMIT");
+    let _ = source.conn.query("COMMIT");
     pgrx::log!(
         "subscription {}: copied the requested table(s) in {:.1} s; their changes from {} on are applied",
         sub.name,
@@ -395,12 +390,309 @@ impl Target {
     }
 }
 
+/// The provider's side of the copies: a connection in a transaction with
+/// the slot's snapshot, and, when this server can keep each copied row's
+/// own version (core patch 040), a second connection that looks versions
+/// up and the provider's replication origins by the node each stands for.
+struct Source {
+    conn: Conn,
+    versions: Option<Versions>,
+    /// Rows committed at or after this time keep their own version.
+    recent_since: String,
+}
+
+/// Where copied rows' versions come from: the commit timestamp and origin
+/// of the transaction that wrote each (its `xmin`), looked up on the
+/// provider for a batch of transactions at a time.
+struct Versions {
+    lookup: Conn,
+    /// Provider origin id (as text) to node id.
+    origins: HashMap<String, u32>,
+}
+
+/// A version: commit timestamp (text, `None` when the provider has none)
+/// and node (0: the provider itself).
+type Version = (Option<String>, u32);
+
+impl Versions {
+    /// The versions of the transactions `xids` (decimal text).
+    fn of(&mut self, xids: &[&str]) -> Result<HashMap<String, Version>, PqError> {
+        if xids.iter().any(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(PqError::local("the provider sent a copied row with a malformed xmin"));
+        }
+        let rows = self.lookup.query(&format!(
+            "SELECT x::text, c.timestamp::text, c.roident::text
+               FROM pg_catalog.unnest('{{{}}}'::xid[]) x
+               LEFT JOIN LATERAL pg_catalog.pg_xact_commit_timestamp_origin(x) c ON true",
+            xids.join(",")
+        ))?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .filter_map(|r| {
+                let xid = r.first()?.clone()?;
+                let ts = r.get(1).cloned().flatten();
+                let node =
+                    r.get(2).cloned().flatten().and_then(|o| self.origins.get(&o).copied()).unwrap_or(0);
+                Some((xid, (ts, node)))
+            })
+            .collect())
+    }
+}
+
+impl Source {
+    fn open(dsn: &str, snapshot: &str, recent_since: &str) -> Result<Source, SyncError> {
+        let connect = || {
+            remote::connect(dsn, Purpose::Query)
+                .map_err(|e| SyncError::retry("connecting to the provider to copy", e.message))
+        };
+        let mut conn = connect()?;
+        provider::begin_with_snapshot(&mut conn, snapshot)
+            .map_err(|e| SyncError::retry("taking the slot's snapshot on the provider", e.message))?;
+        let versions = if crate::core_patches::usable(&spock_core::core_patches::SUBXACT_COMMIT_TS) {
+            let origins = provider::origin_nodes(&mut conn)
+                .map_err(|e| SyncError::retry("reading the provider's replication origins", e.message))?;
+            Some(Versions { lookup: connect()?, origins })
+        } else {
+            None
+        };
+        Ok(Source { conn, versions, recent_since: recent_since.to_string() })
+    }
+
+    /// The `COPY ... TO STDOUT` of a table; with versions, each row ends
+    /// with one more field: its `xmin` when it was committed since
+    /// `recent_since`, else NULL.
+    fn copy_sql(&mut self, table: &provider::SyncTable) -> String {
+        let only = if table.partitioned { "" } else { "ONLY " };
+        let since = self.conn.literal(&self.recent_since);
+        match self.versions {
+            Some(_) => format!(
+                "COPY (SELECT {}, CASE WHEN pg_catalog.pg_xact_commit_timestamp(x.xmin) >= {since}::timestamptz \
+                 THEN x.xmin END FROM {only}{} x) TO STDOUT",
+                table.columns_of_x, table.qualified
+            ),
+            None if table.partitioned => {
+                format!("COPY (SELECT {} FROM {}) TO STDOUT", table.columns, table.qualified)
+            }
+            None => format!("COPY {} ({}) TO STDOUT", table.qualified, table.columns),
+        }
+    }
+}
+
+/// Runs of rows of one transaction shorter than this are written with
+/// `INSERT`, many runs to a round trip; longer ones with `COPY FROM`.
+const SMALL_RUN: usize = 64;
+/// Bytes of batched statements sent at a time.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The local side of one table's copy. Without versions: one `COPY FROM`
+/// fed in chunks. With versions: the rows arrive in runs written by the
+/// same provider transaction, and each run is written in a subtransaction
+/// stamped with that transaction's commit timestamp and origin node
+/// (`spock.stamp_copied_rows`): a long run through `COPY FROM`, short ones
+/// as `INSERT`s batched into one query (their versions looked up together),
+/// so that a table whose rows were last changed by many transactions does
+/// not cost round trips per transaction.
+struct Sink<'a> {
+    target: &'a mut Target,
+    versions: Option<&'a mut Versions>,
+    local_sql: String,
+    insert_sql: String,
+    buf: Vec<u8>,
+    written: u64,
+    /// The provider transaction (`xmin`) of the current run.
+    xmin: Option<String>,
+    /// The current run's rows while it is short.
+    run: Vec<Vec<u8>>,
+    /// A `COPY FROM` is open (for the whole table, or the current run).
+    copying: bool,
+    /// Short runs not sent yet: their transaction and `VALUES` rows.
+    pending: Vec<(String, String)>,
+    pending_bytes: usize,
+    /// Recent rows (committed since `Source::recent_since`), kept until the
+    /// table's other rows are written: `(xmin, row)`.
+    recent: Vec<(u64, Vec<u8>)>,
+}
+
+impl Sink<'_> {
+    fn send(&mut self) -> Result<(), PqError> {
+        if !self.buf.is_empty() {
+            self.target.conn.copy_in_send(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, data: &[u8]) -> Result<(), PqError> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK { self.send() } else { Ok(()) }
+    }
+
+    /// The statement that stamps a run's rows with `version`.
+    fn stamp_sql(&mut self, version: Option<&Version>) -> String {
+        match version {
+            Some((Some(ts), node)) => {
+                let ts = self.target.conn.literal(ts);
+                format!("SELECT spock.stamp_copied_rows({ts}::timestamptz, {node}); ")
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn lookup(&mut self, xids: &[&str]) -> Result<HashMap<String, Version>, PqError> {
+        match self.versions.as_mut() {
+            Some(v) => v.of(xids),
+            None => Ok(HashMap::new()),
+        }
+    }
+
+    /// Sends the short runs collected so far, each stamped.
+    fn flush_pending(&mut self) -> Result<(), PqError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut xids: Vec<&str> = pending.iter().map(|(x, _)| x.as_str()).collect();
+        xids.sort_unstable();
+        xids.dedup();
+        let versions = self.lookup(&xids)?;
+        let mut sql = String::new();
+        for (xid, values) in &pending {
+            let stamp = self.stamp_sql(versions.get(xid));
+            sql.push_str(&format!(
+                "SAVEPOINT spock_version; {}{values}; {stamp}RELEASE SAVEPOINT spock_version;\n",
+                self.insert_sql
+            ));
+        }
+        self.target.conn.query(&sql).map(|_| ())
+    }
+
+    /// Opens a `COPY FROM` (in a subtransaction for a versioned run).
+    fn begin_copy(&mut self, versioned: bool) -> Result<(), PqError> {
+        if versioned {
+            self.flush_pending()?;
+            self.target.conn.query("SAVEPOINT spock_version")?;
+        }
+        self.target.conn.start_copy_in(&self.local_sql)?;
+        self.copying = true;
+        Ok(())
+    }
+
+    /// Ends the open `COPY FROM` (and stamps and ends the subtransaction
+    /// of a versioned run).
+    fn end_copy(&mut self, xmin: Option<&str>) -> Result<(), PqError> {
+        self.send()?;
+        self.written += self.target.conn.copy_in_end()?;
+        self.copying = false;
+        if let Some(xmin) = xmin {
+            let versions = self.lookup(&[xmin])?;
+            let stamp = self.stamp_sql(versions.get(xmin));
+            self.target.conn.query(&format!("{stamp}RELEASE SAVEPOINT spock_version"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes out (or collects) the current run of a versioned copy.
+    fn end_run(&mut self) -> Result<(), PqError> {
+        let Some(xmin) = self.xmin.take() else { return Ok(()) };
+        if self.copying {
+            return self.end_copy(Some(&xmin));
+        }
+        let rows = std::mem::take(&mut self.run);
+        let values: Option<Vec<String>> = rows.iter().map(|r| sync_rules::copy_row_to_values(r)).collect();
+        match values {
+            Some(values) => {
+                let values = values.join(", ");
+                self.written += rows.len() as u64;
+                self.pending_bytes += values.len();
+                self.pending.push((xmin, values));
+                if self.pending_bytes >= BATCH_BYTES { self.flush_pending() } else { Ok(()) }
+            }
+            // Bytes that are not UTF-8 cannot travel as SQL text: COPY.
+            None => {
+                self.begin_copy(true)?;
+                for row in &rows {
+                    self.push(row)?;
+                }
+                self.end_copy(Some(&xmin))
+            }
+        }
+    }
+
+    /// Takes a row of a versioned copy, written by provider transaction `xmin`.
+    fn push_versioned(&mut self, data: &[u8], xmin: &[u8]) -> Result<(), PqError> {
+        if self.xmin.as_deref().map(str::as_bytes) != Some(xmin) {
+            self.end_run()?;
+            self.xmin = Some(String::from_utf8_lossy(xmin).into_owned());
+        }
+        if self.copying {
+            self.buf.extend_from_slice(data);
+            self.buf.push(b'\n');
+            return if self.buf.len() >= CHUNK { self.send() } else { Ok(()) };
+        }
+        let mut row = Vec::with_capacity(data.len() + 1);
+        row.extend_from_slice(data);
+        row.push(b'\n');
+        self.run.push(row);
+        if self.run.len() >= SMALL_RUN {
+            // A long run: on through COPY.
+            self.begin_copy(true)?;
+            for row in std::mem::take(&mut self.run) {
+                self.push(&row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a row of a versioned copy: an older one goes to the table's
+    /// `COPY FROM` at once (with the copy's own version), a recent one
+    /// waits for the end.
+    fn push_row(&mut self, data: &[u8], xmin: &[u8]) -> Result<(), PqError> {
+        if xmin == b"\\N" {
+            self.buf.extend_from_slice(data);
+            self.buf.push(b'\n');
+            return if self.buf.len() >= CHUNK { self.send() } else { Ok(()) };
+        }
+        let xid = std::str::from_utf8(xmin)
+            .ok()
+            .and_then(|x| x.parse::<u64>().ok())
+            .ok_or_else(|| PqError::local("the provider sent a copied row with a malformed xmin"))?;
+        let mut row = Vec::with_capacity(data.len() + 1);
+        row.extend_from_slice(data);
+        row.push(b'\n');
+        self.recent.push((xid, row));
+        Ok(())
+    }
+
+    /// Ends the copy; returns the rows written. The recent rows of a
+    /// versioned copy are written last, grouped by the transaction that
+    /// wrote them, each group keeping that transaction's version.
+    fn finish(&mut self, versioned: bool) -> Result<u64, PqError> {
+        if self.copying {
+            self.end_copy(None)?;
+        }
+        if versioned {
+            let mut recent = std::mem::take(&mut self.recent);
+            recent.sort_by_key(|(xid, _)| *xid);
+            for (xid, row) in recent {
+                let xmin = xid.to_string();
+                let data = row.strip_suffix(b"\n").unwrap_or(&row);
+                self.push_versioned(data, xmin.as_bytes())?;
+            }
+            self.end_run()?;
+            self.flush_pending()?;
+        }
+        Ok(self.written)
+    }
+}
+
 /// Copies one table from the provider's snapshot. `Ok(None)`: this node
 /// refused its rows; the table is marked failed and everything else goes on.
 fn copy_table(
     sub: &Subscription,
     dboid: u32,
-    source: &mut Conn,
+    source: &mut Source,
     target: &mut Target,
     table: &provider::SyncTable,
     truncate: bool,
@@ -417,13 +709,9 @@ fn copy_table(
         target.run(&sync_status::table_failed_sql(sub.sub_id, &nsp, &rel), "marking a table failed")?;
         Ok(None)
     };
+    const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE";
     let Some(owner) = target.owner_of(&table.qualified)? else {
         return fail(target, "there is no such table on this node");
-    };
-    let source_sql = if table.partitioned {
-        format!("COPY (SELECT {} FROM {}) TO STDOUT", table.columns, table.qualified)
-    } else {
-        format!("COPY {} ({}) TO STDOUT", table.qualified, table.columns)
     };
     // The rows are written with the table owner's rights (behaviour.md §19).
     let role = if guc::APPLY_AS_SUPERUSER.get() { String::new() } else { format!("SET ROLE {owner};") };
@@ -432,33 +720,39 @@ fn copy_table(
     // subscription's origin: the TRUNCATE is never sent on to this node's
     // own subscribers (behaviour.md §6.5).
     if truncate && let Err(e) = target.conn.query(&format!("TRUNCATE ONLY {}", table.qualified)) {
-        target.run(
-            "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
-            "rolling back",
-        )?;
+        target.run(ROLLBACK, "rolling back")?;
         return fail(target, &e.message);
     }
-    let local_sql = format!("COPY {} ({}) FROM STDIN", table.qualified, table.columns);
-    if let Err(e) = target.conn.start_copy_in(&local_sql) {
-        target.run(
-            "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
-            "rolling back",
-        )?;
-        return fail(target, &e.message);
-    }
+    let copy_sql = source.copy_sql(table);
     source
-        .start_copy_out(&source_sql)
+        .conn
+        .start_copy_out(&copy_sql)
         .map_err(|e| SyncError::retry(&format!("reading {name} on the provider"), e.message))?;
 
+    let versioned = source.versions.is_some();
+    let mut sink = Sink {
+        target,
+        versions: source.versions.as_mut(),
+        local_sql: format!("COPY {} ({}) FROM STDIN", table.qualified, table.columns),
+        insert_sql: format!("INSERT INTO {} ({}) VALUES ", table.qualified, table.columns),
+        buf: Vec::with_capacity(CHUNK + 8192),
+        written: 0,
+        xmin: None,
+        run: Vec::new(),
+        copying: false,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        recent: Vec::new(),
+    };
+    let mut refused: Option<PqError> = sink.begin_copy(false).err();
     let (mut rows, mut bytes) = (0u64, 0u64);
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 8192);
-    let mut refused: Option<PqError> = None;
     let mut last_report = Instant::now();
     let copy_start = workers::now();
     registry::publish_copy(dboid, sub.sub_id, Some(registry::CopyProgress::new(&name, 0, 0, copy_start)));
     // After a refusal the provider's rows are still read to the end, so
     // that its connection can copy the next table.
     while let Some(row) = source
+        .conn
         .copy_out_next()
         .map_err(|e| SyncError::retry(&format!("reading {name} on the provider"), e.message))?
     {
@@ -467,12 +761,16 @@ fn copy_table(
         if refused.is_some() {
             continue;
         }
-        buf.extend_from_slice(&row);
-        if buf.len() >= CHUNK {
-            if let Err(e) = target.conn.copy_in_send(&buf) {
-                refused = Some(e);
+        let pushed = if versioned {
+            match sync_rules::split_last_field(&row) {
+                Some((data, xmin)) => sink.push_row(data, xmin),
+                None => Err(PqError::local("the provider sent a copied row without its xmin")),
             }
-            buf.clear();
+        } else {
+            sink.push(&row)
+        };
+        if let Err(e) = pushed {
+            refused = Some(e);
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             registry::publish_copy(
@@ -484,8 +782,8 @@ fn copy_table(
         }
     }
     let outcome = match refused {
-        Some(e) => target.conn.copy_in_end().and(Err(e)),
-        None => target.conn.copy_in_send(&buf).and_then(|_| target.conn.copy_in_end()),
+        Some(e) => Err(e),
+        None => sink.finish(versioned),
     };
     match outcome {
         Ok(written) => {
@@ -500,10 +798,10 @@ fn copy_table(
             Ok(Some(written))
         }
         Err(e) => {
-            target.run(
-                "ROLLBACK TO SAVEPOINT spock_copy; RELEASE SAVEPOINT spock_copy; RESET ROLE",
-                "rolling back",
-            )?;
+            // A COPY the server ended with an error is over; one still
+            // open is ended so that the rollback can run.
+            let _ = target.conn.copy_in_end();
+            target.run(ROLLBACK, "rolling back")?;
             fail(target, &e.message)
         }
     }

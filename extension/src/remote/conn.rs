@@ -97,7 +97,7 @@ pub struct PqError {
 }
 
 impl PqError {
-    fn local(message: impl Into<String>) -> PqError {
+    pub fn local(message: impl Into<String>) -> PqError {
         PqError { sqlstate: None, message: message.into() }
     }
 }

@@ -2,6 +2,7 @@
 //! typed results over a [`Conn`]. Errors are the connection's or the
 //! provider's, unchanged; callers say what they were doing.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use spock_core::protocol;
@@ -160,10 +161,43 @@ fn create_slot_with(
     Ok((lsn, row.get(2).cloned().flatten()))
 }
 
-/// The provider's clock, as `timestamptz` text.
-pub fn clock(conn: &mut Conn) -> Result<String, PqError> {
-    let rows = conn.query("SELECT pg_catalog.clock_timestamp()::text")?;
-    rows.scalar().map(str::to_string).ok_or_else(|| malformed("clock_timestamp()", "no row"))
+/// When a copy begins, as the provider sees it (read just before the
+/// copy's snapshot is taken).
+pub struct CopyTimes {
+    /// The oldest commit time a change not in the snapshot can have: the
+    /// provider's clock, or earlier, the commit time of the last
+    /// transaction it applied from a peer (other than the subscriber) whose
+    /// later transactions may still be on their way to it.
+    pub recent_since: String,
+    /// The commit time the copied rows get unless they keep their own: just
+    /// before `recent_since`, so that every change not in the copy wins
+    /// against them.
+    pub stamp: String,
+}
+
+/// Reads [`CopyTimes`] for a copy to the node `subscriber`. A role that
+/// may not read `spock.progress` makes every row recent.
+pub fn copy_times(conn: &mut Conn, subscriber: u32) -> Result<CopyTimes, PqError> {
+    let allowed = conn.query("SELECT pg_catalog.has_table_privilege('spock.progress', 'SELECT')")?;
+    let oldest_peer = if allowed.scalar() == Some("t") {
+        format!(
+            "(SELECT min(coalesce(remote_commit_ts, '-infinity')) FROM spock.progress
+               WHERE remote_node_id IS DISTINCT FROM {subscriber})"
+        )
+    } else {
+        "'-infinity'::timestamptz".to_string()
+    };
+    let rows = conn.query(&format!(
+        "SELECT low::text,
+                CASE WHEN low = '-infinity' THEN '2000-01-01 00:00:00.000001+00'
+                     ELSE (low - interval '1 microsecond')::text END
+           FROM (SELECT least(pg_catalog.clock_timestamp(), {oldest_peer}) AS low) t"
+    ))?;
+    let row = rows.rows.into_iter().next().unwrap_or_default();
+    match (row.first().cloned().flatten(), row.get(1).cloned().flatten()) {
+        (Some(recent_since), Some(stamp)) => Ok(CopyTimes { recent_since, stamp }),
+        _ => Err(malformed("the copy's times", "no row")),
+    }
 }
 
 /// Starts a read-only transaction that sees the exported snapshot `name`.
@@ -173,6 +207,26 @@ pub fn begin_with_snapshot(conn: &mut Conn, name: &str) -> Result<(), PqError> {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {literal}"
     ))
     .map(|_| ())
+}
+
+/// The provider's replication origins (their ids, as text) and the nodes
+/// they stand for, as far as the connected role may read them (a role that
+/// may not read `spock.subscription` gets none: their rows then count as
+/// the provider's own).
+pub fn origin_nodes(conn: &mut Conn) -> Result<HashMap<String, u32>, PqError> {
+    let allowed = conn.query("SELECT pg_catalog.has_table_privilege('spock.subscription', 'SELECT')")?;
+    if allowed.scalar() != Some("t") {
+        return Ok(HashMap::new());
+    }
+    let rows = conn.query(
+        "SELECT r.roident::text, s.sub_origin::int8 FROM pg_catalog.pg_replication_origin r
+           JOIN spock.subscription s ON s.sub_slot_name = r.roname",
+    )?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?)))
+        .collect())
 }
 
 /// A table of the provider that the initial copy copies.
@@ -187,6 +241,8 @@ pub struct SyncTable {
     /// The columns that travel (not dropped, not generated), quoted and
     /// comma-separated, in the provider's order.
     pub columns: String,
+    /// The same, each prefixed with `x.`.
+    pub columns_of_x: String,
     /// The subscription's sets the table is a member of.
     pub sets: Vec<String>,
 }
@@ -210,7 +266,10 @@ pub fn sync_tables(
                 (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
                    FROM pg_catalog.pg_attribute a
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-                s.set_name::text
+                s.set_name::text,
+                (SELECT pg_catalog.string_agg('x.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
            FROM spock.replication_set s
            JOIN spock.local_node l ON l.node_id = s.set_nodeid
            JOIN spock.replication_set_table t ON t.set_id = s.set_id
@@ -231,6 +290,7 @@ pub fn sync_tables(
                 qualified: get(2),
                 partitioned: get(3) == "t",
                 columns: get(4),
+                columns_of_x: get(6),
                 sets: vec![set],
             }),
         }

@@ -125,6 +125,8 @@ pub struct Slot {
     pub progress: Progress,
     /// The running worker's initial copy, if one runs.
     pub copy: CopyProgress,
+    /// The running apply worker stopped between transactions for a pause.
+    pub paused: bool,
 }
 
 impl Default for Slot {
@@ -150,6 +152,7 @@ impl Default for Slot {
             exception_retrying: false,
             progress: Progress::default(),
             copy: CopyProgress::default(),
+            paused: false,
         }
     }
 }
@@ -186,12 +189,22 @@ pub struct Registry {
     supervisor_latch: usize,
     /// Bumped whenever a catalog change needs workers to look again.
     generation: u64,
+    /// `pause_apply_workers()`: the database whose apply workers are to
+    /// stop between transactions, until when at the latest (0: none).
+    pause_dboid: u32,
+    pause_until: i64,
     slots: [Slot; MAX_WORKERS],
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { supervisor_latch: 0, generation: 0, slots: [Slot::default(); MAX_WORKERS] }
+        Registry {
+            supervisor_latch: 0,
+            generation: 0,
+            pause_dboid: 0,
+            pause_until: 0,
+            slots: [Slot::default(); MAX_WORKERS],
+        }
     }
 }
 
@@ -614,4 +627,65 @@ pub fn stop_orphans(dboid: u32, keep: &[u32]) {
     for pid in pids {
         signal(pid);
     }
+}
+
+/// Asks the apply workers of a database to stop between transactions until
+/// `until` (PostgreSQL time) or `clear_pause`. One database at a time.
+pub fn request_pause(dboid: u32, until: i64) -> Result<(), u32> {
+    let mut reg = REGISTRY.exclusive();
+    if reg.pause_dboid != 0 && reg.pause_dboid != dboid && now() < reg.pause_until {
+        return Err(reg.pause_dboid);
+    }
+    reg.pause_dboid = dboid;
+    reg.pause_until = until;
+    Ok(())
+}
+
+/// Ends a pause of a database's apply workers.
+pub fn clear_pause(dboid: u32) {
+    let latches: Vec<usize> = {
+        let mut reg = REGISTRY.exclusive();
+        if reg.pause_dboid == dboid {
+            reg.pause_dboid = 0;
+            reg.pause_until = 0;
+        }
+        reg.slots
+            .iter()
+            .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0)
+            .map(|s| s.latch)
+            .collect()
+    };
+    for latch in latches {
+        set_latch(latch);
+    }
+}
+
+/// Until when the apply workers of a database are to stay paused, if a
+/// pause is requested now.
+pub fn pause_requested(dboid: u32) -> Option<i64> {
+    if !available() {
+        return None;
+    }
+    let reg = REGISTRY.share();
+    (reg.pause_dboid == dboid && now() < reg.pause_until).then_some(reg.pause_until)
+}
+
+/// An apply worker says whether it stands paused.
+pub fn set_paused(dboid: u32, subid: u32, paused: bool) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.paused = paused;
+    }
+}
+
+/// The streaming apply workers of a database that are not paused yet (a
+/// worker that does not stream applies nothing).
+pub fn unpaused_workers(dboid: u32) -> Vec<u32> {
+    REGISTRY
+        .share()
+        .slots
+        .iter()
+        .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0 && s.streaming && !s.paused)
+        .map(|s| s.subid)
+        .collect()
 }

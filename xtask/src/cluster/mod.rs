@@ -18,6 +18,7 @@ use crate::node::{self, Node, StopMode};
 use crate::pgbuild::Installed;
 use crate::ui;
 
+mod membership;
 pub mod task;
 
 const STATE_FILE: &str = "cluster.json";

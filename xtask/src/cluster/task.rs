@@ -1,5 +1,5 @@
-//! The `cargo xtask cluster up/down/status/psql/env` task: a local cluster for
-//! people, kept in `target/cluster`.
+//! The `cargo xtask cluster up/down/status/psql/env/add-node/remove-node`
+//! task: a local cluster for people, kept in `target/cluster`.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 
 use super::Cluster;
 use crate::account::RunAs;
-use crate::flags::{ClusterCmd, ClusterDown, ClusterEnv, ClusterPsql, ClusterUp, Profile};
+use crate::flags::{
+    ClusterAddNode, ClusterCmd, ClusterDown, ClusterEnv, ClusterPsql, ClusterRemoveNode, ClusterUp, Profile,
+};
 use crate::node::{SUPERUSER, StopMode};
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, layout, ui};
@@ -29,6 +31,8 @@ impl ClusterCmd {
             ClusterCmd::Status => status(),
             ClusterCmd::Psql(flags) => flags.run(),
             ClusterCmd::Env(flags) => flags.run(),
+            ClusterCmd::AddNode(flags) => flags.run(),
+            ClusterCmd::RemoveNode(flags) => flags.run(),
         }
     }
 }
@@ -236,5 +240,39 @@ impl ClusterEnv {
             println!("export PGPASSFILE={}", quote(&node.pgpass_file().display().to_string()));
         }
         Ok(())
+    }
+}
+
+/// The running cluster of `cargo xtask cluster`, or an error that says how to start one.
+fn running_cluster() -> Result<Cluster> {
+    let cluster = Cluster::load(&cluster_dir())?
+        .context("there is no cluster; start one with `cargo xtask cluster up`")?;
+    if let Some(down) = cluster.nodes.iter().find(|n| !n.is_running()) {
+        bail!("node {} is not running; start the cluster with `cargo xtask cluster up`", down.name);
+    }
+    Ok(cluster)
+}
+
+impl ClusterAddNode {
+    pub fn run(self) -> Result<()> {
+        let mut cluster = running_cluster()?;
+        let (limit, why) = super::max_nodes();
+        if cluster.nodes.len() + 1 > limit {
+            bail!("a node more is too many for this machine ({why})");
+        }
+        let name = cluster.add_node(DATABASE, &self.source, std::time::Duration::from_secs(self.timeout))?;
+        ui::note(format!("{name} joined with {}'s data and replicates with every node", self.source));
+        print_status(&cluster)
+    }
+}
+
+impl ClusterRemoveNode {
+    pub fn run(self) -> Result<()> {
+        let mut cluster = Cluster::load(&cluster_dir())?
+            .context("there is no cluster; start one with `cargo xtask cluster up`")?;
+        let step = ui::Step::start(format!("Removing node {}", self.node));
+        cluster.remove_node(DATABASE, &self.node)?;
+        step.done("its subscriptions, slots and origins are gone from every node");
+        print_status(&cluster)
     }
 }
