@@ -7,10 +7,11 @@
 //! (through the node's own DSN). That session restores the pre-data part,
 //! copies the tables, restores the post-data part and marks everything
 //! ready in one transaction, which commits with the subscription's
-//! replication origin at the slot's start and the provider's time just
-//! before the slot was made: the stream then starts exactly after what was
-//! copied, and any change made after the copy began wins against a copied
-//! row (§7.3).
+//! replication origin at the slot's start: the stream then starts exactly
+//! after what was copied. Each copied row carries a version that makes
+//! last-update-wins decide here as on the provider (§7.3): rows committed
+//! before the oldest change that may be missing from the snapshot get a
+//! version just older than it, more recent ones keep their own (`Sink`).
 //!
 //! Failures: anything the provider or the network does is retried by the
 //! next worker (nothing was committed; the slot is made again). An error of
@@ -222,8 +223,8 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
 /// streams again from `position`, its origin's position. Each table comes
 /// from the snapshot of a temporary slot, at `S` (later than `position`),
 /// in one transaction of a session on this node that carries the
-/// subscription's origin (without moving it) and the provider's time; the
-/// table's row records `S`, and the apply worker skips the table's changes
+/// subscription's origin (without moving it), with the copied rows'
+/// versions chosen as in the initial copy; the table's row records `S`, and the apply worker skips the table's changes
 /// committed before `S`, which the copy holds. Raises an error when the
 /// provider fails (the next worker tries again); a table this node refuses
 /// is marked failed.
@@ -325,20 +326,21 @@ struct Target {
 impl Target {
     /// Connects through the node's own DSN and starts the transaction that
     /// commits with the subscription's origin at `start` (never moved back)
-    /// and the provider's time `clock`. Triggers do not fire (replica role), and nothing it
-    /// does is queued as DDL for this node's subscribers.
-    fn open(local_dsn: &str, origin_name: &str, start: u64, clock: &str) -> Result<Target, SyncError> {
+    /// and the copy's version `stamp` (a commit time). Triggers do not fire
+    /// (replica role), and nothing it does is queued as DDL for this node's
+    /// subscribers.
+    fn open(local_dsn: &str, origin_name: &str, start: u64, stamp: &str) -> Result<Target, SyncError> {
         let mut conn = remote::connect(local_dsn, Purpose::Query)
             .map_err(|e| SyncError::retry("connecting to this node through its own DSN", e.message))?;
         let origin = conn.literal(origin_name);
-        let clock = conn.literal(clock);
+        let stamp = conn.literal(stamp);
         conn.query(&format!(
             "SET session_replication_role = replica; SET spock.enable_ddl_replication = off;
              SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;
              SET log_min_error_statement = panic;
              SELECT pg_catalog.pg_replication_origin_session_setup({origin});
              BEGIN;
-             SELECT pg_catalog.pg_replication_origin_xact_setup('{}', {clock}::timestamptz)",
+             SELECT pg_catalog.pg_replication_origin_xact_setup('{}', {stamp}::timestamptz)",
             format_lsn(start)
         ))
         .map_err(|e| SyncError::retry("preparing this node's copying session", e.message))?;
@@ -485,14 +487,15 @@ const SMALL_RUN: usize = 64;
 /// Bytes of batched statements sent at a time.
 const BATCH_BYTES: usize = 1 << 20;
 
-/// The local side of one table's copy. Without versions: one `COPY FROM`
-/// fed in chunks. With versions: the rows arrive in runs written by the
-/// same provider transaction, and each run is written in a subtransaction
-/// stamped with that transaction's commit timestamp and origin node
-/// (`spock.stamp_copied_rows`): a long run through `COPY FROM`, short ones
-/// as `INSERT`s batched into one query (their versions looked up together),
-/// so that a table whose rows were last changed by many transactions does
-/// not cost round trips per transaction.
+/// The local side of one table's copy: one `COPY FROM` fed in chunks for
+/// every row the provider committed before `Source::recent_since` (they
+/// get the copy's own version). With versions, the recent rows are held
+/// until then and written last, in runs of the same provider transaction,
+/// each run in a subtransaction stamped with that transaction's commit
+/// timestamp and origin node (`spock.stamp_copied_rows`): a long run through
+/// `COPY FROM`, short ones as `INSERT`s batched into one query with their
+/// versions looked up together, so that many transactions do not cost
+/// round trips each.
 struct Sink<'a> {
     target: &'a mut Target,
     versions: Option<&'a mut Versions>,
