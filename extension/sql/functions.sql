@@ -108,3 +108,16 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A cross-node consistency check (sql-api.md §4.12): chained MD5 over the
+-- ordered input, state := md5(state || value::text) from the empty string.
+-- `SELECT spock.md5_agg(t ORDER BY id) FROM t` gives the same text on every
+-- node holding the same rows. NULL inputs are skipped (a strict step).
+CREATE FUNCTION spock.md5_agg_sfunc(text, anyelement) RETURNS text
+    STRICT IMMUTABLE PARALLEL SAFE LANGUAGE sql
+    AS $$ SELECT pg_catalog.md5($1 OPERATOR(pg_catalog.||) $2::text) $$;
+CREATE AGGREGATE spock.md5_agg(anyelement) (
+    SFUNC = spock.md5_agg_sfunc,
+    STYPE = text,
+    INITCOND = ''
+);

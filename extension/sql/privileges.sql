@@ -20,6 +20,7 @@ GRANT EXECUTE ON FUNCTION
     spock.spock_min_proto_version(),
     spock.spock_gen_slot_name(name, name, name),
     spock.xact_commit_timestamp_origin(xid),
+
     spock.core_patches_status(),
     spock.node_info(),
     spock.node_info_rows(),
@@ -34,3 +35,6 @@ GRANT EXECUTE ON FUNCTION
     spock.delta_apply(money, money, money)
 TO PUBLIC;
 GRANT SELECT ON spock.core_patches TO PUBLIC;
+
+-- The consistency check aggregate (sql-api.md §4.12) is public.
+GRANT EXECUTE ON ROUTINE spock.md5_agg_sfunc(text, anyelement), spock.md5_agg(anyelement) TO PUBLIC;

@@ -10,6 +10,7 @@ use crate::versions::PgRequest;
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
+    version,
     about = "Build, test and run the patched PostgreSQL with the spock extension",
     after_help = "Supported PostgreSQL majors: 15, 16, 17, 18. `--pg` takes a major (18), an exact \
                   version (18.6) or a comma-separated list (15,18)."

@@ -1,6 +1,6 @@
 -- cluster: nodes=2
--- The synchronisation-status functions, before table synchronisation exists
--- (sql-api.md §4.3-§4.5): repset_show_table tells a subscriber what a
+-- The synchronisation-status functions for a subscription created without
+-- data synchronisation (sql-api.md §4.3-§4.5): repset_show_table tells a subscriber what a
 -- provider sends of a table; sub_show_table reports `unknown` for a table
 -- of a subscription created without data synchronisation and
 -- table_wait_for_sync returns once the subscription is ready;
@@ -56,3 +56,10 @@ SELECT spock.wait_slot_confirm_lsn(NULL, NULL);
 SELECT try($$SELECT spock.wait_slot_confirm_lsn('nosuchslot', NULL)$$);
 \c :n2
 SELECT * FROM t;
+-- md5_agg (sql-api.md §4.12): the same rows give the same text on both
+-- nodes; the chain is md5(md5('' || r1) || r2) ...
+SELECT spock.md5_agg(x ORDER BY x) = md5(md5(md5('1') || '2') || '3') AS chained FROM generate_series(1, 3) x;
+\c :n1
+SELECT spock.md5_agg(t ORDER BY id) AS n1_digest FROM t \gset
+\c :n2
+SELECT spock.md5_agg(t ORDER BY id) = :'n1_digest' AS same_on_both FROM t;
