@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DB, cluster, sql};
+use common::{DB, cluster, sql, table_digest};
 use xtask::node::Node;
 
 const TABLES: [(&str, &str); 4] = [
@@ -20,13 +20,6 @@ const TABLES: [(&str, &str); 4] = [
     ("pgbench_tellers", "tid"),
     ("pgbench_history", "hid"),
 ];
-
-fn digest(node: &Node, table: &str, order: &str) -> String {
-    sql(
-        node,
-        &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {order})) FROM {table} t"),
-    )
-}
 
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
@@ -64,9 +57,14 @@ fn a_fourth_node_joins_a_cluster_under_load_and_leaves_again() {
         cluster.wait_applied(DB, node, Duration::from_secs(300)).unwrap();
     }
     for (table, order) in TABLES {
-        let expected = digest(&cluster.nodes[0], table, order);
+        let expected = table_digest(&cluster.nodes[0], table, order);
         for node in &cluster.nodes[1..] {
-            assert_eq!(digest(node, table, order), expected, "{table} on {} differs from n1", node.name);
+            assert_eq!(
+                table_digest(node, table, order),
+                expected,
+                "{table} on {} differs from n1",
+                node.name
+            );
         }
     }
     let states = cluster.subscription_states(DB);

@@ -8,8 +8,7 @@
 
 mod common;
 
-use common::{barrier, cluster, sql, wait_for};
-use xtask::node::Node;
+use common::{barrier, cluster, sql, table_digest, wait_for};
 
 const TABLES: [(&str, &str); 4] = [
     ("pgbench_accounts", "aid"),
@@ -17,14 +16,6 @@ const TABLES: [(&str, &str); 4] = [
     ("pgbench_tellers", "tid"),
     ("pgbench_history", "tid, bid, aid, delta, mtime"),
 ];
-
-/// An ordered hash of a whole table.
-fn digest(node: &Node, table: &str, order: &str) -> String {
-    sql(
-        node,
-        &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {order})) FROM {table} t"),
-    )
-}
 
 #[test]
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
@@ -51,7 +42,11 @@ fn the_quick_start_replicates_pgbench_from_one_node() {
     );
     barrier(n1, n2, 300);
     for (table, order) in TABLES {
-        assert_eq!(digest(n2, table, order), digest(n1, table, order), "{table} differs after pgbench -i");
+        assert_eq!(
+            table_digest(n2, table, order),
+            table_digest(n1, table, order),
+            "{table} differs after pgbench -i"
+        );
     }
     assert_eq!(sql(n2, "SELECT count(*) FROM pgbench_accounts"), "1000000");
     let sets = "SELECT string_agg(relname || ':' || set_name, ' ' ORDER BY relname) FROM spock.tables \
@@ -79,7 +74,11 @@ fn the_quick_start_replicates_pgbench_from_one_node() {
     barrier(n1, n2, 300);
     barrier(n2, n1, 300);
     for (table, order) in &TABLES[..3] {
-        assert_eq!(digest(n2, table, order), digest(n1, table, order), "{table} differs after the load");
+        assert_eq!(
+            table_digest(n2, table, order),
+            table_digest(n1, table, order),
+            "{table} differs after the load"
+        );
     }
     for node in [n1, n2] {
         assert_eq!(
@@ -129,7 +128,7 @@ fn per_node_sequences_key_pgbench_history_on_every_node() {
             barrier(provider, subscriber, 300);
         }
     }
-    let first = digest(&cluster.nodes[0], "pgbench_history", "hid");
+    let first = table_digest(&cluster.nodes[0], "pgbench_history", "hid");
     for node in &cluster.nodes {
         assert_eq!(
             sql(node, "SELECT count(*) || ' ' || count(DISTINCT hid) FROM pgbench_history"),
@@ -137,7 +136,12 @@ fn per_node_sequences_key_pgbench_history_on_every_node() {
             "history rows on {}",
             node.name
         );
-        assert_eq!(digest(node, "pgbench_history", "hid"), first, "pgbench_history differs on {}", node.name);
+        assert_eq!(
+            table_digest(node, "pgbench_history", "hid"),
+            first,
+            "pgbench_history differs on {}",
+            node.name
+        );
         assert_eq!(
             sql(node, "SELECT count(*) FROM spock.exception_log"),
             "0",

@@ -17,13 +17,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::BENCH_CONF;
-use crate::account::RunAs;
 use crate::cluster::{Cluster, sql_literal};
 use crate::flags::BenchApply;
 use crate::node::Node;
-use crate::versions::{Manifest, PgRequest};
-use crate::{build, doctor, fsutil, layout, ui};
+use crate::{fsutil, layout, ui};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,18 +86,8 @@ impl BenchApply {
         if self.clients == 0 || self.transactions < u64::from(self.clients) {
             bail!("--transactions must be at least --clients, and --clients at least 1");
         }
-        doctor::ensure(true)?;
-        let resolved = Manifest::builtin().resolve(self.pg.unwrap_or(PgRequest::Major(18)));
-        let installed = build::build_one(&resolved, None, self.profile, false, build::jobs(None))?;
-        let dir = installed.dirs.scratch().join("bench-apply");
-        if let Some(old) = Cluster::load(&dir)? {
-            old.destroy()?;
-        }
-        fsutil::remove_dir_all_if_exists(&dir)?;
-        let step = ui::Step::start("Starting a 2-node cluster for the benchmark");
-        let cluster = Cluster::create(&dir, &installed, 2, &RunAs::detect()?, BENCH_CONF)?;
-        cluster.start()?;
-        step.done(&format!("in {}", dir.display()));
+        let cluster = super::fresh_cluster(self.pg, self.profile, "bench-apply")?;
+        let (dir, installed) = (cluster.dir.clone(), cluster.installed.clone());
 
         let mut results = Vec::new();
         for path in [Path::Spock, Path::Builtin] {

@@ -17,14 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::BENCH_CONF;
 use super::apply::results_dir;
-use crate::account::RunAs;
 use crate::cluster::{Cluster, sql_literal};
 use crate::flags::BenchSync;
 use crate::node::{Node, SUPERUSER};
-use crate::versions::{Manifest, PgRequest};
-use crate::{build, doctor, fsutil, ui};
+use crate::{fsutil, ui};
 
 const DB_SOURCE: &str = "bench_sync";
 const DB_DUMP: &str = "bench_dump";
@@ -55,18 +52,8 @@ impl BenchSync {
         if self.rows == 0 {
             bail!("--rows must be at least 1");
         }
-        doctor::ensure(true)?;
-        let resolved = Manifest::builtin().resolve(self.pg.unwrap_or(PgRequest::Major(18)));
-        let installed = build::build_one(&resolved, None, self.profile, false, build::jobs(None))?;
-        let dir = installed.dirs.scratch().join("bench-sync");
-        if let Some(old) = Cluster::load(&dir)? {
-            old.destroy()?;
-        }
-        fsutil::remove_dir_all_if_exists(&dir)?;
-        let step = ui::Step::start("Starting a 2-node cluster for the benchmark");
-        let cluster = Cluster::create(&dir, &installed, 2, &RunAs::detect()?, BENCH_CONF)?;
-        cluster.start()?;
-        step.done(&format!("in {}", dir.display()));
+        let cluster = super::fresh_cluster(self.pg, self.profile, "bench-sync")?;
+        let (dir, installed) = (cluster.dir.clone(), cluster.installed.clone());
         let report = self.measure(&cluster).with_context(|| {
             format!(
                 "the sync benchmark failed; the cluster is kept in {} (logs: {}, {})",

@@ -74,3 +74,12 @@ pub fn barrier(provider: &Node, subscriber: &Node, seconds: u64) {
         subscriber.name, provider.name
     );
 }
+
+/// An ordered hash of a whole table: its row count and the md5 of its rows
+/// in `order`.
+pub fn table_digest(node: &Node, table: &str, order: &str) -> String {
+    sql(
+        node,
+        &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {order})) FROM {table} t"),
+    )
+}
