@@ -14,7 +14,10 @@
 //! * §6.5: `repset_add_table(..., synchronize_data := true)` on n1 alone
 //!   fills the table on n2 and n3; `sub_resync_table` on n2 restores a
 //!   table whose rows were deleted there, and re-copies another without its
-//!   truncate reaching n1, which subscribes to n2.
+//!   truncate reaching n1, which subscribes to n2, while the rest of the
+//!   subscription streams on (the copy is held up by a lock meanwhile) and
+//!   the rows written during the copy are caught up by the table-sync
+//!   worker.
 //!
 //! `cargo xtask test-cluster` runs it (a plain `cargo test` ignores it).
 
@@ -222,6 +225,10 @@ fn a_node_joins_with_the_providers_structure_and_data() {
     sql(n1, "SELECT spock.repset_add_table('default', 'w', synchronize_data := true)");
     sql(n1, "INSERT INTO w VALUES (101, 'after the request')");
     for node in [n2, n3] {
+        // The request reaches the node in stream order; the table-sync
+        // worker copies the table and hands it over.
+        barrier(n1, node, 120);
+        sql(node, &format!("SELECT spock.table_wait_for_sync('sub_{}_n1', 'w')", node.name));
         barrier(n1, node, 120);
         assert_eq!(
             digest(node, "w"),
@@ -245,13 +252,55 @@ fn a_node_joins_with_the_providers_structure_and_data() {
         .expect_err("a second resync of a table waiting for its copy was accepted");
     assert!(format!("{twice:#}").contains("already being synchronised"), "{twice:#}");
     sql(n2, "SELECT spock.sub_resync_table('sub_n2_n1', 'u')");
+    sql(n2, "SELECT spock.table_wait_for_sync('sub_n2_n1', 'u')");
+    assert_eq!(digest(n2, "u"), digest(n1, "u"), "u on n2 after sub_resync_table");
+
+    // The rest of the subscription streams on while a table copies: a
+    // session on n2 holds big, so the copy of big waits for it; rows
+    // written on n1 meanwhile reach n2's other tables at once, and those
+    // written into big after the copy's snapshot are caught up by the
+    // table-sync worker before the apply worker takes big over.
+    let holder = std::thread::spawn({
+        let n2 = n2.clone();
+        move || {
+            n2.safe_psql(
+                common::DB,
+                "SET application_name = 'big_holder'; BEGIN; LOCK TABLE big IN ACCESS SHARE MODE; SELECT pg_sleep(300)",
+            )
+        }
+    });
+    wait_for(
+        n2,
+        "SELECT count(*) = 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+          WHERE a.application_name = 'big_holder' AND l.relation = 'big'::regclass AND l.granted",
+        30,
+    );
     sql(n2, "SELECT spock.sub_resync_table('sub_n2_n1', 'big')");
-    for table in ["u", "big"] {
-        sql(n2, &format!("SELECT spock.table_wait_for_sync('sub_n2_n1', '{table}')"));
-        assert_eq!(digest(n2, table), digest(n1, table), "{table} on n2 after sub_resync_table");
-    }
+    wait_for(n2, "SELECT status = 'sync_data' FROM spock.sub_show_table('sub_n2_n1', 'big')", 60);
+    sql(n1, "INSERT INTO big SELECT g, 'during the copy' FROM generate_series(300001, 300100) g");
+    sql(n1, "UPDATE big SET payload = 'updated during the copy' WHERE id = 11");
+    sql(n1, "INSERT INTO u VALUES (1000, 'streamed during the copy')");
+    wait_for(n2, "SELECT count(*) = 1 FROM u WHERE id = 1000", 60);
+    assert_eq!(
+        sql(n2, "SELECT status FROM spock.sub_show_table('sub_n2_n1', 'big')"),
+        "sync_data",
+        "the copy of big was not waiting while u streamed"
+    );
+    assert_eq!(
+        sql(
+            n2,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'big_holder'"
+        ),
+        "1",
+        "the session holding big was not found"
+    );
+    holder.join().expect("the lock holder thread").expect_err("the lock holder was not terminated");
+    sql(n2, "SELECT spock.table_wait_for_sync('sub_n2_n1', 'big')");
+    barrier(n1, n2, 60);
+    assert_eq!(digest(n2, "big"), digest(n1, "big"), "big on n2 after sub_resync_table");
+    assert_eq!(sql(n2, "SELECT payload FROM big WHERE id = 11"), "updated during the copy");
     barrier(n2, n1, 60);
-    assert_eq!(sql(n1, "SELECT count(*) FROM big"), "300000", "n2's resync truncate reached n1");
+    assert_eq!(sql(n1, "SELECT count(*) FROM big"), "300100", "n2's resync truncate reached n1");
     sql(n1, "UPDATE big SET payload = 'after resync' WHERE id = 9");
     barrier(n1, n2, 60);
     assert_eq!(sql(n2, "SELECT payload FROM big WHERE id = 9"), "after resync");

@@ -16,6 +16,7 @@ pub mod repset;
 pub mod seq;
 pub mod sub;
 pub mod sync;
+pub mod slots;
 
 use std::ffi::CStr;
 

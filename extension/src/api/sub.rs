@@ -321,15 +321,20 @@ fn record_provider(
 /// process to be gone, holding off a restart until the caller commits.
 fn stop_worker_and_wait(sub: &Subscription) {
     let (db, sub_id) = (my_database(), sub.sub_id);
-    let Some(pid) = registry::stop_apply_worker(db, sub_id, true) else {
-        return;
-    };
-    register_xact_callback(PgXactCallbackEvent::Commit, move || registry::release_hold(db, sub_id));
-    register_xact_callback(PgXactCallbackEvent::Abort, move || registry::release_hold(db, sub_id));
+    // Its table-sync worker stops too (and is not started again while the
+    // apply worker is held off).
+    registry::stop_sync_worker(db, sub_id);
+    let pid = registry::stop_apply_worker(db, sub_id, true);
+    if pid.is_some() {
+        register_xact_callback(PgXactCallbackEvent::Commit, move || registry::release_hold(db, sub_id));
+        register_xact_callback(PgXactCallbackEvent::Abort, move || registry::release_hold(db, sub_id));
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     // SAFETY: kill with signal 0 only checks whether the process exists.
-    let alive = || unsafe { libc::kill(pid, 0) } == 0;
-    while (registry::apply_running(db, sub_id) || alive()) && Instant::now() < deadline {
+    let alive = || pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+    while (registry::apply_running(db, sub_id) || registry::sync_running(db, sub_id) || alive())
+        && Instant::now() < deadline
+    {
         pgrx::check_for_interrupts!();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -385,6 +390,7 @@ fn sub_drop(subscription_name: &CStr, ifexists: bool) -> bool {
     before_commit(move || {
         if Spi::connect(|client| subscription::by_id(client, sub.sub_id)).is_none() {
             origin::drop_if_exists(&sub.slot_name);
+            origin::drop_if_exists(&origin::sync_origin_name(&sub.slot_name));
             drop_remote_slot(&sub);
         }
     });
@@ -749,8 +755,13 @@ fn sub_resync_table(subscription_name: &CStr, relation: pg_sys::Oid, truncate: b
     let sub_id = Spi::connect_mut(|client| {
         node::require_local_node(client, what);
         let sub = require_subscription(client, &name);
-        if let Some(status @ (SyncStatus::Requested | SyncStatus::Data)) =
-            sync_status::table_status(client, sub.sub_id, &nspname, &relname)
+        if let Some(
+            status @ (SyncStatus::Requested
+            | SyncStatus::Data
+            | SyncStatus::Waiting
+            | SyncStatus::CatchUp
+            | SyncStatus::Synchronized),
+        ) = sync_status::table_status(client, sub.sub_id, &nspname, &relname)
         {
             raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -215,7 +215,11 @@ impl Conflicts {
             // SAFETY: a NUL-terminated name returned just above.
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
             catalog::with_catalog_owner_rights(|| {
-                Spi::connect(|client| catalog::subscription::by_slot_name(client, &name))
+                Spi::connect(|client| {
+                    catalog::origin::slot_of_origin(&name)
+                        .into_iter()
+                        .find_map(|slot| catalog::subscription::by_slot_name(client, slot))
+                })
             })
             .map_or(LocalOrigin::Unknown, |sub| LocalOrigin::Node(sub.origin_id))
         } else {

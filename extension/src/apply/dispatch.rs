@@ -60,15 +60,19 @@ pub struct Dispatcher {
     /// Tables copied by a table-level copy (or about to be): their changes
     /// committed before the copy's snapshot are in the copy.
     copied: HashMap<(String, String), Copied>,
-    /// A table-sync request was committed: the worker stops after this
-    /// transaction, and the next one copies the table before it streams.
-    copy_requested: bool,
+    /// The table-sync worker's dispatcher applies the changes of this one
+    /// table and nothing else (`tablesync`).
+    only_table: Option<(String, String)>,
+    /// Where the stream has been dispatched up to: the end of the last
+    /// remote transaction or the last sync event handled.
+    position: u64,
 }
 
 /// Where a table's copy stands for the changes the stream brings.
 #[derive(Clone, Copy, Debug)]
 enum Copied {
-    /// Requested in this stream: every later change is in the copy to come.
+    /// Asked for, or being copied and caught up by the table-sync worker:
+    /// every change is left to it.
     Pending,
     /// Copied from the snapshot at this provider position.
     At(u64),
@@ -134,7 +138,8 @@ impl Dispatcher {
             xid: 0,
             last_prune: None,
             copied: HashMap::new(),
-            copy_requested: false,
+            only_table: None,
+            position: 0,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
                 pg_sys::AllocSetContextCreateExtended(
@@ -148,10 +153,56 @@ impl Dispatcher {
         }
     }
 
+    /// The dispatcher of a table-sync worker's catch-up: only the changes
+    /// of one table are applied, each remote transaction as it comes, with
+    /// no skips, exception handling, pauses or progress of the
+    /// subscription (those belong to its apply worker).
+    pub fn for_table(sub: &Subscription, dboid: u32, nspname: &str, relname: &str) -> Dispatcher {
+        let mut d = Dispatcher::new(sub, dboid);
+        d.skip_lsn = 0;
+        d.only_table = Some((nspname.to_string(), relname.to_string()));
+        d
+    }
+
+    /// Where the stream starts: everything before was dispatched.
+    pub fn start_at(&mut self, lsn: u64) {
+        self.position = lsn;
+    }
+
+    /// Where the stream has been dispatched up to (see `position`).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Tables copied from a snapshot later than where the stream starts:
     /// `(schema, table, snapshot position)`.
     pub fn set_copied(&mut self, tables: Vec<(String, String, u64)>) {
-        self.copied = tables.into_iter().map(|(n, r, lsn)| ((n, r), Copied::At(lsn))).collect();
+        self.copied.extend(tables.into_iter().map(|(n, r, lsn)| ((n, r), Copied::At(lsn))));
+    }
+
+    /// Tables whose changes are left to the table-sync worker.
+    pub fn set_pending(&mut self, tables: Vec<(String, String)>) {
+        self.copied.extend(tables.into_iter().map(|t| (t, Copied::Pending)));
+    }
+
+    /// A table handed over (`y` at `lsn`), or given up (`None`: its copy
+    /// failed, and its changes are applied again as they come).
+    pub fn handed_over(&mut self, table: (String, String), lsn: Option<u64>) {
+        match lsn {
+            Some(lsn) => self.copied.insert(table, Copied::At(lsn)),
+            None => self.copied.remove(&table),
+        };
+    }
+
+    /// Keeps only the pending tables the catalog still lists as asked for
+    /// or being copied (a copy that failed gives its table back).
+    pub fn keep_pending(&mut self, pending: &[(String, String)]) {
+        self.copied.retain(|table, c| !matches!(c, Copied::Pending) || pending.contains(table));
+    }
+
+    /// Whether changes of some table are left to the table-sync worker.
+    pub fn has_pending_copies(&self) -> bool {
+        self.copied.values().any(|c| matches!(c, Copied::Pending))
     }
 
     /// Whether no remote transaction is open.
@@ -159,15 +210,17 @@ impl Dispatcher {
         !self.in_transaction
     }
 
-    /// Whether a table-sync request was committed and no transaction is
-    /// open: the worker is to stop so that the next one copies the table.
-    pub fn copy_requested(&self) -> bool {
-        self.copy_requested && !self.in_transaction
-    }
-
     /// Whether the copy of a table holds this change of the current remote
     /// transaction already (behaviour.md §6.5).
     fn in_copy(&self, relid: u32) -> bool {
+        if let Some((nspname, relname)) = &self.only_table {
+            // The table-sync worker: every other table is the apply worker's.
+            return self
+                .applier
+                .relmap
+                .described(relid)
+                .is_none_or(|rel| rel.nspname != *nspname || rel.relname != *relname);
+        }
         if self.copied.is_empty() {
             return false;
         }
@@ -196,12 +249,11 @@ impl Dispatcher {
             });
             if new {
                 pgrx::log!(
-                    "subscription {}: the provider asks for a copy of table {nspname}.{relname}; it is made \
-                     once this transaction is applied",
+                    "subscription {}: the provider asks for a copy of table {nspname}.{relname}; the table-sync \
+                     worker makes it once this transaction is applied",
                     self.sub_name
                 );
                 self.copied.insert((nspname, relname), Copied::Pending);
-                self.copy_requested = true;
             }
         }
     }
@@ -241,7 +293,9 @@ impl Dispatcher {
                         "the provider began a transaction inside another",
                     );
                 }
-                super::pause::hold_if_asked(self.dboid, self.sub_id, &self.sub_name);
+                if self.only_table.is_none() {
+                    super::pause::hold_if_asked(self.dboid, self.sub_id, &self.sub_name);
+                }
                 self.in_transaction = true;
                 super::sync::take_requests();
                 // SAFETY: starts the local transaction that applies the remote one.
@@ -254,7 +308,11 @@ impl Dispatcher {
                 self.applier.begin(commit_time, origin_node, xid, final_lsn);
                 self.commit_lsn = final_lsn;
                 self.xid = xid;
-                self.mode = self.mode_for(final_lsn, commit_time, origin_node, xid);
+                self.mode = if self.only_table.is_some() {
+                    XactMode::Normal
+                } else {
+                    self.mode_for(final_lsn, commit_time, origin_node, xid)
+                };
                 exception::enter_transaction(final_lsn, matches!(self.mode, XactMode::Exception { .. }));
                 super::wait::begin_transaction(matches!(self.mode, XactMode::Normal));
             }
@@ -284,6 +342,7 @@ impl Dispatcher {
                     pg_sys::XactLastCommitEnd
                 };
                 self.in_transaction = false;
+                self.position = end_lsn;
                 exception::leave_transaction();
                 if moves_progress {
                     self.flush.committed(end_lsn, local_end);
@@ -321,11 +380,13 @@ impl Dispatcher {
             }
             Message::Queue(row) => {
                 self.require_transaction("a queue message");
-                self.change(Change::Queue(&row));
-                self.record_requests();
+                if self.only_table.is_none() {
+                    self.change(Change::Queue(&row));
+                    self.record_requests();
+                }
             }
             Message::SyncEvent { lsn } => {
-                if self.in_transaction {
+                if self.in_transaction || self.only_table.is_some() {
                     // A transactional event: the commit carries the origin past it.
                     return;
                 }
@@ -563,26 +624,11 @@ impl Dispatcher {
         if days <= 0 {
             return;
         }
-        // SAFETY: a transaction of its own that moves no origin: the
-        // session's origin position and timestamp are cleared first, so its
-        // commit neither advances the origin nor takes a remote timestamp.
-        let deleted = unsafe {
-            pg_sys::replorigin_session_origin_lsn = 0;
-            pg_sys::replorigin_session_origin_timestamp = 0;
-            // Not a transaction of the origin at all (its commit timestamp
-            // must not look like an applied one's).
-            let origin = pg_sys::replorigin_session_origin;
-            pg_sys::replorigin_session_origin = pg_sys::InvalidRepOriginId as pg_sys::RepOriginId;
-            pg_sys::StartTransactionCommand();
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            let n = crate::catalog::with_catalog_owner_rights(|| {
+        let deleted = local_transaction(|| {
+            crate::catalog::with_catalog_owner_rights(|| {
                 Spi::connect_mut(|client| crate::catalog::resolutions::delete_older_than(client, days))
-            });
-            pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-            pg_sys::replorigin_session_origin = origin;
-            n
-        };
+            })
+        });
         if deleted > 0 {
             pgrx::log!("spock: deleted {deleted} spock.resolutions rows older than {days} days");
         }
@@ -602,7 +648,31 @@ impl Dispatcher {
             pg_sys::XactLastCommitEnd
         };
         self.flush.committed(lsn, local_end);
+        self.position = lsn;
         super::progress::origin_moved(lsn);
+    }
+}
+
+/// Runs `f` in a local transaction of its own, between remote transactions,
+/// that is not one of the origin's: the session's origin position and
+/// timestamp are cleared and the origin is set aside, so that its commit
+/// neither moves the origin nor looks like an applied transaction in the
+/// commit timestamps (which is how progress is recovered after a crash).
+pub fn local_transaction<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: session-local origin globals, restored after the commit; the
+    // transaction is started and committed here.
+    unsafe {
+        pg_sys::replorigin_session_origin_lsn = 0;
+        pg_sys::replorigin_session_origin_timestamp = 0;
+        let origin = pg_sys::replorigin_session_origin;
+        pg_sys::replorigin_session_origin = pg_sys::InvalidRepOriginId as pg_sys::RepOriginId;
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let result = f();
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+        pg_sys::replorigin_session_origin = origin;
+        result
     }
 }
 

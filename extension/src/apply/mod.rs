@@ -5,7 +5,10 @@
 //! stamped with the origin and the origin's commit timestamp (`dispatch`),
 //! maps provider tables onto local ones (`relmap`) and changes rows through the executor (`rowops`) with the
 //! table owner's rights (`owner`). The error it exits with is kept in the
-//! worker registry, where `sub_show_status` shows it.
+//! worker registry, where `sub_show_status` shows it. Tables copied later
+//! (`repset_add_table(..., synchronize_data := true)`, `sub_resync_table`)
+//! are copied and caught up by the subscription's table-sync worker
+//! (`tablesync`) while the apply worker streams on, and handed over to it.
 
 mod conflict;
 mod delta;
@@ -20,6 +23,7 @@ mod rowops;
 mod stream;
 mod subxact;
 mod sync;
+mod tablesync;
 mod wait;
 
 use std::ffi::CString;
@@ -44,7 +48,8 @@ unsafe extern "C-unwind" {
     fn postgres_die(signal: std::ffi::c_int);
 }
 
-/// Adds "spock apply worker for subscription X" to every message the worker logs.
+/// Adds "spock apply worker for subscription X" (or the table-sync
+/// worker's equivalent) to every message the worker logs.
 #[pg_guard]
 unsafe extern "C-unwind" fn error_context(_arg: *mut std::ffi::c_void) {
     // SAFETY: the worker is single-threaded; the name is set once, before
@@ -53,7 +58,7 @@ unsafe extern "C-unwind" fn error_context(_arg: *mut std::ffi::c_void) {
     unsafe {
         if let Some(name) = CONTEXT_NAME.as_ref() {
             set_errcontext_domain(std::ptr::null());
-            errcontext_msg(c"spock apply worker for subscription %s".as_ptr(), name.as_ptr());
+            errcontext_msg(c"%s".as_ptr(), name.as_ptr());
         }
     }
 }
@@ -65,11 +70,11 @@ static mut CONTEXT_CALLBACK: pg_sys::ErrorContextCallback = pg_sys::ErrorContext
 };
 
 #[allow(static_mut_refs)]
-fn push_error_context(name: &str) {
+fn push_error_context(context: &str) {
     // SAFETY: a process-lifetime callback at the bottom of the context
     // stack of this single-threaded worker.
     unsafe {
-        CONTEXT_NAME = Some(CString::new(name).expect("no NUL in subscription names"));
+        CONTEXT_NAME = Some(CString::new(context).expect("no NUL in subscription names"));
         CONTEXT_CALLBACK.callback = Some(error_context);
         CONTEXT_CALLBACK.previous = pg_sys::error_context_stack;
         pg_sys::error_context_stack = &raw mut CONTEXT_CALLBACK;
@@ -88,6 +93,13 @@ fn set_config(name: &str, value: &str) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         )
     };
+}
+
+/// The session settings of apply and table-sync workers.
+fn apply_session_settings(application_name: &str) {
+    set_config("application_name", application_name);
+    set_config("session_replication_role", "replica");
+    set_config("synchronous_commit", if guc::SYNCHRONOUS_COMMIT.get() { "local" } else { "off" });
 }
 
 /// SIGTERM ends the worker through PostgreSQL's own handler: the next
@@ -123,10 +135,8 @@ pub extern "C-unwind" fn spock_apply_main(arg: pg_sys::Datum) {
     if !sub.enabled {
         return;
     }
-    push_error_context(&sub.name);
-    set_config("application_name", &sub.name);
-    set_config("session_replication_role", "replica");
-    set_config("synchronous_commit", if guc::SYNCHRONOUS_COMMIT.get() { "local" } else { "off" });
+    push_error_context(&format!("spock apply worker for subscription {}", sub.name));
+    apply_session_settings(&sub.name);
     PgTryBuilder::new(|| {
         if !guc::track_commit_timestamp() {
             raise(

@@ -12,9 +12,9 @@ use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use spock_core::protocol::{self, encode_name_list};
 use spock_core::stream::{self, FromProvider, format_lsn};
-use spock_core::sync::{SlotPlan, SyncKind, needs_initial_copy, slot_plan};
+use spock_core::sync::{SlotPlan, SyncKind, SyncStatus, needs_initial_copy, slot_plan};
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, local_transaction};
 use super::wait;
 use crate::catalog::subscription::Subscription;
 use crate::catalog::{origin, sync_status};
@@ -54,6 +54,8 @@ pub struct Stream {
     received: u64,
     last_feedback: Instant,
     last_message: Instant,
+    /// When the table-sync state was last read from the catalog.
+    last_sync_check: Option<Instant>,
 }
 
 impl Stream {
@@ -65,6 +67,7 @@ impl Stream {
             received: 0,
             last_feedback: Instant::now(),
             last_message: Instant::now(),
+            last_sync_check: None,
         }
     }
 
@@ -103,10 +106,6 @@ impl Stream {
             Spi::connect_mut(|client| sync_status::mark_streaming(client, sub_id, start));
             origin::ensure(&slot)
         });
-        // Tables whose copy was asked for since the last stream are copied
-        // now, from snapshots later than where the stream resumes.
-        let position = BackgroundWorker::transaction(move || origin::progress(origin));
-        super::sync::copy_requested_tables(&self.sub, self.dboid, position);
         // Taken over in a transaction that writes nothing: only the apply
         // transactions (and origin moves) carry the origin in their commit
         // timestamps, which is how progress is recovered after a crash.
@@ -154,11 +153,8 @@ impl Stream {
         self.dispatcher.provider_sends_old_values(&self.sub.origin_name, old_values);
         let start = self.prepare(&mut conn);
         self.received = start;
-        let sub_id = self.sub.sub_id;
-        let copied = BackgroundWorker::transaction(move || {
-            Spi::connect(|client| sync_status::copied_after(client, sub_id, start))
-        });
-        self.dispatcher.set_copied(copied);
+        self.dispatcher.start_at(start);
+        self.tables_at_start(start);
         // SAFETY: reads the origin `prepare` set up for this session.
         let origin = unsafe { pg_sys::replorigin_session_origin };
         super::progress::start(self.dboid, self.sub.sub_id, origin, start);
@@ -207,16 +203,6 @@ impl Stream {
                         for msg in messages {
                             self.dispatcher.handle(msg);
                         }
-                        if self.dispatcher.copy_requested() {
-                            // The next worker copies the table before it
-                            // streams again (`sync::copy_requested_tables`).
-                            self.send_feedback(false);
-                            pgrx::log!(
-                                "spock apply worker for subscription {} restarts to copy the requested table(s)",
-                                self.sub.name
-                            );
-                            return;
-                        }
                     }
                     Ok(FromProvider::Keepalive { wal_end, reply_requested, .. }) => {
                         self.received = self.received.max(wal_end);
@@ -234,6 +220,9 @@ impl Stream {
             }
             if self.dispatcher.between_transactions() {
                 super::pause::hold_if_asked(self.dboid, self.sub.sub_id, &self.sub.name);
+                if self.dispatcher.has_pending_copies() {
+                    self.tend_table_sync();
+                }
             }
             super::progress::tick();
             if got_any {
@@ -250,6 +239,140 @@ impl Stream {
                 );
             }
             wait::wait_for_provider(FEEDBACK_INTERVAL, pg_sys::PG_WAIT_EXTENSION);
+        }
+    }
+
+    /// What the table-level copies left when this worker starts: tables
+    /// copied from a snapshot later than `start` (their earlier changes are
+    /// in the copy), tables handed over (`y`, now ready), and tables whose
+    /// copy is asked for or under way, whose changes are the table-sync
+    /// worker's.
+    fn tables_at_start(&mut self, start: u64) {
+        let sub_id = self.sub.sub_id;
+        let (copied, pending) = local_transaction(|| {
+            Spi::connect_mut(|client| {
+                let mut copied = sync_status::copied_after(client, sub_id, start);
+                for (nspname, relname, lsn) in sync_status::synchronized_tables(client, sub_id) {
+                    sync_status::move_table(
+                        client,
+                        sub_id,
+                        &nspname,
+                        &relname,
+                        SyncStatus::Synchronized,
+                        SyncStatus::Ready,
+                        lsn,
+                    );
+                    copied.push((nspname, relname, lsn));
+                }
+                (copied, sync_status::tables_being_copied(client, sub_id))
+            })
+        });
+        self.dispatcher.set_copied(copied);
+        self.dispatcher.set_pending(pending);
+    }
+
+    /// Between transactions, while tables are the table-sync worker's: hand
+    /// a copied table over when the table-sync worker asks, and otherwise,
+    /// once a second, follow the catalog (a copy that failed) and start the
+    /// table-sync worker when none runs.
+    fn tend_table_sync(&mut self) {
+        let (dboid, sub_id) = (self.dboid, self.sub.sub_id);
+        if registry::handover_wanted(dboid, sub_id) {
+            self.hand_over();
+            return;
+        }
+        if self.last_sync_check.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_sync_check = Some(Instant::now());
+        let pending = BackgroundWorker::transaction(|| {
+            Spi::connect(|client| sync_status::tables_being_copied(client, sub_id))
+        });
+        self.dispatcher.keep_pending(&pending);
+        self.dispatcher.set_pending(pending.clone());
+        let delay = i64::from(guc::RESTART_DELAY_DEFAULT.get()) * 1000;
+        if !pending.is_empty() && registry::sync_may_launch(dboid, sub_id, delay) {
+            crate::workers::manager::launch_sync(dboid, sub_id, &self.sub.name);
+        }
+    }
+
+    /// The hand-over (behaviour.md §6.5): the copied tables (`w`) go to
+    /// `u` at the position this worker has applied up to; the table-sync
+    /// worker applies their changes up to there and marks them `y`; from
+    /// then on this worker applies them (ready, `r`).
+    fn hand_over(&mut self) {
+        let (dboid, sub_id, position) = (self.dboid, self.sub.sub_id, self.dispatcher.position());
+        let tables = local_transaction(|| {
+            Spi::connect_mut(|client| sync_status::start_catch_up(client, sub_id, position))
+        });
+        if tables.is_empty() {
+            return;
+        }
+        let names: Vec<String> = tables.iter().map(|(n, r)| format!("{n}.{r}")).collect();
+        pgrx::log!(
+            "subscription {}: the table-sync worker catches table {} up to {}",
+            self.sub.name,
+            names.join(", "),
+            format_lsn(position)
+        );
+        let mut waiting = tables;
+        while !waiting.is_empty() {
+            let states: Vec<_> = BackgroundWorker::transaction(|| {
+                Spi::connect_mut(|client| {
+                    waiting.iter().map(|(n, r)| sync_status::table_state(client, sub_id, n, r)).collect()
+                })
+            });
+            let mut still = Vec::new();
+            for (table, state) in std::mem::take(&mut waiting).into_iter().zip(states) {
+                match state {
+                    Some((SyncStatus::CatchUp, _)) => still.push(table),
+                    Some((SyncStatus::Synchronized, lsn)) => {
+                        let (n, r) = (table.0.clone(), table.1.clone());
+                        local_transaction(|| {
+                            Spi::connect_mut(|client| {
+                                sync_status::move_table(
+                                    client,
+                                    sub_id,
+                                    &n,
+                                    &r,
+                                    SyncStatus::Synchronized,
+                                    SyncStatus::Ready,
+                                    lsn,
+                                )
+                            })
+                        });
+                        pgrx::log!(
+                            "subscription {}: table {n}.{r} is handed over; its changes from {} on are applied here",
+                            self.sub.name,
+                            format_lsn(lsn)
+                        );
+                        self.dispatcher.handed_over(table, Some(lsn));
+                    }
+                    // Failed or dropped: its changes are applied as they come.
+                    Some((SyncStatus::Failed, _)) | None => self.dispatcher.handed_over(table, None),
+                    // Asked for again meanwhile: still the table-sync worker's.
+                    Some(_) => {}
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+            if !registry::sync_running(dboid, sub_id) {
+                // Left as they are: the next table-sync worker copies them
+                // again, and their changes stay its own meanwhile.
+                pgrx::warning!(
+                    "subscription {}: the table-sync worker stopped while it caught up table(s) {}; they are \
+                     copied again",
+                    self.sub.name,
+                    names.join(", ")
+                );
+                return;
+            }
+            if self.last_feedback.elapsed() >= FEEDBACK_INTERVAL {
+                self.send_feedback(false);
+            }
+            wait::nap(50);
         }
     }
 

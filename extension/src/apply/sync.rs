@@ -217,47 +217,46 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
     Ok(start)
 }
 
-/// Copies the tables of `sub` whose copy was asked for after it began to
-/// stream (`repset_add_table(..., synchronize_data := true)` on the
-/// provider, `sub_resync_table`, `sub_alter_sync`), before the worker
-/// streams again from `position`, its origin's position. Each table comes
-/// from the snapshot of a temporary slot, at `S` (later than `position`),
-/// in one transaction of a session on this node that carries the
-/// subscription's origin (without moving it), with the copied rows'
-/// versions chosen as in the initial copy; the table's row records `S`, and the apply worker skips the table's changes
-/// committed before `S`, which the copy holds. Raises an error when the
-/// provider fails (the next worker tries again); a table this node refuses
-/// is marked failed.
-pub fn copy_requested_tables(sub: &Subscription, dboid: u32, position: u64) {
-    let sub_id = sub.sub_id;
-    let (requests, local_dsn) = BackgroundWorker::transaction(|| {
-        Spi::connect(|client| {
-            (sync_status::requested_tables(client, sub_id), catalog::node::local_node(client).map(|n| n.dsn))
-        })
-    });
-    if requests.is_empty() {
-        return;
-    }
-    let Some(local_dsn) = local_dsn else { return };
-    if let Err(e) = copy_tables_at(sub, dboid, position, &requests, &local_dsn) {
-        registry::publish_copy(dboid, sub_id, None);
-        raise(
-            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-            format!(
-                "the copy of requested tables of subscription \"{}\" will be retried: {}",
-                sub.name, e.message
-            ),
-        )
-    }
+/// A table copied by the table-sync worker (`tablesync`): the
+/// replication connection whose temporary slot's snapshot it came from,
+/// still open for the catch-up, and that snapshot's position.
+pub struct TableCopy {
+    pub repl: Conn,
+    pub slot: String,
+    pub snapshot_at: u64,
+    /// False when this node refused the table (marked failed).
+    pub copied: bool,
 }
 
-fn copy_tables_at(
+/// Copies one requested table of `sub` (`repset_add_table(...,
+/// synchronize_data := true)` on the provider, `sub_resync_table`,
+/// `sub_alter_sync`) from the snapshot of a temporary slot, at `S`, in one
+/// transaction of a session on this node that carries the table-sync
+/// origin `sync_origin` (so that nothing of it, the resync's truncate
+/// included, is sent on to this node's subscribers), with the copied rows'
+/// versions chosen as in the initial copy. The table's row ends in status
+/// `w` at `S`. Provider failures are returned (the worker tries again); a
+/// table this node refuses is marked failed.
+pub fn copy_one_table(
     sub: &Subscription,
     dboid: u32,
-    position: u64,
-    requests: &[sync_status::TableRequest],
+    request: &sync_status::TableRequest,
     local_dsn: &str,
-) -> Result<(), SyncError> {
+    sync_origin: &str,
+) -> Result<TableCopy, String> {
+    copy_table_at(sub, dboid, request, local_dsn, sync_origin).map_err(|e| {
+        registry::publish_copy(dboid, sub.sub_id, None);
+        e.message
+    })
+}
+
+fn copy_table_at(
+    sub: &Subscription,
+    dboid: u32,
+    request: &sync_status::TableRequest,
+    local_dsn: &str,
+    sync_origin: &str,
+) -> Result<TableCopy, SyncError> {
     let started = Instant::now();
     let mut repl = remote::connect(&sub.origin_dsn, Purpose::Replication { subscription: &sub.name })
         .map_err(|e| SyncError::retry("connecting to the provider for a table copy", e.message))?;
@@ -269,53 +268,54 @@ fn copy_tables_at(
     let mut source = Source::open(&sub.origin_dsn, &snapshot, &times.recent_since)?;
     let offered = provider::sync_tables(&mut source.conn, &sub.replication_sets, &sub.skip_schema)
         .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?;
-    let sub_id = sub.sub_id;
+    let (sub_id, nspname, relname) = (sub.sub_id, request.nspname.clone(), request.relname.clone());
+    let name = format!("{nspname}.{relname}");
     BackgroundWorker::transaction(|| {
         Spi::connect_mut(|client| {
-            for r in requests {
-                sync_status::set_table_status(client, sub_id, &r.nspname, &r.relname, SyncStatus::Data);
-            }
+            sync_status::set_table_status(client, sub_id, &nspname, &relname, SyncStatus::Data)
         })
     });
     pgrx::log!(
-        "subscription {}: copying {} requested table(s) from the provider's snapshot at {}",
+        "subscription {}: copying table {name} from the provider's snapshot at {}",
         sub.name,
-        requests.len(),
         format_lsn(snapshot_at)
     );
-    let mut target = Target::open(local_dsn, &sub.slot_name, position, &times.stamp)?;
-    for request in requests {
-        let name = format!("{}.{}", request.nspname, request.relname);
-        let (nsp, rel) = (target.conn.literal(&request.nspname), target.conn.literal(&request.relname));
-        let Some(table) =
-            offered.iter().find(|t| t.nspname == request.nspname && t.relname == request.relname)
-        else {
+    let mut target = Target::open(local_dsn, sync_origin, snapshot_at, &times.stamp)?;
+    let (nsp, rel) = (target.conn.literal(&request.nspname), target.conn.literal(&request.relname));
+    let copied = match offered.iter().find(|t| t.nspname == request.nspname && t.relname == request.relname) {
+        None => {
             pgrx::warning!(
                 "subscription {}: table {name} is not in the subscribed replication sets on the provider; \
                  it is marked failed",
                 sub.name
             );
             target.run(&sync_status::table_failed_sql(sub_id, &nsp, &rel), "marking a table failed")?;
-            continue;
-        };
-        if copy_table(sub, dboid, &mut source, &mut target, table, request.truncate)?.is_some() {
-            target.run(
-                &sync_status::table_copied_sql(sub_id, &nsp, &rel, snapshot_at),
-                "marking a table copied",
-            )?;
+            false
         }
-    }
+        Some(table) => {
+            let copied = copy_table(sub, dboid, &mut source, &mut target, table, request.truncate)?.is_some();
+            if copied {
+                target.run(
+                    &sync_status::table_copied_sql(sub_id, &nsp, &rel, snapshot_at),
+                    "marking a table copied",
+                )?;
+            }
+            copied
+        }
+    };
     registry::publish_copy(dboid, sub_id, None);
     target.run("COMMIT", "committing the table copy")?;
     let _ = target.conn.query("SELECT pg_catalog.pg_replication_origin_session_reset()");
     let _ = source.conn.query("COMMIT");
-    pgrx::log!(
-        "subscription {}: copied the requested table(s) in {:.1} s; their changes from {} on are applied",
-        sub.name,
-        started.elapsed().as_secs_f64(),
-        format_lsn(snapshot_at)
-    );
-    Ok(())
+    if copied {
+        pgrx::log!(
+            "subscription {}: copied table {name} in {:.1} s; the apply worker hands over its changes from {} on",
+            sub.name,
+            started.elapsed().as_secs_f64(),
+            format_lsn(snapshot_at)
+        );
+    }
+    Ok(TableCopy { repl, slot: temp_slot, snapshot_at, copied })
 }
 
 /// The local session that writes everything of the initial copy.

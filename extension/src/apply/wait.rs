@@ -109,6 +109,22 @@ pub fn lock_table(relid: pg_sys::Oid) {
     });
 }
 
+/// Sleeps on this process's latch for at most `ms` milliseconds, then
+/// handles interrupts (a SIGTERM ends the worker here).
+pub fn nap(ms: i64) {
+    // SAFETY: waits on this process's own latch; exits if the postmaster died.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pgrx::check_for_interrupts!();
+}
+
 /// Waits until the provider's socket is readable, the latch is set or
 /// `timeout` has passed, then handles interrupts.
 pub fn wait_for_provider(timeout: Duration, wait_event: u32) {

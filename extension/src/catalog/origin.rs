@@ -34,13 +34,6 @@ pub fn drop_if_exists(name: &str) {
     unsafe { pg_sys::replorigin_drop_by_name(c.as_ptr(), true, false) };
 }
 
-/// How far `origin` has applied, without taking it over.
-pub fn progress(origin: pg_sys::RepOriginId) -> u64 {
-    // SAFETY: reads the origin's shared progress entry (or its checkpointed
-    // value) under the origin locks PostgreSQL takes itself.
-    unsafe { pg_sys::replorigin_get_progress(origin, false) }
-}
-
 /// Makes `origin` this session's origin (changes committed from now on
 /// carry it), and returns how far it has applied.
 pub fn setup_session(origin: pg_sys::RepOriginId) -> u64 {
@@ -56,6 +49,18 @@ pub fn setup_session(origin: pg_sys::RepOriginId) -> u64 {
     }
 }
 
+/// Gives up this session's origin (taken with `setup_session`).
+pub fn reset_session() {
+    // SAFETY: releases the origin this process acquired; session-local
+    // globals cleared so that later commits carry no origin.
+    unsafe {
+        pg_sys::replorigin_session_reset();
+        pg_sys::replorigin_session_origin = pg_sys::InvalidRepOriginId as pg_sys::RepOriginId;
+        pg_sys::replorigin_session_origin_lsn = 0;
+        pg_sys::replorigin_session_origin_timestamp = 0;
+    }
+}
+
 /// Stamps the next commit of this session with the provider position and
 /// commit time of the remote transaction it applies.
 pub fn stamp_commit(end_lsn: u64, commit_time: i64) {
@@ -64,4 +69,21 @@ pub fn stamp_commit(end_lsn: u64, commit_time: i64) {
         pg_sys::replorigin_session_origin_lsn = end_lsn;
         pg_sys::replorigin_session_origin_timestamp = commit_time;
     }
+}
+
+/// What the table-sync worker's origin name ends with.
+const SYNC_SUFFIX: &str = "_sync";
+
+/// The replication origin of a subscription's table-sync worker: the
+/// commits of its copies and catch-ups carry it, so that they are never
+/// sent on to this node's subscribers and last-update-wins sees them as
+/// the provider's (`slot_of_origin`).
+pub fn sync_origin_name(slot: &str) -> String {
+    format!("{slot}{SYNC_SUFFIX}")
+}
+
+/// The slot name of the subscription an origin belongs to: its own name,
+/// or that of the subscription whose table-sync worker it is.
+pub fn slot_of_origin(name: &str) -> [&str; 2] {
+    [name, name.strip_suffix(SYNC_SUFFIX).unwrap_or(name)]
 }

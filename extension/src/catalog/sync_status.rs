@@ -197,8 +197,7 @@ pub fn copy_finished_sql(sub_id: u32, lsn: u64) -> String {
     )
 }
 
-/// A table whose copy was asked for (status `i`) or began and did not
-/// finish (`d`).
+/// A table whose copy was asked for (status `i`).
 #[derive(Clone, Debug)]
 pub struct TableRequest {
     pub nspname: String,
@@ -241,21 +240,153 @@ pub fn request_table_if_new(
         .is_empty()
 }
 
-/// The tables of a subscription waiting for their copy.
-pub fn requested_tables(client: &SpiClient<'_>, sub_id: u32) -> Vec<TableRequest> {
+/// The next table of a subscription waiting for its copy (status `i`),
+/// for the table-sync worker.
+pub fn next_request(client: &SpiClient<'_>, sub_id: u32) -> Option<TableRequest> {
     client
         .select(
             "SELECT sync_nspname::text, sync_relname::text, sync_truncate FROM spock.local_sync_status
-              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status IN ('i', 'd')
-              ORDER BY 1, 2",
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status = 'i'
+              ORDER BY 1, 2 LIMIT 1",
             None,
             &[oid(sub_id).into()],
         )
         .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .next()
         .map(|r| TableRequest {
             nspname: r.get::<String>(1).ok().flatten().unwrap_or_default(),
             relname: r.get::<String>(2).ok().flatten().unwrap_or_default(),
             truncate: r.get::<bool>(3).ok().flatten().unwrap_or(false),
+        })
+}
+
+/// A table-sync worker starts: the copies an earlier one left unfinished
+/// are asked for again. A copy that committed (`w`, `u`) left rows behind,
+/// so the new copy truncates first.
+pub fn restart_unfinished_copies(client: &mut SpiClient<'_>, sub_id: u32) {
+    client
+        .update(
+            "UPDATE spock.local_sync_status
+                SET sync_truncate = sync_truncate OR sync_status IN ('w', 'u'), sync_status = 'i',
+                    sync_statuslsn = '0/0'
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status IN ('d', 'w', 'u')",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"));
+}
+
+/// Whether a subscription has tables whose copy is asked for or under way
+/// (`i`, `d`, `w`, `u`): the apply worker leaves their changes to the
+/// table-sync worker.
+pub fn tables_being_copied(client: &SpiClient<'_>, sub_id: u32) -> Vec<(String, String)> {
+    client
+        .select(
+            "SELECT sync_nspname::text, sync_relname::text FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status IN ('i', 'd', 'w', 'u')",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The apply worker takes over the copied tables (`w`) at its position
+/// `lsn`: they go to `u`, and the table-sync worker applies their changes
+/// up to there. Returns the tables.
+pub fn start_catch_up(client: &mut SpiClient<'_>, sub_id: u32, lsn: u64) -> Vec<(String, String)> {
+    client
+        .update(
+            "UPDATE spock.local_sync_status SET sync_status = 'u', sync_statuslsn = '0/0'::pg_lsn + $2::numeric
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status = 'w'
+             RETURNING sync_nspname::text, sync_relname::text",
+            None,
+            &[oid(sub_id).into(), (lsn.max(1) as i64).into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"))
+        .map(|r| {
+            (r.get::<String>(1).ok().flatten().unwrap_or_default(), r.get::<String>(2).ok().flatten().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// A table's status and position, read with a fresh snapshot (for the
+/// hand-over's wait loops).
+pub fn table_state(
+    client: &mut SpiClient<'_>,
+    sub_id: u32,
+    nspname: &str,
+    relname: &str,
+) -> Option<(SyncStatus, u64)> {
+    client
+        .update(
+            "SELECT sync_status::text, (sync_statuslsn - '0/0'::pg_lsn)::int8 FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_nspname = $2 AND sync_relname = $3",
+            None,
+            &[oid(sub_id).into(), nspname.into(), relname.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .next()
+        .map(|r| {
+            let status = SyncStatus::from_code(code_of(r.get(1).unwrap(), "sync_status"))
+                .unwrap_or_else(|e| pgrx::error!("{e}"));
+            (status, r.get::<i64>(2).ok().flatten().unwrap_or(0) as u64)
+        })
+}
+
+/// Moves a table's row from status `from` to `to` at `lsn`; whether it was
+/// in `from`.
+pub fn move_table(
+    client: &mut SpiClient<'_>,
+    sub_id: u32,
+    nspname: &str,
+    relname: &str,
+    from: SyncStatus,
+    to: SyncStatus,
+    lsn: u64,
+) -> bool {
+    !client
+        .update(
+            "UPDATE spock.local_sync_status SET sync_status = $5, sync_statuslsn = '0/0'::pg_lsn + $6::numeric
+              WHERE sync_subid = $1 AND sync_nspname = $2 AND sync_relname = $3 AND sync_status = $4
+             RETURNING 1",
+            None,
+            &[
+                oid(sub_id).into(),
+                nspname.into(),
+                relname.into(),
+                from.code().to_string().into(),
+                to.code().to_string().into(),
+                (lsn.max(1) as i64).into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed("update spock.local_sync_status"))
+        .is_empty()
+}
+
+/// Tables handed over (`y`): `(schema, table, position)`.
+pub fn synchronized_tables(client: &SpiClient<'_>, sub_id: u32) -> Vec<(String, String, u64)> {
+    client
+        .select(
+            "SELECT sync_nspname::text, sync_relname::text, (sync_statuslsn - '0/0'::pg_lsn)::int8
+               FROM spock.local_sync_status
+              WHERE sync_subid = $1 AND sync_relname IS NOT NULL AND sync_status = 'y'",
+            None,
+            &[oid(sub_id).into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.local_sync_status"))
+        .map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                r.get::<i64>(3).ok().flatten().unwrap_or(0) as u64,
+            )
         })
         .collect()
 }
@@ -316,10 +447,10 @@ pub fn forget_tables_except(client: &mut SpiClient<'_>, sub_id: u32, keep: &[Str
 }
 
 /// SQL for the copying session: one table was copied from the snapshot at
-/// `lsn` (quoted literals of its names).
+/// `lsn` (quoted literals of its names) and waits for the hand-over (`w`).
 pub fn table_copied_sql(sub_id: u32, nspname_literal: &str, relname_literal: &str, lsn: u64) -> String {
     format!(
-        "UPDATE spock.local_sync_status SET sync_status = 'r', sync_statuslsn = '{}', sync_truncate = false
+        "UPDATE spock.local_sync_status SET sync_status = 'w', sync_statuslsn = '{}', sync_truncate = false
           WHERE sync_subid = {sub_id} AND sync_nspname = {nspname_literal} AND sync_relname = {relname_literal}
             AND sync_status <> 'f'",
         spock_core::stream::format_lsn(lsn.max(1))

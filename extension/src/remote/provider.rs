@@ -150,8 +150,11 @@ fn create_slot_with(
     snapshot: &str,
 ) -> Result<(u64, Option<String>), PqError> {
     let ident = conn.ident(slot);
+    // A lasting slot on PostgreSQL 17 or later is a failover slot, which a
+    // standby with `sync_replication_slots` keeps in step (sql-api.md §4.11).
+    let failover = if temporary.is_empty() && server_major(conn)? >= 17 { ", FAILOVER true" } else { "" };
     let rows = conn.query(&format!(
-        "CREATE_REPLICATION_SLOT {ident} {temporary}LOGICAL spock_output (SNAPSHOT '{snapshot}')"
+        "CREATE_REPLICATION_SLOT {ident} {temporary}LOGICAL spock_output (SNAPSHOT '{snapshot}'{failover})"
     ))?;
     // slot_name, consistent_point, snapshot_name, output_plugin
     let row = rows.rows.into_iter().next().unwrap_or_default();
@@ -220,7 +223,7 @@ pub fn origin_nodes(conn: &mut Conn) -> Result<HashMap<String, u32>, PqError> {
     }
     let rows = conn.query(
         "SELECT r.roident::text, s.sub_origin::int8 FROM pg_catalog.pg_replication_origin r
-           JOIN spock.subscription s ON s.sub_slot_name = r.roname",
+           JOIN spock.subscription s ON r.roname IN (s.sub_slot_name, s.sub_slot_name || '_sync')",
     )?;
     Ok(rows
         .rows

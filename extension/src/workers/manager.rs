@@ -1,5 +1,6 @@
 //! A manager (behaviour.md §3): one per database with a spock node, started
-//! by the supervisor. It runs one apply worker per enabled subscription,
+//! by the supervisor. It runs one apply worker per enabled subscription (an
+//! apply worker starts its subscription's table-sync worker itself),
 //! restarts failed ones after `spock.restart_delay_default`, and stops those
 //! of disabled or dropped subscriptions. A manager of a database without a
 //! node (or without the extension) exits.
@@ -35,10 +36,34 @@ fn subscriptions() -> Option<Vec<(u32, String, bool)>> {
 }
 
 fn launch_apply(dboid: u32, sub_id: u32, name: &str) {
-    let result = BackgroundWorkerBuilder::new(&format!("spock apply {name}"))
-        .set_type("spock apply")
+    if launch(dboid, sub_id, &format!("spock apply {name}"), "spock apply", c"spock_apply_main") {
+        registry::note_launch(dboid, sub_id);
+    } else {
+        pgrx::warning!(
+            "spock: cannot start the apply worker of subscription {name}: no free background worker slot \
+             (raise max_worker_processes)"
+        );
+    }
+}
+
+/// Starts the table-sync worker of a subscription (its apply worker does,
+/// when tables wait for their copy).
+pub fn launch_sync(dboid: u32, sub_id: u32, name: &str) {
+    if launch(dboid, sub_id, &format!("spock sync {name}"), "spock sync", c"spock_sync_main") {
+        registry::note_sync_launch(dboid, sub_id);
+    } else {
+        pgrx::warning!(
+            "spock: cannot start the table-sync worker of subscription {name}: no free background worker \
+             slot (raise max_worker_processes); it is tried again"
+        );
+    }
+}
+
+fn launch(dboid: u32, sub_id: u32, name: &str, kind: &str, function: &std::ffi::CStr) -> bool {
+    BackgroundWorkerBuilder::new(name)
+        .set_type(kind)
         .set_library("spock")
-        .set_function("spock_apply_main")
+        .set_function(function.to_str().expect("ASCII function names"))
         .set_argument(Some(pg_sys::Datum::from(sub_id)))
         .set_extra(&dboid.to_string())
         .enable_shmem_access(None)
@@ -46,14 +71,8 @@ fn launch_apply(dboid: u32, sub_id: u32, name: &str) {
         .set_restart_time(None)
         // SAFETY: reads this process's pid.
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-    match result {
-        Ok(_) => registry::note_launch(dboid, sub_id),
-        Err(_) => pgrx::warning!(
-            "spock: cannot start the apply worker of subscription {name}: no free background worker slot \
-             (raise max_worker_processes)"
-        ),
-    }
+        .load_dynamic()
+        .is_ok()
 }
 
 /// A manager's main loop.
@@ -93,6 +112,9 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
                 }
             } else if !*enabled && running {
                 registry::stop_apply_worker(dboid, *sub_id, false);
+            }
+            if !*enabled {
+                registry::stop_sync_worker(dboid, *sub_id);
             }
         }
         // Workers of dropped subscriptions are stopped, their slots forgotten.

@@ -24,6 +24,8 @@ pub enum Kind {
     Free,
     Manager,
     Apply,
+    /// The table-sync worker of a subscription (one at a time).
+    Sync,
 }
 
 /// What a subscription's apply worker last published about its progress
@@ -127,6 +129,9 @@ pub struct Slot {
     pub copy: CopyProgress,
     /// The running apply worker stopped between transactions for a pause.
     pub paused: bool,
+    /// The running table-sync worker copied a table and waits for the
+    /// apply worker to hand it over.
+    handover: bool,
 }
 
 impl Default for Slot {
@@ -153,6 +158,7 @@ impl Default for Slot {
             progress: Progress::default(),
             copy: CopyProgress::default(),
             paused: false,
+            handover: false,
         }
     }
 }
@@ -347,6 +353,7 @@ unsafe extern "C-unwind" fn release_on_exit(code: i32, _arg: pg_sys::Datum) {
         slot.latch = 0;
         slot.stop_requested = false;
         slot.streaming = false;
+        slot.handover = false;
     }
 }
 
@@ -453,7 +460,9 @@ pub fn publish_progress(dboid: u32, subid: u32, progress: &Progress) {
 /// no copy runs).
 pub fn publish_copy(dboid: u32, subid: u32, copy: Option<CopyProgress>) {
     let mut reg = REGISTRY.exclusive();
-    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+    let pid = my_pid();
+    let mine = |s: &&mut Slot| s.dboid == dboid && s.subid == subid && s.pid == pid;
+    if let Some(slot) = reg.slots.iter_mut().find(mine) {
         slot.copy = copy.unwrap_or_default();
     }
 }
@@ -467,7 +476,12 @@ pub fn copies_of(dboid: u32) -> Vec<(u32, CopyProgress)> {
         .share()
         .slots
         .iter()
-        .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0 && s.copy.table_len > 0)
+        .filter(|s| {
+            matches!(s.kind, Kind::Apply | Kind::Sync)
+                && s.dboid == dboid
+                && s.pid != 0
+                && s.copy.table_len > 0
+        })
         .map(|s| (s.subid, s.copy))
         .collect()
 }
@@ -499,6 +513,61 @@ pub fn apply_running(dboid: u32, subid: u32) -> bool {
     apply_slot(dboid, subid).is_some_and(|s| s.pid != 0)
 }
 
+/// Whether a process currently runs the table-sync worker of a subscription.
+pub fn sync_running(dboid: u32, subid: u32) -> bool {
+    available()
+        && REGISTRY
+            .share()
+            .slots
+            .iter()
+            .any(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid && s.pid != 0)
+}
+
+/// The table-sync worker of a subscription asks its apply worker for the
+/// hand-over of a copied table (`true`), or stops asking.
+pub fn set_handover_wanted(dboid: u32, subid: u32, wanted: bool) {
+    let apply_latch = {
+        let mut reg = REGISTRY.exclusive();
+        if let Some(slot) =
+            reg.slots.iter_mut().find(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid)
+        {
+            slot.handover = wanted;
+        }
+        reg.slots.iter().find(|s| s.is_apply(dboid, subid) && s.pid != 0).map(|s| s.latch)
+    };
+    // The apply worker hands over at its next pause between transactions.
+    if let Some(latch) = apply_latch.filter(|_| wanted) {
+        set_latch(latch);
+    }
+}
+
+/// Whether a running table-sync worker of the subscription waits for its
+/// apply worker's hand-over.
+pub fn handover_wanted(dboid: u32, subid: u32) -> bool {
+    REGISTRY
+        .share()
+        .slots
+        .iter()
+        .any(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid && s.pid != 0 && s.handover)
+}
+
+/// Asks the table-sync worker of a subscription to stop, if one runs.
+pub fn stop_sync_worker(dboid: u32, subid: u32) {
+    let pid = {
+        let mut reg = REGISTRY.exclusive();
+        let Some(slot) = reg
+            .slots
+            .iter_mut()
+            .find(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid && s.pid != 0)
+        else {
+            return;
+        };
+        slot.stop_requested = true;
+        slot.pid
+    };
+    signal(pid);
+}
+
 /// Whether a manager runs for a database.
 pub fn manager_running(dboid: u32) -> bool {
     REGISTRY.share().slots.iter().any(|s| s.kind == Kind::Manager && s.dboid == dboid && s.pid != 0)
@@ -522,11 +591,47 @@ pub fn note_launch(dboid: u32, subid: u32) {
     }
 }
 
+/// An apply worker launched its subscription's table-sync worker.
+pub fn note_sync_launch(dboid: u32, subid: u32) {
+    let mut reg = REGISTRY.exclusive();
+    let index = reg
+        .slots
+        .iter()
+        .position(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid)
+        .or_else(|| reg.slots.iter().position(|s| s.kind == Kind::Free));
+    if let Some(i) = index {
+        let slot = &mut reg.slots[i];
+        if slot.kind == Kind::Free {
+            *slot = Slot { kind: Kind::Sync, dboid, subid, ..Slot::default() };
+        }
+        slot.launched_at = now();
+    }
+}
+
+/// Whether the table-sync worker of a subscription may be launched now:
+/// none runs or is starting, and the last one did not fail less than
+/// `restart_delay` microseconds ago.
+pub fn sync_may_launch(dboid: u32, subid: u32, restart_delay: i64) -> bool {
+    let reg = REGISTRY.share();
+    let Some(slot) = reg.slots.iter().find(|s| s.kind == Kind::Sync && s.dboid == dboid && s.subid == subid)
+    else {
+        return true;
+    };
+    let now = now();
+    slot.pid == 0
+        && !(slot.launched_at != 0 && now - slot.launched_at < 10_000_000)
+        && !(slot.failed_at != 0 && now - slot.failed_at < restart_delay)
+}
+
 /// Forgets the slots of subscriptions that no longer exist in a database.
 pub fn forget_apply_slots(dboid: u32, keep: &[u32]) {
     let mut reg = REGISTRY.exclusive();
     for slot in reg.slots.iter_mut() {
-        if slot.kind == Kind::Apply && slot.dboid == dboid && slot.pid == 0 && !keep.contains(&slot.subid) {
+        if matches!(slot.kind, Kind::Apply | Kind::Sync)
+            && slot.dboid == dboid
+            && slot.pid == 0
+            && !keep.contains(&slot.subid)
+        {
             *slot = Slot::default();
         }
     }
@@ -617,7 +722,12 @@ pub fn stop_orphans(dboid: u32, keep: &[u32]) {
         let mut reg = REGISTRY.exclusive();
         reg.slots
             .iter_mut()
-            .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && s.pid != 0 && !keep.contains(&s.subid))
+            .filter(|s| {
+                matches!(s.kind, Kind::Apply | Kind::Sync)
+                    && s.dboid == dboid
+                    && s.pid != 0
+                    && !keep.contains(&s.subid)
+            })
             .map(|s| {
                 s.stop_requested = true;
                 s.pid

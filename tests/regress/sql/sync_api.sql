@@ -63,3 +63,33 @@ SELECT spock.md5_agg(x ORDER BY x) = md5(md5(md5('1') || '2') || '3') AS chained
 SELECT spock.md5_agg(t ORDER BY id) AS n1_digest FROM t \gset
 \c :n2
 SELECT spock.md5_agg(t ORDER BY id) = :'n1_digest' AS same_on_both FROM t;
+-- get_lsn_from_commit_ts (sql-api.md §4.11): the end of the last commit
+-- made on n1 at or before a time, read from the WAL of n1's slot for n2.
+\c :n1
+SELECT slot_name AS n2_slot FROM pg_replication_slots WHERE plugin = 'spock_output' \gset
+SELECT spock.get_lsn_from_commit_ts(:'n2_slot', '2000-01-01') IS NULL AS nothing_that_early;
+SELECT pg_current_wal_insert_lsn() AS before_first \gset
+INSERT INTO t (id, v) VALUES (2, 'first');
+SELECT pg_current_wal_insert_lsn() AS after_first, clock_timestamp() AS between_them \gset
+INSERT INTO t (id, v) VALUES (3, 'second');
+SELECT spock.get_lsn_from_commit_ts(:'n2_slot', :'between_them') AS found \gset
+SELECT :'found'::pg_lsn > :'before_first'::pg_lsn AND :'found'::pg_lsn <= :'after_first'::pg_lsn
+    AS the_first_commit;
+SELECT spock.get_lsn_from_commit_ts(:'n2_slot', clock_timestamp()) > :'after_first'::pg_lsn AS the_second_commit;
+SELECT try($$SELECT spock.get_lsn_from_commit_ts('nosuchslot', now())$$);
+SELECT (pg_create_physical_replication_slot('sync_api_physical')).slot_name IS NOT NULL AS physical;
+SELECT try($$SELECT spock.get_lsn_from_commit_ts('sync_api_physical', now())$$);
+SELECT pg_drop_replication_slot('sync_api_physical');
+-- slot_enable_failover (sql-api.md §4.11): on 17 and later the
+-- subscription's slot was made with the failover flag, and a spock slot
+-- made without it gets it; on 15 and 16 nothing changes.
+SELECT current_setting('server_version_num')::int >= 170000 AS has_failover \gset
+SELECT pg_create_logical_replication_slot('sync_api_manual', 'spock_output') IS NOT NULL AS created;
+SET client_min_messages = warning;
+SELECT spock.slot_enable_failover() = CASE WHEN :'has_failover'::bool THEN 1 ELSE 0 END AS changed_as_expected;
+RESET client_min_messages;
+-- (15 and 16 have no failover column: their slots count as flagged.)
+SELECT bool_and(coalesce((to_jsonb(s) ->> 'failover')::bool, NOT :'has_failover'::bool)) AS all_failover,
+       count(*) AS slots
+  FROM pg_replication_slots s WHERE plugin = 'spock_output';
+SELECT pg_drop_replication_slot('sync_api_manual');
