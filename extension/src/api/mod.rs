@@ -14,9 +14,9 @@ pub mod peers;
 pub mod progress;
 pub mod repset;
 pub mod seq;
+pub mod slots;
 pub mod sub;
 pub mod sync;
-pub mod slots;
 
 use std::ffi::CStr;
 
