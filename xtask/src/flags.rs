@@ -95,6 +95,113 @@ pub enum BenchCmd {
     /// Initial copy of one large table by a subscription, against
     /// `pg_dump --data-only | psql` between the same two servers.
     Sync(BenchSync),
+    /// spockbench: a fresh local N-node mesh with the pgbench schema,
+    /// history keys, last-update-wins and delta columns (spockbench.md §3).
+    Init(Spockbench),
+    /// spockbench: warm-up, measured conflicting load with optional faults,
+    /// barrier, checks C1-C5 and the report in target/bench/ (exit 0 PASS,
+    /// 1 FAIL, 2 INVALID, 3 usage).
+    Run(Spockbench),
+    /// spockbench: the consistency checks C1-C5 only.
+    Check(Spockbench),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Spockbench {
+    /// PostgreSQL major or exact version (default 18).
+    #[arg(long, value_parser = PgRequest::parse)]
+    pub pg: Option<PgRequest>,
+    /// Build profile (release: no assertions, optimised extension).
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
+    /// Preset the other options start from.
+    #[arg(long, value_enum, default_value_t = crate::bench::spockbench::Preset::Small)]
+    pub preset: crate::bench::spockbench::Preset,
+    /// Nodes of the mesh.
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Branches (pgbench scale).
+    #[arg(long)]
+    pub scale: Option<u32>,
+    /// Seconds of measured load.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Seconds of warm-up load (0: none).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Transactions per second per node (0: unthrottled).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// pgbench clients per node.
+    #[arg(long)]
+    pub clients: Option<u32>,
+    /// pgbench threads per node.
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Profile weights L,A,TA (local, remote-account, remote-teller-account) or `tpcb`.
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Where remote branches are drawn from.
+    #[arg(long, value_enum)]
+    pub remote_branches: Option<crate::bench::spockbench::RemoteBranches>,
+    /// Without the delta-apply column options (the negative control: C3 fails under conflicts).
+    #[arg(long)]
+    pub no_delta: bool,
+    /// Fraction of transactions written to pgbench's per-transaction log.
+    #[arg(long)]
+    pub sampling_rate: Option<f64>,
+    /// Seconds the end-of-run barrier waits at most.
+    #[arg(long)]
+    pub barrier_timeout: Option<u64>,
+    /// Only the balance sums in C3, not every branch, teller and account.
+    #[arg(long)]
+    pub no_deep_check: bool,
+    /// New spock.exception_log rows do not fail C5.
+    #[arg(long)]
+    pub allow_exceptions: bool,
+    /// A fault during the measured run, repeatable: `kill9:n2@30s` (kill -9
+    /// of the node's postmaster, then a restart) or `restart:n3@40s`.
+    #[arg(long = "fault", value_name = "KIND:NODE@Ts")]
+    pub faults: Vec<String>,
+    /// A label for the run directory and the result.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// `init`: start over when a spockbench cluster exists.
+    #[arg(long)]
+    pub force: bool,
+    /// No per-second status line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Spockbench {
+    /// The short run of `cargo xtask test`: the small preset, 40 s of load
+    /// without warm-up.
+    pub fn ci_short() -> Spockbench {
+        Spockbench {
+            pg: None,
+            profile: Profile::Dev,
+            preset: crate::bench::spockbench::Preset::Small,
+            nodes: None,
+            scale: None,
+            duration: Some(40),
+            warmup: Some(0),
+            rate: None,
+            clients: None,
+            threads: None,
+            mix: None,
+            remote_branches: None,
+            no_delta: false,
+            sampling_rate: None,
+            barrier_timeout: Some(120),
+            no_deep_check: false,
+            allow_exceptions: false,
+            faults: Vec::new(),
+            label: None,
+            force: true,
+            quiet: true,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -88,6 +88,11 @@ impl Test {
                 if !regress::run_suite(&installed, &suite, &suite.schedule()?, None, false, true)? {
                     bail!("the multi-node regression suite failed on PostgreSQL {version}");
                 }
+                let step = ui::Step::start(
+                    "spockbench: 3 nodes, conflicting mix, kill -9 and restart; then the --no-delta control",
+                );
+                let remark = crate::bench::spockbench::ci_check(&installed)?;
+                step.done(&remark);
                 // The packages: built from their own release trees, read back,
                 // installed or unpacked, and started.
                 crate::package::verify::run_for(&resolved, jobs)?;
@@ -112,7 +117,7 @@ impl Test {
         for (version, outcome) in &results {
             match outcome {
                 Outcome::Passed(d) => println!(
-                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, PostgreSQL suites, patch and multi-node tests, .deb and .rpm packages passed{}",
+                    "  PostgreSQL {:<10} passed   {:>8}  built; server checks, PostgreSQL suites, patch and multi-node tests, spockbench, .deb and .rpm packages passed{}",
                     version.to_string(),
                     ui::human(*d),
                     if version.major == NEGATIVE_CONTROL_MAJOR {

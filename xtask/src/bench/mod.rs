@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: benchmarks that print their figures. `apply`
 //! measures catch-up apply throughput against PostgreSQL's built-in logical
 //! replication; `sync` measures the initial copy of a large table against
-//! `pg_dump | psql` (spockbench, the multi-master benchmark, comes later).
+//! `pg_dump | psql`; `init`, `run` and `check` are spockbench, the
+//! multi-master benchmark (`spockbench/`).
 
 mod apply;
+pub mod spockbench;
 mod sync;
 
 use anyhow::Result;
@@ -50,6 +52,9 @@ impl BenchCmd {
         match self {
             BenchCmd::Apply(flags) => flags.run(),
             BenchCmd::Sync(flags) => flags.run(),
+            BenchCmd::Init(flags) => spockbench::main(spockbench::Action::Init, &flags),
+            BenchCmd::Run(flags) => spockbench::main(spockbench::Action::Run, &flags),
+            BenchCmd::Check(flags) => spockbench::main(spockbench::Action::Check, &flags),
         }
     }
 }

@@ -1,0 +1,387 @@
+//! spockbench's effective configuration (spockbench.md §1, §4, §10): the
+//! presets, the options that override them, and the pure rules built on
+//! them (home branches, the remote-branch draw, the profile mix). No server
+//! is needed for any of it.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::flags::Spockbench;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// 2 cores, 24 GiB, one host: 3 nodes, scale 3, 60 s at 100 tps per node.
+    Small,
+    /// 32+ cores: 3 nodes, scale 120, 600 s at 3000 tps per node.
+    Large,
+    /// A 16-core CI machine: 3 nodes, scale 10, 120 s at 3000 tps per node.
+    Ci,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteBranches {
+    /// Uniform over all branches, the node's own included.
+    Any,
+    /// Uniform over the branches not homed on the node (TPC-B §5.3.5).
+    Other,
+}
+
+/// The three transaction profiles, in the order of `--mix L,A,TA`.
+pub const PROFILES: [&str; 3] = ["local", "remote-account", "remote-teller-account"];
+
+/// Every effective parameter of a run (spockbench.md §10's table, plus the
+/// remote-branch rule, delta apply and the driver).
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub preset: Preset,
+    pub nodes: usize,
+    pub scale: u32,
+    pub duration_s: u64,
+    pub warmup_s: u64,
+    pub clients: u32,
+    pub threads: u32,
+    /// Per-node rate; `None`: unthrottled.
+    pub rate: Option<u32>,
+    /// Weights of `PROFILES`.
+    pub mix: [u32; 3],
+    pub remote_branches: RemoteBranches,
+    pub protocol: &'static str,
+    pub sampling_rate: f64,
+    pub sample_s: u64,
+    pub barrier_timeout_s: u64,
+    pub shared_buffers: &'static str,
+    pub max_wal_size: &'static str,
+    pub checkpoint_timeout: &'static str,
+    pub history_stride: u32,
+    pub delta_apply: bool,
+    pub deep_check: bool,
+    pub allow_exceptions: bool,
+    pub driver: &'static str,
+}
+
+impl Config {
+    /// The preset's values with the options given on the command line on
+    /// top; an error names the option that is wrong and why.
+    pub fn from_flags(f: &Spockbench) -> Result<Config, String> {
+        let mut c = match f.preset {
+            Preset::Small => {
+                Config::preset(Preset::Small, 3, 3, 60, 10, 4, 1, Some(100), 1.0, 300, "1GB", "4GB", "15min")
+            }
+            Preset::Large => Config::preset(
+                Preset::Large,
+                3,
+                120,
+                600,
+                60,
+                32,
+                8,
+                Some(3000),
+                0.1,
+                1800,
+                "16GB",
+                "64GB",
+                "30min",
+            ),
+            Preset::Ci => Config::preset(
+                Preset::Ci,
+                3,
+                10,
+                120,
+                10,
+                50,
+                16,
+                Some(3000),
+                1.0,
+                300,
+                "1GB",
+                "4GB",
+                "15min",
+            ),
+        };
+        if let Some(n) = f.nodes {
+            c.nodes = n;
+        }
+        if let Some(s) = f.scale {
+            c.scale = s;
+        }
+        if let Some(d) = f.duration {
+            c.duration_s = d;
+        }
+        if let Some(w) = f.warmup {
+            c.warmup_s = w;
+        }
+        if let Some(n) = f.clients {
+            c.clients = n;
+        }
+        if let Some(n) = f.threads {
+            c.threads = n;
+        }
+        if let Some(r) = f.rate {
+            c.rate = (r > 0).then_some(r);
+        }
+        if let Some(r) = f.remote_branches {
+            c.remote_branches = r;
+        }
+        if let Some(s) = f.sampling_rate {
+            c.sampling_rate = s;
+        }
+        if let Some(t) = f.barrier_timeout {
+            c.barrier_timeout_s = t;
+        }
+        c.delta_apply = !f.no_delta;
+        c.deep_check = !f.no_deep_check;
+        c.allow_exceptions = f.allow_exceptions;
+        if let Some(mix) = &f.mix {
+            c.mix = parse_mix(mix, c.scale, c.remote_branches)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn preset(
+        preset: Preset,
+        nodes: usize,
+        scale: u32,
+        duration_s: u64,
+        warmup_s: u64,
+        clients: u32,
+        threads: u32,
+        rate: Option<u32>,
+        sampling_rate: f64,
+        barrier_timeout_s: u64,
+        shared_buffers: &'static str,
+        max_wal_size: &'static str,
+        checkpoint_timeout: &'static str,
+    ) -> Config {
+        Config {
+            preset,
+            nodes,
+            scale,
+            duration_s,
+            warmup_s,
+            clients,
+            threads,
+            rate,
+            mix: [550, 225, 225],
+            remote_branches: RemoteBranches::Any,
+            protocol: "prepared",
+            sampling_rate,
+            sample_s: 1,
+            barrier_timeout_s,
+            shared_buffers,
+            max_wal_size,
+            checkpoint_timeout,
+            history_stride: 100,
+            delta_apply: true,
+            deep_check: true,
+            allow_exceptions: false,
+            driver: "pgbench",
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.nodes < 2 {
+            return Err(format!("--nodes {}: a mesh needs at least 2 nodes", self.nodes));
+        }
+        if self.nodes as u32 > self.history_stride {
+            return Err(format!(
+                "--nodes {}: at most {} nodes (the history key stride)",
+                self.nodes, self.history_stride
+            ));
+        }
+        if self.scale == 0 {
+            return Err("--scale 0: there must be at least one branch".into());
+        }
+        if self.duration_s == 0 {
+            return Err("--duration 0: the measured run needs at least a second".into());
+        }
+        if self.clients == 0 || self.threads == 0 || self.threads > self.clients {
+            return Err(format!(
+                "--clients {} --threads {}: both must be at least 1, and threads at most clients",
+                self.clients, self.threads
+            ));
+        }
+        if !(self.sampling_rate > 0.0 && self.sampling_rate <= 1.0) {
+            return Err(format!("--sampling-rate {}: must be in (0, 1]", self.sampling_rate));
+        }
+        if self.remote_branches == RemoteBranches::Other && self.scale == 1 && self.mix[1] + self.mix[2] > 0 {
+            return Err(
+                "--remote-branches other with --scale 1: there is no other branch; use --remote-branches any or a \
+                 larger scale"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Node `k`'s (1-based) home set: `(first, step, count)`.
+    pub fn home(&self, k: usize) -> (u32, u32, u32) {
+        home_set(k as u32, self.nodes as u32, self.scale)
+    }
+
+    /// The branches a node's home set holds.
+    pub fn home_branches(&self, k: usize) -> Vec<u32> {
+        let (first, step, count) = self.home(k);
+        (0..count).map(|i| first + i * step).collect()
+    }
+
+    /// The mix as text (`550,225,225`).
+    pub fn mix_text(&self) -> String {
+        self.mix.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The home set of node `k` of `n` with `s` branches (spockbench.md §1):
+/// with `s >= n`, branches `k, k+n, k+2n, ...`; with `s < n`, the single
+/// branch `((k-1) mod s) + 1`. The step is `n` in both cases (the remote
+/// draw of the scripts relies on it).
+pub fn home_set(k: u32, n: u32, s: u32) -> (u32, u32, u32) {
+    if s >= n {
+        let count = (s - k) / n + 1;
+        (k, n, count)
+    } else {
+        ((k - 1) % s + 1, n, 1)
+    }
+}
+
+/// `--mix L,A,TA` or `--mix tpcb` (spockbench.md §4).
+pub fn parse_mix(text: &str, scale: u32, remote: RemoteBranches) -> Result<[u32; 3], String> {
+    if text == "tpcb" {
+        return match remote {
+            RemoteBranches::Other => Ok([850, 150, 0]),
+            RemoteBranches::Any if scale < 2 => {
+                Err("--mix tpcb with --remote-branches any is undefined for --scale 1".into())
+            }
+            RemoteBranches::Any => {
+                let a = (150.0 * f64::from(scale) / f64::from(scale - 1)).round() as u32;
+                Ok([1000 - a, a, 0])
+            }
+        };
+    }
+    let parts: Vec<&str> = text.split(',').collect();
+    if parts.len() != 3 {
+        return Err(format!("--mix {text}: give three weights L,A,TA (for example 550,225,225) or tpcb"));
+    }
+    let mut mix = [0u32; 3];
+    for (slot, part) in mix.iter_mut().zip(&parts) {
+        *slot = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("--mix {text}: {part:?} is not a non-negative integer weight"))?;
+    }
+    if mix.iter().sum::<u32>() == 0 {
+        return Err(format!("--mix {text}: the weights add up to 0"));
+    }
+    Ok(mix)
+}
+
+/// A fault injected during the measured run (issue 14): `kill9:n2@30s`,
+/// `restart:n3@40s`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub node: String,
+    pub at_s: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// `kill -9` of the node's postmaster, then a restart.
+    Kill9,
+    /// A clean restart.
+    Restart,
+}
+
+impl Fault {
+    pub fn parse(text: &str) -> Result<Fault, String> {
+        let usage = || {
+            format!(
+                "--fault {text}: expected KIND:NODE@SECONDSs with KIND kill9 or restart (for example kill9:n2@30s)"
+            )
+        };
+        let (kind, rest) = text.split_once(':').ok_or_else(usage)?;
+        let (node, at) = rest.split_once('@').ok_or_else(usage)?;
+        let kind = match kind {
+            "kill9" => FaultKind::Kill9,
+            "restart" => FaultKind::Restart,
+            "partition" => {
+                return Err(format!(
+                    "--fault {text}: partitions are not built yet (kill9 and restart are); see ci/README.md"
+                ));
+            }
+            _ => return Err(usage()),
+        };
+        let at_s = at.strip_suffix('s').unwrap_or(at).parse().map_err(|_| usage())?;
+        if node.is_empty() {
+            return Err(usage());
+        }
+        Ok(Fault { kind, node: node.to_string(), at_s })
+    }
+
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            FaultKind::Kill9 => "kill9",
+            FaultKind::Restart => "restart",
+        };
+        format!("{kind}:{}@{}s", self.node, self.at_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_sets_follow_the_spec() {
+        // S >= N: b's home is ((b-1) mod N)+1.
+        assert_eq!(home_set(1, 3, 3), (1, 3, 1));
+        assert_eq!(home_set(2, 3, 10), (2, 3, 3)); // 2, 5, 8
+        assert_eq!(home_set(1, 3, 10), (1, 3, 4)); // 1, 4, 7, 10
+        // S < N: node k uses branch ((k-1) mod S)+1.
+        assert_eq!(home_set(3, 3, 1), (1, 3, 1));
+        assert_eq!(home_set(4, 5, 2), (2, 5, 1));
+        for s in 1..12 {
+            for n in 2..6 {
+                let mut all: Vec<u32> = Vec::new();
+                for k in 1..=n {
+                    let (first, step, count) = home_set(k, n, s);
+                    all.extend((0..count).map(|i| first + i * step));
+                }
+                all.sort();
+                if s >= n {
+                    assert_eq!(all, (1..=s).collect::<Vec<_>>(), "s={s} n={n}: every branch has one home");
+                } else {
+                    assert!(all.iter().all(|b| (1..=s).contains(b)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mixes_parse_and_tpcb_follows_the_scale() {
+        assert_eq!(parse_mix("550,225,225", 3, RemoteBranches::Any), Ok([550, 225, 225]));
+        assert_eq!(parse_mix("1000,0,0", 3, RemoteBranches::Any), Ok([1000, 0, 0]));
+        assert_eq!(parse_mix("tpcb", 3, RemoteBranches::Any), Ok([775, 225, 0]));
+        assert_eq!(parse_mix("tpcb", 3, RemoteBranches::Other), Ok([850, 150, 0]));
+        assert!(parse_mix("tpcb", 1, RemoteBranches::Any).is_err());
+        assert!(parse_mix("0,0,0", 3, RemoteBranches::Any).unwrap_err().contains("add up to 0"));
+        assert!(parse_mix("1,2", 3, RemoteBranches::Any).is_err());
+        assert!(parse_mix("1,-2,3", 3, RemoteBranches::Any).unwrap_err().contains("\"-2\""));
+    }
+
+    #[test]
+    fn faults_parse() {
+        assert_eq!(
+            Fault::parse("kill9:n2@30s"),
+            Ok(Fault { kind: FaultKind::Kill9, node: "n2".into(), at_s: 30 })
+        );
+        assert_eq!(Fault::parse("restart:n3@40").unwrap().label(), "restart:n3@40s");
+        assert!(Fault::parse("partition:n1-n3@20s+15s").unwrap_err().contains("not built yet"));
+        assert!(Fault::parse("kill9:n2").is_err());
+        assert!(Fault::parse("boom:n2@3s").is_err());
+    }
+}

@@ -1,0 +1,951 @@
+//! spockbench (`spockbench.md`): conflicting pgbench load on every node of
+//! a local N-node mesh, with faults injected on request, then a barrier
+//! through sync events, the consistency checks C1-C5, and a report of
+//! throughput, latency, lag, catch-up and conflicts. `init` prepares the
+//! schema and wires the mesh, `run` measures (initialising first when no
+//! cluster exists), `check` runs only the checks.
+//!
+//! The cluster lives in the build's scratch directory (`spockbench/`),
+//! with the runner's ledger of committed transactions next to it
+//! (`spockbench-state.json`); each run writes its files into
+//! `target/bench/<UTC time>-<label>/`.
+
+mod checks;
+mod config;
+mod driver;
+mod report;
+mod sampler;
+mod scripts;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use config::{Preset, RemoteBranches};
+
+use checks::{Check, Ledger};
+use config::{Config, Fault, FaultKind};
+use driver::DriverRun;
+use sampler::Sample;
+
+use crate::account::RunAs;
+use crate::cluster::{Cluster, sql_literal};
+use crate::flags::Spockbench;
+use crate::node::Node;
+use crate::pgbuild::Installed;
+use crate::versions::{Manifest, PgRequest};
+use crate::{build, doctor, fsutil, layout, ui};
+
+/// The benchmark's database on every node.
+const DB: &str = "spockbench";
+const STATE_FILE: &str = "spockbench-state.json";
+
+/// What `init` recorded, and the ledger the runs keep adding to.
+#[derive(Serialize, Deserialize)]
+struct State {
+    nodes: usize,
+    scale: u32,
+    delta_apply: bool,
+    ledger: Ledger,
+}
+
+/// The three subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Init,
+    Run,
+    Check,
+}
+
+/// Exit codes (spockbench.md §8).
+const EXIT_FAIL: i32 = 1;
+const EXIT_INVALID: i32 = 2;
+const EXIT_USAGE: i32 = 3;
+
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(EXIT_USAGE)
+}
+
+pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
+    let config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
+    let faults: Vec<Fault> =
+        flags.faults.iter().map(|f| Fault::parse(f).unwrap_or_else(|e| usage_error(e))).collect();
+    for f in &faults {
+        let known = (1..=config.nodes).any(|k| f.node == format!("n{k}"));
+        if !known {
+            usage_error(format!(
+                "--fault {}: there is no node {} (the nodes are n1..n{})",
+                f.label(),
+                f.node,
+                config.nodes
+            ));
+        }
+        if f.at_s >= config.duration_s {
+            usage_error(format!(
+                "--fault {}: at {} s, but the measured run lasts {} s",
+                f.label(),
+                f.at_s,
+                config.duration_s
+            ));
+        }
+    }
+    doctor::ensure(true)?;
+    let resolved = Manifest::builtin().resolve(flags.pg.unwrap_or(PgRequest::Major(18)));
+    let installed = build::build_one(&resolved, None, flags.profile, false, build::jobs(None))?;
+    let dir = installed.dirs.scratch().join("spockbench");
+    match action {
+        Action::Init => {
+            init(&installed, &dir, &config, flags.force)?;
+            Ok(())
+        }
+        Action::Run => {
+            let (code, _) = run(&installed, &dir, &config, &faults, flags.label.clone(), flags.quiet)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Action::Check => {
+            let (cluster, state) = load(&dir, &config)?;
+            let checks = checks::run_all(&cluster.nodes, DB, &config, &state.ledger, None)?;
+            let verdict = if checks.iter().all(Check::passed) { "PASS" } else { "FAIL" };
+            for c in &checks {
+                println!("{} {:<20} {}", c.id, c.name, c.status);
+                for d in &c.details {
+                    println!("    {d}");
+                }
+            }
+            println!("verdict: {verdict}");
+            if verdict != "PASS" {
+                std::process::exit(EXIT_FAIL);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The node settings of local mode (spockbench.md §2, §10).
+fn server_conf(config: &Config) -> String {
+    format!(
+        "shared_buffers = {}\nmax_wal_size = {}\ncheckpoint_timeout = {}\n\
+         spock.conflict_resolution = last_update_wins\nspock.save_resolutions = on\n\
+         spock.exception_behaviour = sub_disable\n",
+        config.shared_buffers, config.max_wal_size, config.checkpoint_timeout
+    )
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+fn save_state(dir: &Path, state: &State) -> Result<()> {
+    let path = state_path(dir);
+    std::fs::write(&path, serde_json::to_string_pretty(state)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The initialised cluster, started, and its state; an error says how to
+/// make one when there is none or it was made with other values.
+fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
+    let Some(cluster) = Cluster::load(dir)? else {
+        bail!("no spockbench cluster in {}; `cargo xtask bench init` makes one", dir.display());
+    };
+    let path = state_path(dir);
+    let state: State =
+        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read {}; run `cargo xtask bench init --force`", path.display())
+        })?)
+        .with_context(|| format!("{} is damaged; run `cargo xtask bench init --force`", path.display()))?;
+    if (state.nodes, state.scale, state.delta_apply) != (config.nodes, config.scale, config.delta_apply) {
+        usage_error(format!(
+            "the spockbench cluster in {} was initialised with {} nodes, scale {}, delta apply {}; this run asks for {} \
+             nodes, scale {}, delta apply {}: run `cargo xtask bench init --force` with the new values",
+            dir.display(),
+            state.nodes,
+            state.scale,
+            if state.delta_apply { "on" } else { "off" },
+            config.nodes,
+            config.scale,
+            if config.delta_apply { "on" } else { "off" }
+        ));
+    }
+    cluster.start()?;
+    Ok((cluster, state))
+}
+
+/// Schema preparation and wiring (spockbench.md §3).
+fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Result<Cluster> {
+    if let Some(old) = Cluster::load(dir)? {
+        if !force {
+            bail!(
+                "a spockbench cluster is already initialised in {}; `cargo xtask bench init --force` starts over",
+                dir.display()
+            );
+        }
+        old.destroy()?;
+    }
+    fsutil::remove_dir_all_if_exists(dir)?;
+    let step = ui::Step::start(format!("Starting {} nodes for spockbench", config.nodes));
+    let cluster = Cluster::create(dir, installed, config.nodes, &RunAs::detect()?, &server_conf(config))?;
+    cluster.start()?;
+    step.done(&format!("in {}", dir.display()));
+    let h = config.history_stride;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let k = i + 1;
+        let step = ui::Step::start(format!(
+            "{}: pgbench -i -s {} and the spockbench columns",
+            node.name, config.scale
+        ));
+        node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+        node.pgbench(DB, &["-i", "-s", &config.scale.to_string(), "-I", "dtgvp"])?;
+        node.safe_psql(
+            DB,
+            &format!(
+                "CREATE EXTENSION spock;
+                 SET spock.enable_ddl_replication = off;
+                 CREATE SEQUENCE pgbench_history_hid START {k} INCREMENT {h};
+                 ALTER TABLE pgbench_history ADD COLUMN hid bigint NOT NULL DEFAULT nextval('pgbench_history_hid');
+                 ALTER TABLE pgbench_history ADD PRIMARY KEY (hid);
+                 ALTER SEQUENCE pgbench_history_hid OWNED BY pgbench_history.hid;
+                 ALTER TABLE pgbench_tellers ADD COLUMN trandom integer DEFAULT 0,
+                     ADD COLUMN tlastts timestamptz DEFAULT 'epoch';
+                 ALTER TABLE pgbench_accounts ADD COLUMN arandom integer DEFAULT 0,
+                     ADD COLUMN alastts timestamptz DEFAULT 'epoch';"
+            ),
+        )?;
+        if config.delta_apply {
+            for (table, column) in [
+                ("pgbench_accounts", "abalance"),
+                ("pgbench_tellers", "tbalance"),
+                ("pgbench_branches", "bbalance"),
+            ] {
+                node.safe_psql(
+                    DB,
+                    &format!(
+                        "SET spock.enable_ddl_replication = off;
+                         ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL,
+                             ALTER COLUMN {column} SET (log_old_value = true, delta_apply_function = spock.delta_apply)"
+                    ),
+                )
+                .context(
+                    "the delta-apply column options need core patches 020 and 040 in this server; \
+                     `--no-delta` runs without them (balances then lose concurrent deltas)",
+                )?;
+            }
+        }
+        node.safe_psql(
+            DB,
+            &format!(
+                "SELECT spock.node_create(node_name := {}, dsn := {});
+                 SELECT spock.repset_add_table('default', t)
+                   FROM unnest('{{pgbench_accounts,pgbench_tellers,pgbench_branches,pgbench_history}}'::regclass[]) t;",
+                sql_literal(&node.name),
+                sql_literal(&node.connstr(DB))
+            ),
+        )?;
+        step.done("");
+    }
+    let step = ui::Step::start(format!(
+        "Wiring the full mesh ({} subscriptions)",
+        config.nodes * (config.nodes - 1)
+    ));
+    cluster.wire_mesh(DB, Duration::from_secs(120))?;
+    step.done("all replicating");
+    let step = ui::Step::start("Checking that the nodes start identical (C1, C2) with the delta options");
+    let ledger = Ledger { committed: vec![0; config.nodes], unknown: vec![0; config.nodes] };
+    let checks = checks::run_all(&cluster.nodes, DB, config, &ledger, None)?;
+    if let Some(bad) = checks.iter().find(|c| (c.id == "C1" || c.id == "C2") && !c.passed()) {
+        bail!("the nodes differ right after init ({} {}): {}", bad.id, bad.name, bad.details.join("; "));
+    }
+    if config.delta_apply {
+        for node in &cluster.nodes {
+            delta_options_present(node)?;
+        }
+    }
+    step.done("");
+    save_state(
+        dir,
+        &State { nodes: config.nodes, scale: config.scale, delta_apply: config.delta_apply, ledger },
+    )?;
+    Ok(cluster)
+}
+
+fn delta_options_present(node: &Node) -> Result<()> {
+    let n = node.safe_psql(
+        DB,
+        "SELECT count(*) FROM pg_attribute
+          WHERE attrelid IN ('pgbench_accounts'::regclass, 'pgbench_tellers'::regclass, 'pgbench_branches'::regclass)
+            AND attname IN ('abalance', 'tbalance', 'bbalance')
+            AND array_to_string(attoptions, ',') LIKE '%delta_apply_function%'",
+    )?;
+    if n != "3" {
+        bail!(
+            "node {}: the balance columns lack their delta options ({n} of 3 have them); run `cargo xtask bench init \
+             --force`, or pass --no-delta to both init and run",
+            node.name
+        );
+    }
+    Ok(())
+}
+
+/// Per-node conflict counters: resolutions by type and by outcome.
+type Resolutions = Vec<(String, String, u64)>;
+
+fn resolutions(node: &Node) -> Result<Resolutions> {
+    let out = node.safe_psql(
+        DB,
+        "SELECT coalesce(conflict_type, '?'), coalesce(conflict_resolution, '?'), count(*) FROM spock.resolutions GROUP BY 1, 2",
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            Some((f.first()?.to_string(), f.get(1)?.to_string(), f.get(2)?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// One node's load: pgbench for `seconds`, started again after a fault of
+/// this node broke its connections, for what is left of the window.
+fn drive(
+    node: &Node,
+    config: &Config,
+    k: usize,
+    seconds: u64,
+    dir: &Path,
+    phase: &str,
+    hit: &AtomicBool,
+) -> (Vec<DriverRun>, u64) {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut runs = Vec::new();
+    let mut unknown = 0;
+    let mut segment = 0;
+    loop {
+        let left = end.saturating_duration_since(Instant::now()).as_secs();
+        if left < 2 {
+            break;
+        }
+        hit.store(false, Ordering::SeqCst);
+        let prefix = format!("{phase}_{}_{segment}", node.name);
+        let run = driver::run(node, DB, config, k, left, dir, &prefix);
+        let broken = run.aborted && hit.load(Ordering::SeqCst);
+        runs.push(run);
+        if !broken {
+            break;
+        }
+        // Connections lost by our own fault: each client may have had a
+        // commit in flight whose outcome is unknown.
+        unknown += u64::from(config.clients);
+        if let Some(last) = runs.last_mut() {
+            last.aborted = false;
+        }
+        // Back when the node accepts connections again.
+        let _ = node.poll_query_until(DB, "SELECT true", Duration::from_secs(120));
+        segment += 1;
+    }
+    (runs, unknown)
+}
+
+/// `SELECT spock.sync_event()` on a node, retried while it restarts.
+fn sync_event(node: &Node) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match node.safe_psql(DB, "SELECT spock.sync_event()") {
+            Ok(lsn) => return Ok(lsn),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// The result of one load phase on every node, with the barrier.
+struct Phase {
+    runs: Vec<Vec<DriverRun>>,
+    unknown: Vec<u64>,
+    /// `t_end(k)` and, per other node `j`, `t_applied(k -> j)` (None: timed out).
+    ends: Vec<Option<Instant>>,
+    applied: Vec<Vec<Option<Instant>>>,
+    faults: Vec<Value>,
+}
+
+/// Load on every node for `seconds`, each node's end followed at once by a
+/// sync event waited for on every other node (spockbench.md §5); faults are
+/// injected at their times.
+fn phase(
+    cluster: &Cluster,
+    config: &Config,
+    seconds: u64,
+    dir: &Path,
+    name: &str,
+    faults: &[Fault],
+    t0: Instant,
+) -> Phase {
+    let n = cluster.nodes.len();
+    let hits: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let timeout = config.barrier_timeout_s;
+    std::thread::scope(|scope| {
+        let fault_thread = scope.spawn(|| {
+            let mut done = Vec::new();
+            for f in faults {
+                let at = t0 + Duration::from_secs(f.at_s);
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let k = cluster.nodes.iter().position(|x| x.name == f.node).expect("fault nodes are checked");
+                let node = &cluster.nodes[k];
+                hits[k].store(true, Ordering::SeqCst);
+                let at_s = t0.elapsed().as_secs_f64();
+                let result = match f.kind {
+                    FaultKind::Kill9 => node.kill9().and_then(|_| node.start()),
+                    FaultKind::Restart => node.restart(),
+                };
+                ui::note(format!("spockbench: fault {} at {at_s:.1} s: {}", f.label(), if result.is_ok() { "done" } else { "FAILED" }));
+                done.push(json!({"fault": f.label(), "at_s": at_s, "ok": result.is_ok(), "error": result.err().map(|e| format!("{e:#}"))}));
+            }
+            done
+        });
+        let handles: Vec<_> = cluster
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let hit = &hits[i];
+                scope.spawn(move || {
+                    let (runs, unknown) = drive(node, config, i + 1, seconds, dir, name, hit);
+                    let ended = runs.last().and_then(|r| r.ended);
+                    let lsn = sync_event(node);
+                    // Waits of the other nodes for this node's event.
+                    let applied: Vec<Option<Instant>> = std::thread::scope(|inner| {
+                        let waits: Vec<_> = cluster
+                            .nodes
+                            .iter()
+                            .map(|other| {
+                                let lsn = lsn.as_ref().ok().cloned();
+                                inner.spawn(move || {
+                                    if other.name == node.name {
+                                        return ended;
+                                    }
+                                    let lsn = lsn?;
+                                    let sql = format!(
+                                        "CALL spock.wait_for_sync_event(NULL, {}, '{lsn}', {timeout})",
+                                        sql_literal(&node.name)
+                                    );
+                                    let deadline = Instant::now() + Duration::from_secs(timeout);
+                                    // Retried while the waiting node restarts.
+                                    while Instant::now() < deadline {
+                                        match other.safe_psql(DB, &sql) {
+                                            Ok(r) if r == "t" => return Some(Instant::now()),
+                                            Ok(_) => return None,
+                                            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                                        }
+                                    }
+                                    None
+                                })
+                            })
+                            .collect();
+                        waits.into_iter().map(|w| w.join().unwrap_or(None)).collect()
+                    });
+                    (runs, unknown, ended, applied)
+                })
+            })
+            .collect();
+        let mut p = Phase {
+            runs: Vec::new(),
+            unknown: Vec::new(),
+            ends: Vec::new(),
+            applied: Vec::new(),
+            faults: Vec::new(),
+        };
+        for h in handles {
+            let (runs, unknown, ended, applied) = h.join().expect("a driver thread panicked");
+            p.runs.push(runs);
+            p.unknown.push(unknown);
+            p.ends.push(ended);
+            p.applied.push(applied);
+        }
+        p.faults = fault_thread.join().unwrap_or_default();
+        p
+    })
+}
+
+fn committed(runs: &[DriverRun]) -> u64 {
+    runs.iter().map(|r| r.committed).sum()
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(layout::project_root())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn environment(node: &Node, installed: &Installed) -> Result<Value> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    });
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))?
+                .split_once('=')
+                .map(|(_, v)| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    let mut patches = serde_json::Map::new();
+    for line in node.safe_psql(DB, "SELECT patch, abi FROM spock.core_patches WHERE present")?.lines() {
+        if let Some((name, abi)) = line.split_once('|') {
+            patches.insert(name.to_string(), abi.parse::<i64>().map_or(Value::Null, Value::from));
+        }
+    }
+    Ok(json!({
+        "host": host,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "memory_bytes": memory,
+        "os": os,
+        "postgresql": node.safe_psql(DB, "SHOW server_version")?,
+        "extension": node.safe_psql(DB, "SELECT spock.spock_version()")?,
+        "core_patches": patches,
+        "output_plugin_libraries": installed.core.output_plugin_libraries,
+    }))
+}
+
+/// Pre-flight checks (spockbench.md §2): converged, replicating, the
+/// output plugin allowed, the delta options present.
+fn preflight(cluster: &Cluster, installed: &Installed, config: &Config, ledger: &Ledger) -> Result<()> {
+    let checks = checks::run_all(&cluster.nodes, DB, config, ledger, None)?;
+    if let Some(c) = checks.iter().find(|c| (c.id == "C2" || c.id == "C5") && !c.passed()) {
+        bail!(
+            "pre-flight: {} {} fails, so a run would measure nothing meaningful: {}; `cargo xtask bench check` shows \
+             it, `cargo xtask bench init --force` starts over",
+            c.id,
+            c.name,
+            c.details.join("; ")
+        );
+    }
+    for node in &cluster.nodes {
+        if installed.core.output_plugin_libraries {
+            let libs = node.safe_psql(DB, "SHOW output_plugin_libraries")?;
+            if !libs.contains("spock_output") {
+                bail!(
+                    "pre-flight: node {}: output_plugin_libraries = '{libs}' omits spock_output",
+                    node.name
+                );
+            }
+        }
+        if config.delta_apply {
+            delta_options_present(node)?;
+        }
+    }
+    Ok(())
+}
+
+/// A measured run; returns its exit code and its run directory.
+fn run(
+    installed: &Installed,
+    dir: &Path,
+    config: &Config,
+    faults: &[Fault],
+    label: Option<String>,
+    quiet: bool,
+) -> Result<(i32, PathBuf)> {
+    let (cluster, mut state) = if Cluster::load(dir)?.is_none() {
+        init(installed, dir, config, false)?;
+        load(dir, config)?
+    } else {
+        load(dir, config)?
+    };
+    preflight(&cluster, installed, config, &state.ledger)?;
+    let started_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (started_at, stamp) = report::utc(started_wall);
+    let label =
+        label.unwrap_or_else(|| if config.delta_apply { "spock".into() } else { "spock-no-delta".into() });
+    let run_id = format!("{stamp}-{label}");
+    let run_dir = layout::target_dir().join("bench").join(&run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    driver::write_scripts(&run_dir)?;
+    let mut effective = serde_json::to_value(config)?;
+    effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
+    std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
+    ui::note(format!("spockbench run {run_id}: files in {}", run_dir.display()));
+
+    if config.warmup_s > 0 {
+        let step = ui::Step::start(format!("Warm-up: {} s on {} nodes", config.warmup_s, config.nodes));
+        let p = phase(&cluster, config, config.warmup_s, &run_dir, "warmup", &[], Instant::now());
+        add_to_ledger(&mut state.ledger, &p);
+        save_state(dir, &state)?;
+        if p.runs.iter().flatten().any(|r| r.aborted) {
+            let why =
+                p.runs.iter().flatten().find(|r| r.aborted).map(|r| r.output.clone()).unwrap_or_default();
+            bail!("a driver failed during the warm-up; its report:\n{why}");
+        }
+        step.done("");
+    }
+    // Baseline snapshot.
+    let baseline_exceptions: Vec<u64> =
+        cluster.nodes.iter().map(|n| checks::exception_rows(n, DB)).collect::<Result<_>>()?;
+    let baseline_resolutions: Vec<Resolutions> =
+        cluster.nodes.iter().map(resolutions).collect::<Result<_>>()?;
+
+    let step = ui::Step::start(format!(
+        "Measured run: {} s on {} nodes, mix {}, {}{}",
+        config.duration_s,
+        config.nodes,
+        config.mix_text(),
+        config.rate.map_or("unthrottled".to_string(), |r| format!("{r} tps per node")),
+        if faults.is_empty() {
+            String::new()
+        } else {
+            format!(", faults {}", faults.iter().map(Fault::label).collect::<Vec<_>>().join(" "))
+        }
+    ));
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, samples) = std::thread::scope(|scope| {
+        let sampler = {
+            let stop = stop.clone();
+            let nodes = cluster.nodes.clone();
+            scope.spawn(move || {
+                sampler::sample_until(&nodes, DB, Duration::from_secs(config.sample_s), t0, stop, quiet)
+            })
+        };
+        let p = phase(&cluster, config, config.duration_s, &run_dir, "run", faults, t0);
+        stop.store(true, Ordering::Relaxed);
+        (p, sampler.join().unwrap_or_default())
+    });
+    add_to_ledger(&mut state.ledger, &p);
+    save_state(dir, &state)?;
+    step.done("");
+
+    let step = ui::Step::start("Consistency checks C1-C5");
+    let checks = checks::run_all(&cluster.nodes, DB, config, &state.ledger, Some(&baseline_exceptions))?;
+    step.done("");
+    let ended_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+
+    let result = assemble(
+        &cluster,
+        installed,
+        config,
+        &p,
+        &samples,
+        &checks,
+        &baseline_exceptions,
+        &baseline_resolutions,
+        t0,
+        (&run_id, &label, &started_at, &report::utc(ended_wall).0, started_wall),
+    )?;
+    report::validate(&result)?;
+    std::fs::write(run_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
+    report::write_lag_csv(&run_dir.join("lag.csv"), &samples)?;
+    let mut progress = Vec::new();
+    for (k, runs) in p.runs.iter().enumerate() {
+        for r in runs {
+            let offset = r.started.map_or(0.0, |s| s.saturating_duration_since(t0).as_secs_f64());
+            for (t, tps, lat) in &r.progress {
+                progress.push((offset + t, cluster.nodes[k].name.clone(), *tps, *lat));
+            }
+        }
+    }
+    progress.sort_by(|a, b| a.0.total_cmp(&b.0));
+    report::write_progress_csv(&run_dir.join("progress.csv"), &progress)?;
+    let summary = report::summary_text(&result);
+    std::fs::write(run_dir.join("summary.txt"), &summary)?;
+    let verdict = result["consistency"]["verdict"].as_str().unwrap_or("INVALID").to_string();
+    if verdict != "PASS" {
+        // Server-log excerpts for a failed run.
+        for node in &cluster.nodes {
+            let _ = std::fs::write(run_dir.join(format!("{}.log-tail.txt", node.name)), node.log_tail(200));
+        }
+    }
+    println!("\n{summary}");
+    println!("files: {}", run_dir.display());
+    let code = match verdict.as_str() {
+        "PASS" => 0,
+        "FAIL" => EXIT_FAIL,
+        _ => EXIT_INVALID,
+    };
+    Ok((code, run_dir))
+}
+
+/// The short spockbench of `cargo xtask test` (issue 14): 3 nodes under the
+/// conflicting mix with a `kill -9` of one node and a clean restart of
+/// another must end PASS; the `--no-delta` negative control at scale 1 must
+/// end FAIL with C3 naming keys while C2 (convergence) passes.
+pub fn ci_check(installed: &Installed) -> Result<String> {
+    let dir = installed.dirs.scratch().join("spockbench");
+    let mut flags = Spockbench::ci_short();
+    let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
+    let faults: Vec<Fault> = ["kill9:n2@12s", "restart:n3@24s"]
+        .iter()
+        .map(|f| Fault::parse(f).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    init(installed, &dir, &config, true)?;
+    let (code, run_dir) = run(installed, &dir, &config, &faults, Some("ci".into()), true)?;
+    if code != 0 {
+        bail!(
+            "the short spockbench run did not end PASS (exit {code}); see {}",
+            run_dir.join("summary.txt").display()
+        );
+    }
+    flags.no_delta = true;
+    flags.scale = Some(1);
+    flags.duration = Some(15);
+    let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
+    init(installed, &dir, &config, true)?;
+    let (code, control_dir) = run(installed, &dir, &config, &[], Some("ci-no-delta".into()), true)?;
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(control_dir.join("result.json"))?)?;
+    let status = |id: &str| {
+        result["consistency"]["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id))
+            .map(|c| (c["status"].as_str().unwrap_or("").to_string(), c["details"].to_string()))
+            .unwrap_or_default()
+    };
+    let (c3, c3_details) = status("C3");
+    let (c2, _) = status("C2");
+    if code != EXIT_FAIL || c3 != "FAIL" || c2 != "PASS" || !c3_details.contains(" has ") {
+        bail!(
+            "the --no-delta negative control should FAIL on C3 with the keys named while C2 passes; it gave exit \
+             {code}, C2 {c2}, C3 {c3}; see {}",
+            control_dir.join("summary.txt").display()
+        );
+    }
+    if let Some(cluster) = Cluster::load(&dir)? {
+        cluster.destroy()?;
+    }
+    Ok(format!(
+        "PASS with kill -9 and restart ({}); --no-delta control FAIL on C3 as expected",
+        run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ))
+}
+
+fn add_to_ledger(ledger: &mut Ledger, p: &Phase) {
+    for (k, runs) in p.runs.iter().enumerate() {
+        ledger.committed[k] += committed(runs);
+        ledger.unknown[k] += p.unknown[k];
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    cluster: &Cluster,
+    installed: &Installed,
+    config: &Config,
+    p: &Phase,
+    samples: &[Sample],
+    checks: &[Check],
+    baseline_exceptions: &[u64],
+    baseline_resolutions: &[Resolutions],
+    t0: Instant,
+    (run_id, label, started_at, ended_at, started_wall): (&str, &str, &str, &str, u64),
+) -> Result<Value> {
+    let n = cluster.nodes.len();
+    let secs = |i: Instant| i.saturating_duration_since(t0).as_secs_f64();
+    let starts: Vec<f64> =
+        p.runs.iter().map(|r| r.first().and_then(|x| x.started).map_or(0.0, secs)).collect();
+    let ends: Vec<f64> = p.ends.iter().map(|e| e.map_or(0.0, secs)).collect();
+    let t_run = ends.iter().cloned().fold(0.0, f64::max) - starts.iter().cloned().fold(f64::MAX, f64::min);
+    let mut per_node = Vec::new();
+    let mut total = 0;
+    let mut invalid = None;
+    for (k, runs) in p.runs.iter().enumerate() {
+        let node = &cluster.nodes[k];
+        let c = committed(runs);
+        total += c;
+        let span = (ends[k] - starts[k]).max(1e-9);
+        let achieved = c as f64 / span;
+        let merged =
+            DriverRun { logs: runs.iter().flat_map(|r| r.logs.clone()).collect(), ..DriverRun::default() };
+        let (latency, lag) = driver::latencies(&merged, config.rate.is_some());
+        if let Some(r) = runs.iter().find(|r| r.aborted) {
+            invalid.get_or_insert(format!(
+                "the driver of {} failed: {}",
+                node.name,
+                r.output
+                    .lines()
+                    .filter(|l| l.contains("error") || l.contains("abort"))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ));
+        }
+        let offered = config.rate.map(f64::from);
+        let saturated = offered.is_some_and(|o| achieved < 0.95 * o)
+            || (config.rate.is_some() && lag.avg > 0.1 * latency.avg);
+        per_node.push(json!({
+            "node": node.name,
+            "offered_tps": offered,
+            "committed": c,
+            "failed": runs.iter().map(|r| r.failed).sum::<u64>(),
+            "retried": runs.iter().map(|r| r.retried).sum::<u64>(),
+            "achieved_tps": achieved,
+            "latency_ms": latency,
+            "schedule_lag_ms": config.rate.map(|_| json!({"avg": lag.avg, "max": lag.max})),
+            "saturated": saturated,
+        }));
+    }
+    // Links and catch-up.
+    let mut links = Vec::new();
+    let mut timed_out = false;
+    let mut max_applied: f64 = 0.0;
+    let mut node_catch_up = vec![0.0_f64; n];
+    for k in 0..n {
+        for j in (0..n).filter(|j| *j != k) {
+            let applied = p.applied[k].get(j).copied().flatten();
+            if applied.is_none() {
+                timed_out = true;
+            }
+            let catch_up = applied.map(|a| (secs(a) - ends[k]).max(0.0));
+            if let Some(a) = applied {
+                max_applied = max_applied.max(secs(a));
+            }
+            node_catch_up[k] = node_catch_up[k].max(catch_up.unwrap_or(config.barrier_timeout_s as f64));
+            let (origin, target) = (&cluster.nodes[k].name, &cluster.nodes[j].name);
+            let series: Vec<&Sample> =
+                samples.iter().filter(|s| &s.origin == origin && &s.target == target).collect();
+            let lag_s: Vec<f64> = series.iter().filter_map(|s| s.lag_s).collect();
+            let lag_b: Vec<f64> = series.iter().filter_map(|s| s.lag_bytes.map(|b| b as f64)).collect();
+            let half = t_run / 2.0;
+            let backlog: Vec<(f64, f64)> = series
+                .iter()
+                .filter(|s| s.t_s >= half && s.t_s <= t_run)
+                .filter_map(|s| s.backlog_bytes.map(|b| (s.t_s, b as f64)))
+                .collect();
+            let (smax, sp95, sfin) = sampler::summary(&lag_s);
+            let (bmax, bp95, bfin) = sampler::summary(&lag_b);
+            links.push(json!({
+                "origin": origin,
+                "target": target,
+                "lag_s": {"max": smax, "p95": sp95, "final": sfin},
+                "lag_bytes": {"max": bmax as i64, "p95": bp95 as i64, "final": bfin as i64},
+                "backlog_slope_bytes_per_s": sampler::slope(&backlog),
+                "catch_up_s": catch_up,
+                "apply_tps": Value::Null,
+            }));
+        }
+    }
+    let max_end = ends.iter().cloned().fold(0.0, f64::max);
+    let cluster_catch_up =
+        if timed_out { config.barrier_timeout_s as f64 } else { (max_applied - max_end).max(0.0) };
+    let achieved_total = total as f64 / t_run.max(1e-9);
+    let mst = total as f64 / (t_run + cluster_catch_up).max(1e-9);
+    let per_node_mst: Vec<Value> = (0..n)
+        .map(|k| {
+            json!({"node": cluster.nodes[k].name, "sustainable_tps": committed(&p.runs[k]) as f64 / (t_run + node_catch_up[k]).max(1e-9)})
+        })
+        .collect();
+    // Conflicts since the baseline.
+    let mut conflicts = Vec::new();
+    let mut conflicts_total = 0;
+    for (k, node) in cluster.nodes.iter().enumerate() {
+        let now = resolutions(node)?;
+        let mut by_type = serde_json::Map::new();
+        let mut by_resolution = serde_json::Map::new();
+        let mut node_total = 0;
+        for (ty, res, count) in &now {
+            let before =
+                baseline_resolutions[k].iter().find(|(t, r, _)| t == ty && r == res).map_or(0, |x| x.2);
+            let d = count.saturating_sub(before);
+            if d == 0 {
+                continue;
+            }
+            node_total += d;
+            *by_type.entry(ty.clone()).or_insert(json!(0)) =
+                json!(by_type.get(ty).and_then(Value::as_u64).unwrap_or(0) + d);
+            *by_resolution.entry(res.clone()).or_insert(json!(0)) =
+                json!(by_resolution.get(res).and_then(Value::as_u64).unwrap_or(0) + d);
+        }
+        conflicts_total += node_total;
+        let exceptions = checks::exception_rows(node, DB)?.saturating_sub(baseline_exceptions[k]);
+        conflicts.push(json!({
+            "node": node.name, "by_type": by_type, "by_resolution": by_resolution,
+            "delta_apply": Value::Null, "exceptions": exceptions, "total": node_total,
+        }));
+    }
+    let all_passed = checks.iter().all(Check::passed);
+    let verdict = if invalid.is_some() {
+        "INVALID"
+    } else if all_passed {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let nodes: Vec<Value> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            json!({"name": node.name, "host": node.socket_dir.display().to_string(), "port": node.port,
+                   "home_branches": config.home_branches(i + 1), "clock_offset_s": Value::Null})
+        })
+        .collect();
+    let mut cfg = serde_json::to_value(config)?;
+    cfg["faults"] =
+        json!(p.faults.iter().filter_map(|f| f["fault"].as_str().map(str::to_string)).collect::<Vec<_>>());
+    let driver_logs: Vec<String> = p
+        .runs
+        .iter()
+        .flatten()
+        .flat_map(|r| r.logs.iter().filter_map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned())))
+        .collect();
+    let window_end = report::utc(started_wall + t_run.max(0.0).ceil() as u64).0;
+    Ok(json!({
+        "schema_version": 1,
+        "tool": {"name": "spockbench", "version": env!("CARGO_PKG_VERSION"), "git_revision": git_revision()},
+        "run_id": run_id,
+        "label": label,
+        "mode": "spock",
+        "preset": config.preset,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "environment": environment(&cluster.nodes[0], installed)?,
+        "config": cfg,
+        "nodes": nodes,
+        "load": {
+            "window": {"start": started_at, "end": window_end},
+            "per_node": per_node,
+            "total": {"committed": total, "achieved_tps": achieved_total},
+        },
+        "replication": {
+            "links": links,
+            "catch_up_s": cluster_catch_up,
+            "barrier": {"method": "sync_event", "resolution_s": 0.2, "timed_out": timed_out},
+            "series_file": "lag.csv",
+        },
+        "throughput": {
+            "achieved_tps": achieved_total,
+            "sustainable_tps": mst,
+            "efficiency": if achieved_total > 0.0 { mst / achieved_total } else { 0.0 },
+            "per_node": per_node_mst,
+            "upper_bound": timed_out,
+        },
+        "conflicts": {"per_node": conflicts, "total": conflicts_total},
+        "faults": p.faults,
+        "consistency": {"verdict": verdict, "invalid_reason": invalid, "checks": checks},
+        "artifacts": {
+            "summary": "summary.txt",
+            "lag_csv": "lag.csv",
+            "progress_csv": "progress.csv",
+            "scripts": (0..3).map(scripts::file_name).collect::<Vec<_>>(),
+            "driver_logs": driver_logs,
+            "config": "config.json",
+        },
+    }))
+}
