@@ -76,21 +76,33 @@ impl RunAs {
         I: IntoIterator<Item = A>,
         A: Into<OsString>,
     {
-        let program = program.into();
-        match self {
-            RunAs::Me => tool(program, args),
-            RunAs::Account { uid, gid, .. } => {
-                let mut full: Vec<OsString> = vec![
-                    format!("--reuid={uid}").into(),
-                    format!("--regid={gid}").into(),
-                    "--init-groups".into(),
-                    "--".into(),
-                    program,
-                ];
-                full.extend(args.into_iter().map(Into::into));
-                tool("setpriv", full)
-            }
+        self.cmd_in(None, program, args)
+    }
+
+    /// The same, inside network namespace `netns` when given (`ip netns
+    /// exec`, which needs root).
+    pub fn cmd_in<I, A>(&self, netns: Option<&str>, program: impl Into<OsString>, args: I) -> Expression
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(ns) = netns {
+            argv.extend(["ip".into(), "netns".into(), "exec".into(), ns.into()]);
         }
+        if let RunAs::Account { uid, gid, .. } = self {
+            argv.extend([
+                "setpriv".into(),
+                format!("--reuid={uid}").into(),
+                format!("--regid={gid}").into(),
+                "--init-groups".into(),
+                "--".into(),
+            ]);
+        }
+        argv.push(program.into());
+        argv.extend(args.into_iter().map(Into::into));
+        let program = argv.remove(0);
+        tool(program, argv)
     }
 
     /// Creates `dir` (and parents) and gives it to the account.

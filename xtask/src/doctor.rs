@@ -134,6 +134,25 @@ pub fn packaging_prerequisites() -> Vec<Prereq> {
     ]
 }
 
+/// What spockbench's network namespaces need (root only): `ip` to make
+/// namespaces and links, `iptables` to cut a link (`tc` comes with `ip`).
+pub fn network_prerequisites() -> Vec<Prereq> {
+    vec![
+        Prereq {
+            what: "ip and tc",
+            deb: "iproute2",
+            rpm: "iproute-tc",
+            check: || any_on_path(&["ip"]) && any_on_path(&["tc"]),
+        },
+        Prereq { what: "iptables", deb: "iptables", rpm: "iptables", check: || any_on_path(&["iptables"]) },
+    ]
+}
+
+/// `ensure` for the network prerequisites.
+pub fn ensure_network(install: bool) -> Result<()> {
+    ensure_set(&network_prerequisites(), install)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Debian,

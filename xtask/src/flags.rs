@@ -163,6 +163,10 @@ pub struct Spockbench {
     /// of the node's postmaster, then a restart) or `restart:n3@40s`.
     #[arg(long = "fault", value_name = "KIND:NODE@Ts")]
     pub faults: Vec<String>,
+    /// One-way delay between any two nodes, with optional jitter: `40ms` or
+    /// `40ms~5ms` (needs the network namespaces, so root).
+    #[arg(long)]
+    pub latency: Option<String>,
     /// A label for the run directory and the result.
     #[arg(long)]
     pub label: Option<String>,
@@ -197,6 +201,7 @@ impl Spockbench {
             no_deep_check: false,
             allow_exceptions: false,
             faults: Vec::new(),
+            latency: None,
             label: None,
             force: true,
             quiet: true,

@@ -43,6 +43,9 @@ pub struct Node {
     /// Private directory of the Unix socket.
     pub socket_dir: PathBuf,
     pub run_as: RunAs,
+    /// The network namespace the server runs in (spockbench's partitions
+    /// and simulated WAN), `None`: this host's.
+    pub netns: Option<String>,
 }
 
 /// A private directory for a node's Unix socket. Socket paths are limited to
@@ -172,6 +175,7 @@ impl Node {
             port,
             socket_dir: socket_dir.to_path_buf(),
             run_as: run_as.clone(),
+            netns: None,
         };
         let data = node.data().display().to_string();
         let log = node.base.join("initdb.log");
@@ -227,6 +231,7 @@ impl Node {
             port,
             socket_dir: primary.socket_dir.clone(),
             run_as: run_as.clone(),
+            netns: None,
         };
         let data = node.data().display().to_string();
         let source = primary.connstr("postgres");
@@ -307,7 +312,7 @@ impl Node {
         // would make pgrx append backtraces to error details.
         let mut expr = self
             .run_as
-            .cmd(self.installed.bin("pg_ctl"), &full)
+            .cmd_in(self.netns.as_deref(), self.installed.bin("pg_ctl"), &full)
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE");
         // The server's own connections (apply workers, subscriptions) find

@@ -235,6 +235,7 @@ impl Cluster {
                 port: n.port,
                 socket_dir: state.socket_dir.clone(),
                 run_as: run_as.clone(),
+                netns: None,
             })
             .collect();
         Ok(Some(Cluster { dir: dir.to_path_buf(), installed, socket_dir: state.socket_dir, nodes }))

@@ -287,47 +287,75 @@ pub struct Fault {
     pub at_s: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultKind {
     /// `kill -9` of the node's postmaster, then a restart.
     Kill9,
     /// A clean restart.
     Restart,
+    /// The link between the node and `other` is cut for `seconds`.
+    Partition { other: String, seconds: u64 },
 }
 
 impl Fault {
     pub fn parse(text: &str) -> Result<Fault, String> {
         let usage = || {
             format!(
-                "--fault {text}: expected KIND:NODE@SECONDSs with KIND kill9 or restart (for example kill9:n2@30s)"
+                "--fault {text}: expected kill9:NODE@Ts, restart:NODE@Ts or partition:NODE-NODE@Ts+Ds (for example \
+                 kill9:n2@30s or partition:n1-n3@20s+15s)"
             )
         };
+        let seconds = |t: &str| t.strip_suffix('s').unwrap_or(t).parse::<u64>().map_err(|_| usage());
         let (kind, rest) = text.split_once(':').ok_or_else(usage)?;
         let (node, at) = rest.split_once('@').ok_or_else(usage)?;
-        let kind = match kind {
-            "kill9" => FaultKind::Kill9,
-            "restart" => FaultKind::Restart,
+        let (node, at_s, kind) = match kind {
+            "kill9" => (node.to_string(), seconds(at)?, FaultKind::Kill9),
+            "restart" => (node.to_string(), seconds(at)?, FaultKind::Restart),
             "partition" => {
-                return Err(format!(
-                    "--fault {text}: partitions are not built yet (kill9 and restart are); see ci/README.md"
-                ));
+                let (a, b) = node.split_once('-').ok_or_else(usage)?;
+                let (at, span) = at.split_once('+').ok_or_else(usage)?;
+                if a == b || b.is_empty() {
+                    return Err(format!("--fault {text}: a partition is between two different nodes"));
+                }
+                (
+                    a.to_string(),
+                    seconds(at)?,
+                    FaultKind::Partition { other: b.to_string(), seconds: seconds(span)? },
+                )
             }
             _ => return Err(usage()),
         };
-        let at_s = at.strip_suffix('s').unwrap_or(at).parse().map_err(|_| usage())?;
         if node.is_empty() {
             return Err(usage());
         }
-        Ok(Fault { kind, node: node.to_string(), at_s })
+        Ok(Fault { kind, node, at_s })
+    }
+
+    /// The nodes the fault names.
+    pub fn nodes(&self) -> Vec<&str> {
+        match &self.kind {
+            FaultKind::Partition { other, .. } => vec![self.node.as_str(), other.as_str()],
+            _ => vec![self.node.as_str()],
+        }
+    }
+
+    /// When the fault is over, in seconds from the start of the run.
+    pub fn until_s(&self) -> u64 {
+        match &self.kind {
+            FaultKind::Partition { seconds, .. } => self.at_s + seconds,
+            _ => self.at_s,
+        }
     }
 
     pub fn label(&self) -> String {
-        let kind = match self.kind {
-            FaultKind::Kill9 => "kill9",
-            FaultKind::Restart => "restart",
-        };
-        format!("{kind}:{}@{}s", self.node, self.at_s)
+        match &self.kind {
+            FaultKind::Kill9 => format!("kill9:{}@{}s", self.node, self.at_s),
+            FaultKind::Restart => format!("restart:{}@{}s", self.node, self.at_s),
+            FaultKind::Partition { other, seconds } => {
+                format!("partition:{}-{other}@{}s+{seconds}s", self.node, self.at_s)
+            }
+        }
     }
 }
 
@@ -380,7 +408,14 @@ mod tests {
             Ok(Fault { kind: FaultKind::Kill9, node: "n2".into(), at_s: 30 })
         );
         assert_eq!(Fault::parse("restart:n3@40").unwrap().label(), "restart:n3@40s");
-        assert!(Fault::parse("partition:n1-n3@20s+15s").unwrap_err().contains("not built yet"));
+        let p = Fault::parse("partition:n1-n3@20s+15s").unwrap();
+        assert_eq!(p.kind, FaultKind::Partition { other: "n3".into(), seconds: 15 });
+        assert_eq!(
+            (p.nodes(), p.until_s(), p.label()),
+            (vec!["n1", "n3"], 35, "partition:n1-n3@20s+15s".to_string())
+        );
+        assert!(Fault::parse("partition:n1-n1@2s+3s").is_err());
+        assert!(Fault::parse("partition:n1-n3@20s").is_err());
         assert!(Fault::parse("kill9:n2").is_err());
         assert!(Fault::parse("boom:n2@3s").is_err());
     }

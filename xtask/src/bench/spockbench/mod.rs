@@ -13,6 +13,7 @@
 mod checks;
 mod config;
 mod driver;
+mod netns;
 mod report;
 mod sampler;
 mod scripts;
@@ -52,6 +53,9 @@ struct State {
     scale: u32,
     delta_apply: bool,
     ledger: Ledger,
+    /// The servers run in network namespaces (`netns`).
+    #[serde(default)]
+    namespaces: bool,
 }
 
 /// The three subcommands.
@@ -76,24 +80,34 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
     let config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
     let faults: Vec<Fault> =
         flags.faults.iter().map(|f| Fault::parse(f).unwrap_or_else(|e| usage_error(e))).collect();
+    let latency =
+        flags.latency.as_deref().map(|l| netns::Latency::parse(l).unwrap_or_else(|e| usage_error(e)));
     for f in &faults {
-        let known = (1..=config.nodes).any(|k| f.node == format!("n{k}"));
-        if !known {
-            usage_error(format!(
-                "--fault {}: there is no node {} (the nodes are n1..n{})",
-                f.label(),
-                f.node,
-                config.nodes
-            ));
+        for node in f.nodes() {
+            if !(1..=config.nodes).any(|k| node == format!("n{k}")) {
+                usage_error(format!(
+                    "--fault {}: there is no node {node} (the nodes are n1..n{})",
+                    f.label(),
+                    config.nodes
+                ));
+            }
         }
-        if f.at_s >= config.duration_s {
+        if f.until_s() >= config.duration_s {
             usage_error(format!(
-                "--fault {}: at {} s, but the measured run lasts {} s",
+                "--fault {}: it ends at {} s, but the measured run lasts {} s",
                 f.label(),
-                f.at_s,
+                f.until_s(),
                 config.duration_s
             ));
         }
+    }
+    let needs_network =
+        latency.is_some() || faults.iter().any(|f| matches!(f.kind, FaultKind::Partition { .. }));
+    if needs_network && !netns::available() {
+        usage_error(
+            "partitions and --latency run each node in its own network namespace, which needs root with `ip` and \
+             `tc` (iproute2); run as root, or leave them out",
+        );
     }
     doctor::ensure(true)?;
     let resolved = Manifest::builtin().resolve(flags.pg.unwrap_or(PgRequest::Major(18)));
@@ -105,7 +119,8 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
             Ok(())
         }
         Action::Run => {
-            let (code, _) = run(&installed, &dir, &config, &faults, flags.label.clone(), flags.quiet)?;
+            let (code, _) =
+                run(&installed, &dir, &config, &faults, latency, flags.label.clone(), flags.quiet)?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -162,6 +177,16 @@ fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
             format!("cannot read {}; run `cargo xtask bench init --force`", path.display())
         })?)
         .with_context(|| format!("{} is damaged; run `cargo xtask bench init --force`", path.display()))?;
+    let mut cluster = cluster;
+    if state.namespaces {
+        for (i, node) in cluster.nodes.iter_mut().enumerate() {
+            node.netns = Some(netns::ns(i + 1));
+        }
+        // Namespaces do not outlive a reboot: made again when missing.
+        if !netns::exists(1) && !cluster.any_running() {
+            netns::create(state.nodes)?;
+        }
+    }
     if (state.nodes, state.scale, state.delta_apply) != (config.nodes, config.scale, config.delta_apply) {
         usage_error(format!(
             "the spockbench cluster in {} was initialised with {} nodes, scale {}, delta apply {}; this run asks for {} \
@@ -190,9 +215,34 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         }
         old.destroy()?;
     }
+    netns::destroy(config.nodes);
     fsutil::remove_dir_all_if_exists(dir)?;
-    let step = ui::Step::start(format!("Starting {} nodes for spockbench", config.nodes));
-    let cluster = Cluster::create(dir, installed, config.nodes, &RunAs::detect()?, &server_conf(config))?;
+    let namespaces = netns::available();
+    if namespaces {
+        doctor::ensure_network(true)?;
+    }
+    let step = ui::Step::start(format!(
+        "Starting {} nodes for spockbench{}",
+        config.nodes,
+        if namespaces { ", each in its own network namespace" } else { " on loopback" }
+    ));
+    let mut conf = server_conf(config);
+    if namespaces {
+        netns::create(config.nodes)?;
+        conf.push_str(netns::SERVER_CONF);
+    }
+    let mut cluster = Cluster::create(dir, installed, config.nodes, &RunAs::detect()?, &conf)?;
+    if namespaces {
+        let password = cluster.nodes[0].password()?;
+        for (i, node) in cluster.nodes.iter_mut().enumerate() {
+            node.netns = Some(netns::ns(i + 1));
+            node.append_conf(&format!("listen_addresses = '127.0.0.1, {}'\n", netns::addr(i + 1)))?;
+            append(&node.data().join("pg_hba.conf"), netns::HBA)?;
+            let pgpass: String =
+                (1..=config.nodes).map(|k| format!("{}:*:*:*:{password}\n", netns::addr(k))).collect();
+            append(&node.pgpass_file(), &pgpass)?;
+        }
+    }
     cluster.start()?;
     step.done(&format!("in {}", dir.display()));
     let h = config.history_stride;
@@ -246,7 +296,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
                  SELECT spock.repset_add_table('default', t)
                    FROM unnest('{{pgbench_accounts,pgbench_tellers,pgbench_branches,pgbench_history}}'::regclass[]) t;",
                 sql_literal(&node.name),
-                sql_literal(&node.connstr(DB))
+                sql_literal(&dsn(node, k, namespaces))
             ),
         )?;
         step.done("");
@@ -255,7 +305,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         "Wiring the full mesh ({} subscriptions)",
         config.nodes * (config.nodes - 1)
     ));
-    cluster.wire_mesh(DB, Duration::from_secs(120))?;
+    wire(&cluster, namespaces)?;
     step.done("all replicating");
     let step = ui::Step::start("Checking that the nodes start identical (C1, C2) with the delta options");
     let ledger = Ledger { committed: vec![0; config.nodes], unknown: vec![0; config.nodes] };
@@ -271,9 +321,63 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
     step.done("");
     save_state(
         dir,
-        &State { nodes: config.nodes, scale: config.scale, delta_apply: config.delta_apply, ledger },
+        &State {
+            nodes: config.nodes,
+            scale: config.scale,
+            delta_apply: config.delta_apply,
+            ledger,
+            namespaces,
+        },
     )?;
     Ok(cluster)
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot append to {}", path.display()))
+}
+
+/// The DSN other nodes reach node `k` by: its namespace address over TCP,
+/// or its Unix socket when the nodes share this host's network.
+fn dsn(node: &Node, k: usize, namespaces: bool) -> String {
+    if namespaces {
+        format!("host={} port={} dbname={DB} user={}", netns::addr(k), node.port, crate::node::SUPERUSER)
+    } else {
+        node.connstr(DB)
+    }
+}
+
+/// The full mesh: on every node a subscription `sub_<node>_<provider>` to
+/// every other node, without data sync (the data is identical), then a
+/// wait until all replicate.
+fn wire(cluster: &Cluster, namespaces: bool) -> Result<()> {
+    for sub in &cluster.nodes {
+        for (k, provider) in cluster.nodes.iter().enumerate().filter(|(_, p)| p.name != sub.name) {
+            sub.safe_psql(
+                DB,
+                &format!(
+                    "SELECT spock.sub_create(subscription_name := {}, provider_dsn := {})",
+                    sql_literal(&format!("sub_{}_{}", sub.name, provider.name)),
+                    sql_literal(&dsn(provider, k + 1, namespaces))
+                ),
+            )?;
+        }
+    }
+    for node in &cluster.nodes {
+        node.poll_query_until(
+            DB,
+            "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()",
+            Duration::from_secs(120),
+        )
+        .with_context(|| {
+            format!("the subscriptions of {} do not replicate; its log:\n{}", node.name, node.log_tail(30))
+        })?;
+    }
+    Ok(())
 }
 
 fn delta_options_present(node: &Node) -> Result<()> {
@@ -377,6 +481,7 @@ struct Phase {
 /// Load on every node for `seconds`, each node's end followed at once by a
 /// sync event waited for on every other node (spockbench.md §5); faults are
 /// injected at their times.
+#[allow(clippy::too_many_arguments)]
 fn phase(
     cluster: &Cluster,
     config: &Config,
@@ -390,26 +495,48 @@ fn phase(
     let hits: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
     let timeout = config.barrier_timeout_s;
     std::thread::scope(|scope| {
-        let fault_thread = scope.spawn(|| {
-            let mut done = Vec::new();
-            for f in faults {
-                let at = t0 + Duration::from_secs(f.at_s);
-                if let Some(wait) = at.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                let k = cluster.nodes.iter().position(|x| x.name == f.node).expect("fault nodes are checked");
-                let node = &cluster.nodes[k];
-                hits[k].store(true, Ordering::SeqCst);
-                let at_s = t0.elapsed().as_secs_f64();
-                let result = match f.kind {
-                    FaultKind::Kill9 => node.kill9().and_then(|_| node.start()),
-                    FaultKind::Restart => node.restart(),
-                };
-                ui::note(format!("spockbench: fault {} at {at_s:.1} s: {}", f.label(), if result.is_ok() { "done" } else { "FAILED" }));
-                done.push(json!({"fault": f.label(), "at_s": at_s, "ok": result.is_ok(), "error": result.err().map(|e| format!("{e:#}"))}));
-            }
-            done
-        });
+        // One thread per fault, each at its own time (a partition lasts).
+        let fault_threads: Vec<_> = faults
+            .iter()
+            .map(|f| {
+                let hits = &hits;
+                scope.spawn(move || {
+                    let at = t0 + Duration::from_secs(f.at_s);
+                    if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let index =
+                        |name: &str| cluster.nodes.iter().position(|x| x.name == name).expect("checked");
+                    let k = index(&f.node);
+                    let node = &cluster.nodes[k];
+                    let at_s = t0.elapsed().as_secs_f64();
+                    let result = match &f.kind {
+                        FaultKind::Kill9 => {
+                            hits[k].store(true, Ordering::SeqCst);
+                            node.kill9().and_then(|_| node.start())
+                        }
+                        FaultKind::Restart => {
+                            hits[k].store(true, Ordering::SeqCst);
+                            node.restart()
+                        }
+                        FaultKind::Partition { other, seconds } => {
+                            let j = index(other);
+                            netns::partition(k + 1, j + 1, true).and_then(|_| {
+                                std::thread::sleep(Duration::from_secs(*seconds));
+                                netns::partition(k + 1, j + 1, false)
+                            })
+                        }
+                    };
+                    ui::note(format!(
+                        "spockbench: fault {} at {at_s:.1} s: {}",
+                        f.label(),
+                        if result.is_ok() { "done" } else { "FAILED" }
+                    ));
+                    json!({"fault": f.label(), "at_s": at_s, "ok": result.is_ok(),
+                           "error": result.err().map(|e| format!("{e:#}"))})
+                })
+            })
+            .collect();
         let handles: Vec<_> = cluster
             .nodes
             .iter()
@@ -469,7 +596,7 @@ fn phase(
             p.ends.push(ended);
             p.applied.push(applied);
         }
-        p.faults = fault_thread.join().unwrap_or_default();
+        p.faults = fault_threads.into_iter().filter_map(|t| t.join().ok()).collect();
         p
     })
 }
@@ -563,6 +690,7 @@ fn run(
     dir: &Path,
     config: &Config,
     faults: &[Fault],
+    latency: Option<netns::Latency>,
     label: Option<String>,
     quiet: bool,
 ) -> Result<(i32, PathBuf)> {
@@ -573,6 +701,16 @@ fn run(
         load(dir, config)?
     };
     preflight(&cluster, installed, config, &state.ledger)?;
+    if state.namespaces {
+        if latency.is_some() && !netns::netem_available() {
+            usage_error(
+                "--latency needs the netem queueing discipline, which this kernel does not have \
+                 (CONFIG_NET_SCH_NETEM); partitions work without it",
+            );
+        }
+        // The links' delay is this run's (none unless --latency).
+        netns::set_latency(config.nodes, latency)?;
+    }
     let started_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (started_at, stamp) = report::utc(started_wall);
     let label =
@@ -583,6 +721,8 @@ fn run(
     driver::write_scripts(&run_dir)?;
     let mut effective = serde_json::to_value(config)?;
     effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
+    effective["latency"] = json!(latency);
+    effective["network"] = json!(if state.namespaces { "namespaces" } else { "loopback" });
     std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
     ui::note(format!("spockbench run {run_id}: files in {}", run_dir.display()));
 
@@ -651,6 +791,9 @@ fn run(
         t0,
         (&run_id, &label, &started_at, &report::utc(ended_wall).0, started_wall),
     )?;
+    let mut result = result;
+    result["config"]["latency"] = effective["latency"].clone();
+    result["config"]["network"] = effective["network"].clone();
     report::validate(&result)?;
     std::fs::write(run_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     report::write_lag_csv(&run_dir.join("lag.csv"), &samples)?;
@@ -692,12 +835,14 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     let dir = installed.dirs.scratch().join("spockbench");
     let mut flags = Spockbench::ci_short();
     let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
-    let faults: Vec<Fault> = ["kill9:n2@12s", "restart:n3@24s"]
-        .iter()
-        .map(|f| Fault::parse(f).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
+    let mut wanted = vec!["kill9:n2@10s", "restart:n3@30s"];
+    if netns::available() {
+        wanted.push("partition:n1-n3@16s+10s");
+    }
+    let faults: Vec<Fault> =
+        wanted.iter().map(|f| Fault::parse(f).map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
     init(installed, &dir, &config, true)?;
-    let (code, run_dir) = run(installed, &dir, &config, &faults, Some("ci".into()), true)?;
+    let (code, run_dir) = run(installed, &dir, &config, &faults, None, Some("ci".into()), true)?;
     if code != 0 {
         bail!(
             "the short spockbench run did not end PASS (exit {code}); see {}",
@@ -709,7 +854,7 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     flags.duration = Some(15);
     let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
     init(installed, &dir, &config, true)?;
-    let (code, control_dir) = run(installed, &dir, &config, &[], Some("ci-no-delta".into()), true)?;
+    let (code, control_dir) = run(installed, &dir, &config, &[], None, Some("ci-no-delta".into()), true)?;
     let result: Value = serde_json::from_str(&std::fs::read_to_string(control_dir.join("result.json"))?)?;
     let status = |id: &str| {
         result["consistency"]["checks"]
@@ -730,8 +875,10 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     if let Some(cluster) = Cluster::load(&dir)? {
         cluster.destroy()?;
     }
+    netns::destroy(config.nodes);
     Ok(format!(
-        "PASS with kill -9 and restart ({}); --no-delta control FAIL on C3 as expected",
+        "PASS with {} ({}); --no-delta control FAIL on C3 as expected",
+        wanted.join(", "),
         run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     ))
 }

@@ -1,0 +1,260 @@
+//! The network between spockbench's nodes (issue 14): each node's server
+//! runs in its own network namespace, `spkb-n<k>`, with the address
+//! `10.77.0.<k>` on its loopback device, and every pair of nodes is joined
+//! by a veth pair of its own (`spkb<i>x<j>` in node i's namespace). The
+//! nodes reach each other only through those links. A partition drops
+//! every packet between two nodes with `iptables` rules in both namespaces
+//! (packets vanish, nothing answers, no RST: TCP keepalive, the walsender's
+//! timeout and `spock.apply_idle_timeout` are what notice), and `--latency`
+//! is a `netem delay` on every link end, so one way between two nodes takes
+//! that long (only where the kernel has netem). The runner itself talks to
+//! the servers through their Unix sockets, which no namespace or partition
+//! affects. Namespaces need root; without it spockbench runs on loopback
+//! and refuses partitions and latency.
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::tool;
+
+/// A link delay with optional jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    pub delay_ms: u32,
+    pub jitter_ms: u32,
+}
+
+impl Latency {
+    /// `40ms` or `40ms~5ms` (delay, jitter).
+    pub fn parse(text: &str) -> Result<Latency, String> {
+        let ms = |t: &str| -> Result<u32, String> {
+            t.strip_suffix("ms").unwrap_or(t).parse().map_err(|_| {
+                format!("--latency {text}: expected DELAYms or DELAYms~JITTERms, for example 40ms~5ms")
+            })
+        };
+        let (delay, jitter) = match text.split_once('~') {
+            Some((d, j)) => (ms(d)?, ms(j)?),
+            None => (ms(text)?, 0),
+        };
+        Ok(Latency { delay_ms: delay, jitter_ms: jitter })
+    }
+
+    fn netem(&self) -> Vec<String> {
+        let mut v = vec!["delay".to_string(), format!("{}ms", self.delay_ms)];
+        if self.jitter_ms > 0 {
+            v.extend([format!("{}ms", self.jitter_ms), "distribution".into(), "normal".into()]);
+        }
+        v
+    }
+}
+
+/// The namespace of node `k` (1-based).
+pub fn ns(k: usize) -> String {
+    format!("spkb-n{k}")
+}
+
+/// The address of node `k`.
+pub fn addr(k: usize) -> String {
+    format!("10.77.0.{k}")
+}
+
+fn dev(i: usize, j: usize) -> String {
+    format!("spkb{i}x{j}")
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out =
+        tool("ip", args).stderr_capture().stdout_capture().unchecked().run().context("cannot run ip")?;
+    if !out.status.success() {
+        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn in_ns(k: usize, args: &[&str]) -> Result<()> {
+    let ns = ns(k);
+    let mut full = vec!["netns", "exec", ns.as_str(), "ip"];
+    full.extend_from_slice(args);
+    ip(&full)
+}
+
+fn tc_in_ns(k: usize, args: &[String]) -> Result<()> {
+    let ns = ns(k);
+    let out = tool(
+        "ip",
+        ["netns", "exec", ns.as_str(), "tc"].iter().map(|s| s.to_string()).chain(args.iter().cloned()),
+    )
+    .stderr_capture()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .context("cannot run tc")?;
+    if !out.status.success() {
+        bail!("tc {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Whether namespaces can be made here (root, with `ip` and `tc`).
+pub fn available() -> bool {
+    nix::unistd::geteuid().is_root()
+        && tool("ip", ["netns", "list"])
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .is_ok_and(|o| o.status.success())
+        && tool("tc", ["-V"]).stdout_null().stderr_null().unchecked().run().is_ok_and(|o| o.status.success())
+}
+
+/// Removes the namespaces of an earlier run (their links go with them).
+pub fn destroy(nodes: usize) {
+    for k in 1..=nodes.max(16) {
+        let _ = tool("ip", ["netns", "del", ns(k).as_str()]).stdout_null().stderr_null().unchecked().run();
+    }
+}
+
+/// Whether node `k`'s namespace exists.
+pub fn exists(k: usize) -> bool {
+    tool("ip", ["netns", "list"])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w == ns(k)))
+}
+
+/// Makes the namespaces and links of `nodes` nodes (no delay, nothing cut).
+pub fn create(nodes: usize) -> Result<()> {
+    destroy(nodes);
+    for k in 1..=nodes {
+        ip(&["netns", "add", &ns(k)])?;
+        in_ns(k, &["link", "set", "lo", "up"])?;
+        in_ns(k, &["addr", "add", &format!("{}/32", addr(k)), "dev", "lo"])?;
+    }
+    for i in 1..=nodes {
+        for j in i + 1..=nodes {
+            let (a, b) = (dev(i, j), dev(j, i));
+            ip(&["link", "add", &a, "netns", &ns(i), "type", "veth", "peer", "name", &b, "netns", &ns(j)])
+                .with_context(|| format!("cannot join the namespaces of n{i} and n{j}"))?;
+            for (k, d, other) in [(i, &a, j), (j, &b, i)] {
+                in_ns(k, &["link", "set", d, "up"])?;
+                in_ns(k, &["route", "add", &format!("{}/32", addr(other)), "dev", d, "src", &addr(k)])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The delay of one link end (none: the default queue).
+fn set_link(k: usize, dev: &str, latency: Option<Latency>) -> Result<()> {
+    match latency {
+        Some(l) => {
+            let mut args: Vec<String> =
+                ["qdisc", "replace", "dev", dev, "root", "netem"].iter().map(|s| s.to_string()).collect();
+            args.extend(l.netem());
+            tc_in_ns(k, &args)
+        }
+        None => {
+            // Nothing to remove when no delay was ever set.
+            let _ = tc_in_ns(k, &["qdisc".into(), "del".into(), "dev".into(), dev.into(), "root".into()]);
+            Ok(())
+        }
+    }
+}
+
+/// Whether this kernel has the netem queueing discipline (`--latency`).
+pub fn netem_available() -> bool {
+    let probe = tc_in_ns(
+        1,
+        &[
+            "qdisc".into(),
+            "add".into(),
+            "dev".into(),
+            "lo".into(),
+            "root".into(),
+            "netem".into(),
+            "delay".into(),
+            "1ms".into(),
+        ],
+    );
+    let _ = tc_in_ns(1, &["qdisc".into(), "del".into(), "dev".into(), "lo".into(), "root".into()]);
+    probe.is_ok()
+}
+
+/// Puts `latency` (or none) on every link of `nodes` nodes.
+pub fn set_latency(nodes: usize, latency: Option<Latency>) -> Result<()> {
+    if latency.is_some() && !netem_available() {
+        bail!(
+            "--latency needs the netem queueing discipline, which this kernel does not have \
+             (CONFIG_NET_SCH_NETEM); partitions work without it"
+        );
+    }
+    for i in 1..=nodes {
+        for j in (1..=nodes).filter(|j| *j != i) {
+            set_link(i, &dev(i, j), latency)?;
+        }
+    }
+    Ok(())
+}
+
+fn iptables(k: usize, args: &[&str]) -> Result<()> {
+    let ns = ns(k);
+    let out =
+        tool("ip", ["netns", "exec", ns.as_str(), "iptables", "-w"].into_iter().chain(args.iter().copied()))
+            .stderr_capture()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context("cannot run iptables")?;
+    if !out.status.success() {
+        bail!("iptables {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Cuts (`true`) or restores the link between nodes `i` and `j`: every
+/// packet between their addresses is dropped in both namespaces.
+pub fn partition(i: usize, j: usize, cut: bool) -> Result<()> {
+    let op = if cut { "-A" } else { "-D" };
+    for (k, other) in [(i, j), (j, i)] {
+        let peer = addr(other);
+        iptables(k, &[op, "INPUT", "-s", &peer, "-j", "DROP"])?;
+        iptables(k, &[op, "OUTPUT", "-d", &peer, "-j", "DROP"])?;
+    }
+    Ok(())
+}
+
+/// Server settings for nodes in namespaces: a peer behind a cut link is
+/// noticed by TCP keepalive on idle connections and by the walsender's
+/// timeout, within seconds rather than PostgreSQL's defaults.
+pub const SERVER_CONF: &str = "tcp_keepalives_idle = 5\ntcp_keepalives_interval = 2\ntcp_keepalives_count = 3\n\
+wal_sender_timeout = 20s\nspock.apply_idle_timeout = 20\n\
+spock.extra_connection_options = 'keepalives_idle=5 keepalives_interval=2 keepalives_count=3 connect_timeout=5'\n";
+
+/// What `pg_hba.conf` lets in from the other namespaces.
+pub const HBA: &str =
+    "host all all 10.77.0.0/24 scram-sha-256\nhost replication all 10.77.0.0/24 scram-sha-256\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_parse() {
+        assert_eq!(Latency::parse("40ms"), Ok(Latency { delay_ms: 40, jitter_ms: 0 }));
+        assert_eq!(Latency::parse("40ms~5ms"), Ok(Latency { delay_ms: 40, jitter_ms: 5 }));
+        assert_eq!(Latency::parse("7"), Ok(Latency { delay_ms: 7, jitter_ms: 0 }));
+        assert!(Latency::parse("fast").is_err());
+        assert_eq!(
+            Latency { delay_ms: 40, jitter_ms: 5 }.netem(),
+            ["delay", "40ms", "5ms", "distribution", "normal"]
+        );
+    }
+
+    #[test]
+    fn names_fit_the_kernel_limits() {
+        // Interface names have at most 15 bytes.
+        assert!(dev(16, 15).len() <= 15);
+        assert_eq!(addr(3), "10.77.0.3");
+    }
+}
