@@ -104,6 +104,21 @@ pub enum BenchCmd {
     Run(Spockbench),
     /// spockbench: the consistency checks C1-C5 only.
     Check(Spockbench),
+    /// spockbench: consecutive measured runs at the per-node rates of
+    /// `--rates`, without re-initialising; reports the maximum sustainable rate.
+    Sweep(Spockbench),
+    /// spockbench: a table comparing result.json files (and a bar chart with --svg).
+    Compare(SpockbenchCompare),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SpockbenchCompare {
+    /// result.json files of earlier runs.
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    /// Also draw the sustainable throughput of each run as a bar chart into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -170,6 +185,9 @@ pub struct Spockbench {
     /// A label for the run directory and the result.
     #[arg(long)]
     pub label: Option<String>,
+    /// `sweep`: the per-node rates to run at, in order (for example 50,100,200,400).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u32>,
     /// `init`: start over when a spockbench cluster exists.
     #[arg(long)]
     pub force: bool,
@@ -203,6 +221,7 @@ impl Spockbench {
             faults: Vec::new(),
             latency: None,
             label: None,
+            rates: Vec::new(),
             force: true,
             quiet: true,
         }

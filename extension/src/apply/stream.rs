@@ -56,6 +56,8 @@ pub struct Stream {
     last_message: Instant,
     /// When the table-sync state was last read from the catalog.
     last_sync_check: Option<Instant>,
+    /// When a reply was last asked for because the stream was silent.
+    last_ping: Instant,
 }
 
 impl Stream {
@@ -68,6 +70,7 @@ impl Stream {
             last_feedback: Instant::now(),
             last_message: Instant::now(),
             last_sync_check: None,
+            last_ping: Instant::now(),
         }
     }
 
@@ -229,6 +232,16 @@ impl Stream {
                 continue;
             }
             let idle = guc::APPLY_IDLE_TIMEOUT.get();
+            // A walsender whose subscriber keeps sending feedback sends
+            // nothing while its WAL is idle; after half the idle timeout
+            // of silence, a reply is asked for, so that only a provider
+            // that is really gone (or a network that drops everything)
+            // reaches the timeout.
+            let half = Duration::from_secs(idle.max(0) as u64) / 2;
+            if idle > 0 && self.last_message.elapsed() > half && self.last_ping.elapsed() > half {
+                self.send_feedback(true);
+                self.last_ping = Instant::now();
+            }
             if idle > 0 && self.last_message.elapsed() > Duration::from_secs(idle as u64) {
                 raise(
                     PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

@@ -55,6 +55,8 @@ impl BenchCmd {
             BenchCmd::Init(flags) => spockbench::main(spockbench::Action::Init, &flags),
             BenchCmd::Run(flags) => spockbench::main(spockbench::Action::Run, &flags),
             BenchCmd::Check(flags) => spockbench::main(spockbench::Action::Check, &flags),
+            BenchCmd::Sweep(flags) => spockbench::main(spockbench::Action::Sweep, &flags),
+            BenchCmd::Compare(flags) => spockbench::compare(&flags.results, flags.svg.as_deref()),
         }
     }
 }

@@ -14,13 +14,14 @@ mod checks;
 mod config;
 mod driver;
 mod netns;
+mod plots;
 mod report;
 mod sampler;
 mod scripts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -64,6 +65,7 @@ pub enum Action {
     Init,
     Run,
     Check,
+    Sweep,
 }
 
 /// Exit codes (spockbench.md §8).
@@ -123,6 +125,31 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
                 run(&installed, &dir, &config, &faults, latency, flags.label.clone(), flags.quiet)?;
             if code != 0 {
                 std::process::exit(code);
+            }
+            Ok(())
+        }
+        Action::Sweep => {
+            if flags.rates.is_empty() {
+                usage_error("sweep needs --rates r1,r2,... (per-node rates, for example 50,100,200,400)");
+            }
+            let mut results = Vec::new();
+            let mut worst = 0;
+            for rate in &flags.rates {
+                let mut c = config.clone();
+                c.rate = (*rate > 0).then_some(*rate);
+                let label = format!(
+                    "{}sweep-{rate}",
+                    flags.label.as_deref().map(|l| format!("{l}-")).unwrap_or_default()
+                );
+                let (code, run_dir) = run(&installed, &dir, &c, &faults, latency, Some(label), flags.quiet)?;
+                worst = worst.max(code);
+                let result: Value =
+                    serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json"))?)?;
+                results.push((*rate, result));
+            }
+            println!("{}", sweep_report(&results, config.duration_s));
+            if worst != 0 {
+                std::process::exit(worst);
             }
             Ok(())
         }
@@ -201,6 +228,7 @@ fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
         ));
     }
     cluster.start()?;
+    restart_if_library_replaced(&cluster)?;
     Ok((cluster, state))
 }
 
@@ -398,6 +426,34 @@ fn delta_options_present(node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Restarts the nodes started before the extension's library was
+/// installed again (a rebuild since): their walsenders would otherwise load
+/// the new file beside the old one for the output plugin and fail.
+fn restart_if_library_replaced(cluster: &Cluster) -> Result<()> {
+    let lib = cluster.installed.pkglibdir()?.join("spock.so");
+    let installed_at = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    for node in &cluster.nodes {
+        let started: f64 = node
+            .safe_psql(DB, "SELECT extract(epoch FROM pg_postmaster_start_time())")?
+            .parse()
+            .unwrap_or(f64::MAX);
+        if started < installed_at {
+            ui::note(format!("{}: restarting, its server predates {}", node.name, lib.display()));
+            node.restart()?;
+        }
+    }
+    Ok(())
+}
+
+/// The node's WAL insert position, in bytes.
+fn wal_position(node: &Node) -> Result<u64> {
+    Ok(node.safe_psql(DB, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")?.parse().unwrap_or(0))
+}
+
 /// Per-node conflict counters: resolutions by type and by outcome.
 type Resolutions = Vec<(String, String, u64)>;
 
@@ -489,6 +545,7 @@ fn phase(
     dir: &Path,
     name: &str,
     faults: &[Fault],
+    fault_count: &AtomicUsize,
     t0: Instant,
 ) -> Phase {
     let n = cluster.nodes.len();
@@ -527,6 +584,7 @@ fn phase(
                             })
                         }
                     };
+                    fault_count.fetch_add(1, Ordering::Relaxed);
                     ui::note(format!(
                         "spockbench: fault {} at {at_s:.1} s: {}",
                         f.label(),
@@ -728,7 +786,16 @@ fn run(
 
     if config.warmup_s > 0 {
         let step = ui::Step::start(format!("Warm-up: {} s on {} nodes", config.warmup_s, config.nodes));
-        let p = phase(&cluster, config, config.warmup_s, &run_dir, "warmup", &[], Instant::now());
+        let p = phase(
+            &cluster,
+            config,
+            config.warmup_s,
+            &run_dir,
+            "warmup",
+            &[],
+            &AtomicUsize::new(0),
+            Instant::now(),
+        );
         add_to_ledger(&mut state.ledger, &p);
         save_state(dir, &state)?;
         if p.runs.iter().flatten().any(|r| r.aborted) {
@@ -743,6 +810,7 @@ fn run(
         cluster.nodes.iter().map(|n| checks::exception_rows(n, DB)).collect::<Result<_>>()?;
     let baseline_resolutions: Vec<Resolutions> =
         cluster.nodes.iter().map(resolutions).collect::<Result<_>>()?;
+    let baseline_wal: Vec<u64> = cluster.nodes.iter().map(wal_position).collect::<Result<_>>()?;
 
     let step = ui::Step::start(format!(
         "Measured run: {} s on {} nodes, mix {}, {}{}",
@@ -758,15 +826,18 @@ fn run(
     ));
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
+    let fault_count = AtomicUsize::new(0);
     let (p, samples) = std::thread::scope(|scope| {
         let sampler = {
             let stop = stop.clone();
             let nodes = cluster.nodes.clone();
+            let fault_count = &fault_count;
             scope.spawn(move || {
-                sampler::sample_until(&nodes, DB, Duration::from_secs(config.sample_s), t0, stop, quiet)
+                let every = Duration::from_secs(config.sample_s);
+                sampler::sample_until(&nodes, DB, every, t0, stop, fault_count, config.history_stride, quiet)
             })
         };
-        let p = phase(&cluster, config, config.duration_s, &run_dir, "run", faults, t0);
+        let p = phase(&cluster, config, config.duration_s, &run_dir, "run", faults, &fault_count, t0);
         stop.store(true, Ordering::Relaxed);
         (p, sampler.join().unwrap_or_default())
     });
@@ -788,6 +859,7 @@ fn run(
         &checks,
         &baseline_exceptions,
         &baseline_resolutions,
+        &baseline_wal,
         t0,
         (&run_id, &label, &started_at, &report::utc(ended_wall).0, started_wall),
     )?;
@@ -808,6 +880,18 @@ fn run(
     }
     progress.sort_by(|a, b| a.0.total_cmp(&b.0));
     report::write_progress_csv(&run_dir.join("progress.csv"), &progress)?;
+    let markers: Vec<plots::Marker> = faults
+        .iter()
+        .map(|f| {
+            let at = p.faults.iter().find(|x| x["fault"].as_str() == Some(f.label().as_str()));
+            let from_s = at.and_then(|x| x["at_s"].as_f64()).unwrap_or(f.at_s as f64);
+            plots::Marker { label: f.label(), from_s, to_s: from_s + (f.until_s() - f.at_s) as f64 }
+        })
+        .collect();
+    plots::lag(&run_dir.join("lag.svg"), &samples, &markers)?;
+    let tps_points: Vec<(f64, String, f64)> =
+        progress.iter().map(|(t, n, tps, _)| (*t, n.clone(), *tps)).collect();
+    plots::tps(&run_dir.join("tps.svg"), &tps_points, &markers)?;
     let summary = report::summary_text(&result);
     std::fs::write(run_dir.join("summary.txt"), &summary)?;
     let verdict = result["consistency"]["verdict"].as_str().unwrap_or("INVALID").to_string();
@@ -900,6 +984,7 @@ fn assemble(
     checks: &[Check],
     baseline_exceptions: &[u64],
     baseline_resolutions: &[Resolutions],
+    baseline_wal: &[u64],
     t0: Instant,
     (run_id, label, started_at, ended_at, started_wall): (&str, &str, &str, &str, u64),
 ) -> Result<Value> {
@@ -946,6 +1031,7 @@ fn assemble(
             "latency_ms": latency,
             "schedule_lag_ms": config.rate.map(|_| json!({"avg": lag.avg, "max": lag.max})),
             "saturated": saturated,
+            "wal_bytes": wal_position(node)?.saturating_sub(baseline_wal[k]),
         }));
     }
     // Links and catch-up.
@@ -1093,6 +1179,186 @@ fn assemble(
             "scripts": (0..3).map(scripts::file_name).collect::<Vec<_>>(),
             "driver_logs": driver_logs,
             "config": "config.json",
+            "lag_svg": "lag.svg",
+            "tps_svg": "tps.svg",
         },
     }))
+}
+
+/// A slot backlog growing faster than this share of its origin's WAL
+/// rate (least squares over the second half of a run) counts as clearly
+/// positive. The backlog is a sawtooth (the confirmed position moves once a
+/// feedback interval), so on short runs its fitted slope wanders by about a
+/// tenth of the WAL rate; a rate that is really not sustained grows it by a
+/// large share of the WAL rate.
+const BACKLOG_SLOPE_SHARE: f64 = 0.25;
+
+/// Whether a run at its offered rate was sustainable (spockbench.md §9):
+/// achieved at least 95 % of offered on every node, catch-up at most 10 %
+/// of the duration, no clearly growing backlog, verdict PASS. The reasons
+/// it was not, otherwise.
+pub fn sustainable(result: &Value, duration_s: u64) -> Result<(), Vec<String>> {
+    let mut why = Vec::new();
+    for n in result["load"]["per_node"].as_array().into_iter().flatten() {
+        if let (Some(offered), Some(achieved)) = (n["offered_tps"].as_f64(), n["achieved_tps"].as_f64())
+            && achieved < 0.95 * offered
+        {
+            why.push(format!(
+                "{} achieved {achieved:.1} of {offered:.0} tps",
+                n["node"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let catch_up = result["replication"]["catch_up_s"].as_f64().unwrap_or(f64::INFINITY);
+    if catch_up > 0.1 * duration_s as f64 {
+        why.push(format!("catch-up {catch_up:.1} s is more than 10 % of the run"));
+    }
+    let wal_rate = |node: &str| -> f64 {
+        result["load"]["per_node"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["node"].as_str() == Some(node))
+            .and_then(|n| {
+                let span = n["committed"].as_f64()? / n["achieved_tps"].as_f64().filter(|a| *a > 0.0)?;
+                Some(n["wal_bytes"].as_f64()? / span)
+            })
+            .unwrap_or(0.0)
+    };
+    for l in result["replication"]["links"].as_array().into_iter().flatten() {
+        let slope = l["backlog_slope_bytes_per_s"].as_f64().unwrap_or(0.0);
+        if slope > 0.0 && slope > BACKLOG_SLOPE_SHARE * wal_rate(l["origin"].as_str().unwrap_or("")) {
+            why.push(format!(
+                "the backlog of {}->{} grows by {:.0} B/s",
+                l["origin"].as_str().unwrap_or("?"),
+                l["target"].as_str().unwrap_or("?"),
+                slope
+            ));
+        }
+    }
+    let verdict = result["consistency"]["verdict"].as_str().unwrap_or("?");
+    if verdict != "PASS" {
+        why.push(format!("verdict {verdict}"));
+    }
+    if why.is_empty() { Ok(()) } else { Err(why) }
+}
+
+fn sweep_report(results: &[(u32, Value)], duration_s: u64) -> String {
+    let mut out = String::from("\nsweep\n  rate/node  achieved      MST  sustainable\n");
+    let mut best_rate = None;
+    let mut best_mst: f64 = 0.0;
+    for (rate, r) in results {
+        let ok = sustainable(r, duration_s);
+        let mst = r["throughput"]["sustainable_tps"].as_f64().unwrap_or(0.0);
+        best_mst = best_mst.max(mst);
+        if ok.is_ok() {
+            best_rate = Some(*rate);
+        }
+        out.push_str(&format!(
+            "  {:>9} {:>9.1} {:>8.1}  {}\n",
+            rate,
+            r["throughput"]["achieved_tps"].as_f64().unwrap_or(0.0),
+            mst,
+            match &ok {
+                Ok(()) => "yes".to_string(),
+                Err(why) => format!("no: {}", why.join("; ")),
+            }
+        ));
+    }
+    out.push_str(&format!(
+        "maximum sustainable rate: {}; highest MST seen: {best_mst:.1} tps\n",
+        best_rate.map_or("none of the rates was sustained".to_string(), |r| format!("{r} tps per node"))
+    ));
+    out
+}
+
+/// `compare`: one row per result (spockbench.md §9), and optionally a bar
+/// chart of the sustainable throughputs.
+pub fn compare(files: &[PathBuf], svg: Option<&Path>) -> Result<()> {
+    let mut rows = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let r: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+        report::validate(&r).with_context(|| format!("{} is not a spockbench result", f.display()))?;
+        rows.push(r);
+    }
+    let ceiling = rows
+        .iter()
+        .filter(|r| r["mode"] == "single")
+        .filter_map(|r| r["throughput"]["achieved_tps"].as_f64())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    println!(
+        "{:<32} {:<6} {:>2} {:>8} {:>9} {:>8} {:>6} {:>9} {:>8} {:>9} {:<8} {:>8}",
+        "run",
+        "mode",
+        "N",
+        "offered",
+        "achieved",
+        "MST",
+        "eff %",
+        "catch-up",
+        "p99 ms",
+        "conflicts",
+        "verdict",
+        "% ceil"
+    );
+    let mut bars = Vec::new();
+    for r in &rows {
+        let per_node = r["load"]["per_node"].as_array().cloned().unwrap_or_default();
+        let offered: Option<f64> = per_node.iter().map(|n| n["offered_tps"].as_f64()).sum();
+        let p99 = per_node.iter().filter_map(|n| n["latency_ms"]["p99"].as_f64()).fold(0.0, f64::max);
+        let achieved = r["throughput"]["achieved_tps"].as_f64().unwrap_or(0.0);
+        let mst = r["throughput"]["sustainable_tps"].as_f64().unwrap_or(0.0);
+        let run_id = r["run_id"].as_str().unwrap_or("?").to_string();
+        println!(
+            "{:<32} {:<6} {:>2} {:>8} {:>9.1} {:>8.1} {:>6.0} {:>9.2} {:>8.2} {:>9} {:<8} {:>8}",
+            run_id,
+            r["mode"].as_str().unwrap_or("?"),
+            per_node.len(),
+            offered.map_or("max".to_string(), |o| format!("{o:.0}")),
+            achieved,
+            mst,
+            r["throughput"]["efficiency"].as_f64().unwrap_or(0.0) * 100.0,
+            r["replication"]["catch_up_s"].as_f64().unwrap_or(0.0),
+            p99,
+            r["conflicts"]["total"],
+            r["consistency"]["verdict"].as_str().unwrap_or("?"),
+            ceiling.map_or("-".to_string(), |c| format!("{:.0}", 100.0 * achieved / c)),
+        );
+        bars.push((r["label"].as_str().unwrap_or(&run_id).to_string(), mst));
+    }
+    if let Some(svg) = svg {
+        plots::bars(svg, "sustainable throughput (MST, tps)", &bars)?;
+        println!("bar chart: {}", svg.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(achieved: f64, catch_up: f64, slope: f64, verdict: &str) -> Value {
+        json!({
+            "load": {"per_node": [{"node": "n1", "offered_tps": 100.0, "achieved_tps": achieved,
+                                   "committed": achieved * 60.0, "wal_bytes": 60.0 * 100_000.0}]},
+            "replication": {"catch_up_s": catch_up, "links": [{"origin": "n1", "target": "n2", "backlog_slope_bytes_per_s": slope}]},
+            "throughput": {"achieved_tps": achieved, "sustainable_tps": achieved},
+            "consistency": {"verdict": verdict},
+        })
+    }
+
+    #[test]
+    fn sustainability_follows_the_four_rules() {
+        assert!(sustainable(&result(99.0, 1.0, 0.0, "PASS"), 60).is_ok());
+        assert!(sustainable(&result(90.0, 1.0, 0.0, "PASS"), 60).unwrap_err()[0].contains("achieved 90.0"));
+        assert!(sustainable(&result(99.0, 7.0, 0.0, "PASS"), 60).unwrap_err()[0].contains("catch-up"));
+        assert!(sustainable(&result(99.0, 1.0, 1e6, "PASS"), 60).unwrap_err()[0].contains("grows"));
+        assert!(sustainable(&result(99.0, 1.0, 0.0, "FAIL"), 60).unwrap_err()[0].contains("FAIL"));
+        let report = sweep_report(
+            &[(50, result(99.0, 0.1, 0.0, "PASS")), (400, result(200.0, 30.0, 0.0, "PASS"))],
+            60,
+        );
+        assert!(report.contains("maximum sustainable rate: 50 tps per node"), "{report}");
+    }
 }

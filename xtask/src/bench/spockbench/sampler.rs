@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::node::Node;
@@ -30,17 +30,42 @@ pub fn slot_target(slot: &str, origin: &str) -> Option<String> {
 
 /// Samples until `stop` is set; `t0` is the run's clock. A node that does
 /// not answer (being killed or restarted) gives no sample for that moment.
+/// Unless `quiet`, prints a status line per sample: elapsed time, each
+/// node's rate (from its history sequence, which each local transaction
+/// moves by `stride`), the largest lag, and the faults so far.
+#[allow(clippy::too_many_arguments)]
 pub fn sample_until(
     nodes: &[Node],
     db: &str,
     every: Duration,
     t0: Instant,
     stop: Arc<AtomicBool>,
+    faults: &AtomicUsize,
+    stride: u32,
     quiet: bool,
 ) -> Vec<Sample> {
     let mut out = Vec::new();
     let mut next = Instant::now();
+    let mut last_seq: Vec<Option<(f64, i64)>> = vec![None; nodes.len()];
     while !stop.load(Ordering::Relaxed) {
+        let mut rates = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let seq = node
+                .safe_psql(db, "SELECT last_value FROM pgbench_history_hid")
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok());
+            let now = t0.elapsed().as_secs_f64();
+            let rate = match (seq, last_seq[i]) {
+                (Some(v), Some((t, before))) if now > t => {
+                    Some((v - before) as f64 / f64::from(stride) / (now - t))
+                }
+                _ => None,
+            };
+            if let Some(v) = seq {
+                last_seq[i] = Some((now, v));
+            }
+            rates.push(format!("{} {}", node.name, rate.map_or("-".to_string(), |r| format!("{r:.0}"))));
+        }
         let t_s = t0.elapsed().as_secs_f64();
         let mut links: BTreeMap<(String, String), Sample> = BTreeMap::new();
         for node in nodes {
@@ -81,7 +106,11 @@ pub fn sample_until(
             out.push(s);
         }
         if !quiet {
-            eprintln!("    spockbench: {t_s:6.1} s, max lag {max_lag:.2} s");
+            eprintln!(
+                "    spockbench: {t_s:6.1} s, tps {}, max lag {max_lag:.2} s, faults {}",
+                rates.join(" "),
+                faults.load(Ordering::Relaxed)
+            );
         }
         next += every;
         let now = Instant::now();
