@@ -17,6 +17,9 @@ pub enum Preset {
     Large,
     /// A 16-core CI machine: 3 nodes, scale 10, 120 s at 3000 tps per node.
     Ci,
+    /// Nightly: the small preset for 30 minutes, with a fault every five
+    /// minutes unless `--fault` names others (`soak_faults`).
+    Soak,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -84,6 +87,9 @@ impl Config {
                 "64GB",
                 "30min",
             ),
+            Preset::Soak => {
+                Config::preset(Preset::Soak, 3, 3, 1800, 30, 4, 1, Some(100), 0.1, 600, "1GB", "4GB", "15min")
+            }
             Preset::Ci => Config::preset(
                 Preset::Ci,
                 3,
@@ -359,9 +365,49 @@ impl Fault {
     }
 }
 
+/// The soak preset's faults: every five minutes from the fifth, in turn a
+/// `kill -9`, a 60 s partition (when namespaces can be made) and a clean
+/// restart, each on the next node.
+pub fn soak_faults(nodes: usize, duration_s: u64, partitions: bool) -> Vec<Fault> {
+    let mut out = Vec::new();
+    let mut at = 300;
+    let mut i = 0usize;
+    while at + 90 < duration_s {
+        let node = format!("n{}", i % nodes + 1);
+        let kind = match i % 3 {
+            0 => FaultKind::Kill9,
+            1 if partitions => {
+                FaultKind::Partition { other: format!("n{}", (i + 1) % nodes + 1), seconds: 60 }
+            }
+            _ => FaultKind::Restart,
+        };
+        out.push(Fault { kind, node, at_s: at });
+        at += 300;
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soak_has_a_fault_every_five_minutes() {
+        let f = soak_faults(3, 1800, true);
+        let labels: Vec<String> = f.iter().map(Fault::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "kill9:n1@300s",
+                "partition:n2-n3@600s+60s",
+                "restart:n3@900s",
+                "kill9:n1@1200s",
+                "partition:n2-n3@1500s+60s"
+            ]
+        );
+        assert!(soak_faults(3, 1800, false).iter().all(|f| !matches!(f.kind, FaultKind::Partition { .. })));
+    }
 
     #[test]
     fn home_sets_follow_the_spec() {

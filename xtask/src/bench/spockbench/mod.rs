@@ -80,8 +80,11 @@ fn usage_error(message: impl std::fmt::Display) -> ! {
 
 pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
     let config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
-    let faults: Vec<Fault> =
+    let mut faults: Vec<Fault> =
         flags.faults.iter().map(|f| Fault::parse(f).unwrap_or_else(|e| usage_error(e))).collect();
+    if config.preset == Preset::Soak && faults.is_empty() {
+        faults = config::soak_faults(config.nodes, config.duration_s, netns::available());
+    }
     let latency =
         flags.latency.as_deref().map(|l| netns::Latency::parse(l).unwrap_or_else(|e| usage_error(e)));
     for f in &faults {
