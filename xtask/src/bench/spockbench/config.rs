@@ -300,6 +300,9 @@ pub enum FaultKind {
     Kill9,
     /// A clean restart.
     Restart,
+    /// The node's apply workers are terminated (`pg_terminate_backend`);
+    /// the manager starts them again.
+    KillApply,
     /// The link between the node and `other` is cut for `seconds`.
     Partition { other: String, seconds: u64 },
 }
@@ -308,8 +311,8 @@ impl Fault {
     pub fn parse(text: &str) -> Result<Fault, String> {
         let usage = || {
             format!(
-                "--fault {text}: expected kill9:NODE@Ts, restart:NODE@Ts or partition:NODE-NODE@Ts+Ds (for example \
-                 kill9:n2@30s or partition:n1-n3@20s+15s)"
+                "--fault {text}: expected kill9:NODE@Ts, restart:NODE@Ts, kill-apply:NODE@Ts or \
+                 partition:NODE-NODE@Ts+Ds (for example kill9:n2@30s or partition:n1-n3@20s+15s)"
             )
         };
         let seconds = |t: &str| t.strip_suffix('s').unwrap_or(t).parse::<u64>().map_err(|_| usage());
@@ -318,6 +321,7 @@ impl Fault {
         let (node, at_s, kind) = match kind {
             "kill9" => (node.to_string(), seconds(at)?, FaultKind::Kill9),
             "restart" => (node.to_string(), seconds(at)?, FaultKind::Restart),
+            "kill-apply" => (node.to_string(), seconds(at)?, FaultKind::KillApply),
             "partition" => {
                 let (a, b) = node.split_once('-').ok_or_else(usage)?;
                 let (at, span) = at.split_once('+').ok_or_else(usage)?;
@@ -358,6 +362,7 @@ impl Fault {
         match &self.kind {
             FaultKind::Kill9 => format!("kill9:{}@{}s", self.node, self.at_s),
             FaultKind::Restart => format!("restart:{}@{}s", self.node, self.at_s),
+            FaultKind::KillApply => format!("kill-apply:{}@{}s", self.node, self.at_s),
             FaultKind::Partition { other, seconds } => {
                 format!("partition:{}-{other}@{}s+{seconds}s", self.node, self.at_s)
             }
@@ -462,6 +467,7 @@ mod tests {
         );
         assert!(Fault::parse("partition:n1-n1@2s+3s").is_err());
         assert!(Fault::parse("partition:n1-n3@20s").is_err());
+        assert_eq!(Fault::parse("kill-apply:n2@5s").unwrap().kind, FaultKind::KillApply);
         assert!(Fault::parse("kill9:n2").is_err());
         assert!(Fault::parse("boom:n2@3s").is_err());
     }

@@ -575,6 +575,19 @@ fn phase(
                             hits[k].store(true, Ordering::SeqCst);
                             node.kill9().and_then(|_| node.start())
                         }
+                        FaultKind::KillApply => node
+                            .safe_psql(
+                                DB,
+                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                                  WHERE backend_type = 'spock apply'",
+                            )
+                            .and_then(|n| {
+                                if n == "0" {
+                                    bail!("{} had no apply worker to terminate", node.name)
+                                } else {
+                                    Ok(())
+                                }
+                            }),
                         FaultKind::Restart => {
                             hits[k].store(true, Ordering::SeqCst);
                             node.restart()
@@ -922,7 +935,7 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     let dir = installed.dirs.scratch().join("spockbench");
     let mut flags = Spockbench::ci_short();
     let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
-    let mut wanted = vec!["kill9:n2@10s", "restart:n3@30s"];
+    let mut wanted = vec!["kill9:n2@10s", "kill-apply:n1@22s", "restart:n3@30s"];
     if netns::available() {
         wanted.push("partition:n1-n3@16s+10s");
     }
@@ -936,6 +949,7 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
             run_dir.join("summary.txt").display()
         );
     }
+    self_test(&dir, &config)?;
     flags.no_delta = true;
     flags.scale = Some(1);
     flags.duration = Some(15);
@@ -1186,6 +1200,33 @@ fn assemble(
             "tps_svg": "tps.svg",
         },
     }))
+}
+
+/// spockbench.md §11.3: the checks find what one node changed on its own.
+/// On n2, with a replication origin set up so that nothing is sent on, one
+/// account is changed and one history row of n1 is deleted; C2 must name
+/// that account and the history table, C4 the missing row of origin n1.
+fn self_test(dir: &Path, config: &Config) -> Result<()> {
+    let (cluster, state) = load(dir, config)?;
+    let n2 = &cluster.nodes[1];
+    n2.safe_psql(
+        DB,
+        "SELECT pg_replication_origin_create('spockbench_selftest');
+         SELECT pg_replication_origin_session_setup('spockbench_selftest');
+         UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 12345;
+         DELETE FROM pgbench_history WHERE hid = (SELECT min(hid) FROM pgbench_history WHERE (hid - 1) % 100 = 0);",
+    )?;
+    let checks = checks::run_all(&cluster.nodes, DB, config, &state.ledger, None)?;
+    let details =
+        |id: &str| checks.iter().find(|c| c.id == id).map(|c| c.details.join("\n")).unwrap_or_default();
+    let (c2, c4) = (details("C2"), details("C4"));
+    if !c2.contains("pgbench_accounts aid = 12345") || !c2.contains("pgbench_history") {
+        bail!("C2 did not name the account and the history row changed on n2 alone:\n{c2}");
+    }
+    if !c4.contains("n2: ") || !c4.contains("of origin n1") || !c4.contains("(1 missing") {
+        bail!("C4 did not report the history row of n1 deleted on n2:\n{c4}");
+    }
+    Ok(())
 }
 
 /// A slot backlog growing faster than this share of its origin's WAL
