@@ -435,17 +435,8 @@ impl Node {
     /// Runs the build's pgbench against `db` as the superuser, through the
     /// socket; its report (stdout and stderr), or an error that holds it.
     pub fn pgbench(&self, db: &str, args: &[&str]) -> Result<String> {
-        let mut all: Vec<String> = vec![
-            "-h".into(),
-            self.socket_dir.display().to_string(),
-            "-p".into(),
-            self.port.to_string(),
-            "-U".into(),
-            SUPERUSER.into(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        all.push(db.into());
-        let out = tool(self.installed.bin("pgbench"), &all)
+        let out = self
+            .pgbench_cmd(db, args)
             .stdin_null()
             .stdout_capture()
             .stderr_capture()
@@ -458,6 +449,22 @@ impl Node {
             bail!("pgbench {} on node {} failed:\n{}", args.join(" "), self.name, text.trim());
         }
         Ok(text)
+    }
+
+    /// The build's pgbench against `db` as the superuser, through the socket,
+    /// with `args` (not started).
+    pub fn pgbench_cmd<A: AsRef<str>>(&self, db: &str, args: &[A]) -> duct::Expression {
+        let mut all: Vec<String> = vec![
+            "-h".into(),
+            self.socket_dir.display().to_string(),
+            "-p".into(),
+            self.port.to_string(),
+            "-U".into(),
+            SUPERUSER.into(),
+        ];
+        all.extend(args.iter().map(|s| s.as_ref().to_string()));
+        all.push(db.into());
+        tool(self.installed.bin("pgbench"), &all)
     }
 
     /// Runs SQL with psql (unaligned, tuples only, stop on the first error)

@@ -95,6 +95,25 @@ fn set_config(name: &str, value: &str) {
     };
 }
 
+/// The start of an apply or table-sync worker of the subscription in
+/// `arg` (its database in the worker's extra data): signals, the database
+/// connection, its registry slot, and the subscription, which must exist
+/// and be enabled (`None`: the worker has nothing to do and exits).
+fn start_worker(arg: pg_sys::Datum, kind: Kind) -> Option<(catalog::subscription::Subscription, u32)> {
+    let sub_id = arg.value() as u32;
+    let dboid: u32 = BackgroundWorker::get_extra().parse().unwrap_or(0);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    terminate_on_sigterm();
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+    if !registry::claim(kind, dboid, sub_id) {
+        pgrx::log!("spock: another {kind:?} worker already runs subscription {sub_id}; this one exits");
+        return None;
+    }
+    let sub =
+        BackgroundWorker::transaction(|| Spi::connect(|client| catalog::subscription::by_id(client, sub_id)));
+    sub.filter(|s| s.enabled).map(|s| (s, dboid))
+}
+
 /// The session settings of apply and table-sync workers.
 fn apply_session_settings(application_name: &str) {
     set_config("application_name", application_name);
@@ -120,21 +139,8 @@ fn terminate_on_sigterm() {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn spock_apply_main(arg: pg_sys::Datum) {
-    let sub_id = arg.value() as u32;
-    let dboid: u32 = BackgroundWorker::get_extra().parse().unwrap_or(0);
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    terminate_on_sigterm();
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
-    if !registry::claim(Kind::Apply, dboid, sub_id) {
-        pgrx::log!("spock: another apply worker already runs subscription {sub_id}; this one exits");
-        return;
-    }
-    let sub =
-        BackgroundWorker::transaction(|| Spi::connect(|client| catalog::subscription::by_id(client, sub_id)));
-    let Some(sub) = sub else { return };
-    if !sub.enabled {
-        return;
-    }
+    let Some((sub, dboid)) = start_worker(arg, Kind::Apply) else { return };
+    let sub_id = sub.sub_id;
     push_error_context(&format!("spock apply worker for subscription {}", sub.name));
     apply_session_settings(&sub.name);
     PgTryBuilder::new(|| {

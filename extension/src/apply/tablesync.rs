@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use spock_core::protocol::{self, Message, encode_name_list};
 use spock_core::stream::{self, FromProvider, format_lsn};
@@ -51,20 +51,7 @@ fn provider_failed(sub: &Subscription, what: &str, e: PqError) -> ! {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn spock_sync_main(arg: pg_sys::Datum) {
-    let sub_id = arg.value() as u32;
-    let dboid: u32 = BackgroundWorker::get_extra().parse().unwrap_or(0);
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    super::terminate_on_sigterm();
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
-    if !registry::claim(registry::Kind::Sync, dboid, sub_id) {
-        return;
-    }
-    let sub =
-        BackgroundWorker::transaction(|| Spi::connect(|client| catalog::subscription::by_id(client, sub_id)));
-    let Some(sub) = sub else { return };
-    if !sub.enabled {
-        return;
-    }
+    let Some((sub, dboid)) = super::start_worker(arg, registry::Kind::Sync) else { return };
     super::push_error_context(&format!("spock table-sync worker for subscription {}", sub.name));
     super::apply_session_settings(&format!("{} sync", sub.name));
     run(&sub, dboid);

@@ -19,6 +19,20 @@ pub struct SubscriptionSync {
     pub stream_start: Option<u64>,
 }
 
+/// `(schema, table)` of a row whose first two columns are those names.
+fn table_of(row: &pgrx::spi::SpiHeapTupleData<'_>) -> (String, String) {
+    (
+        row.get::<String>(1).ok().flatten().unwrap_or_default(),
+        row.get::<String>(2).ok().flatten().unwrap_or_default(),
+    )
+}
+
+/// `(schema, table, position)` of a row with a position third.
+fn table_at(row: &pgrx::spi::SpiHeapTupleData<'_>) -> (String, String, u64) {
+    let (nspname, relname) = table_of(row);
+    (nspname, relname, row.get::<i64>(3).ok().flatten().unwrap_or(0) as u64)
+}
+
 fn code_of(text: Option<String>, what: &str) -> char {
     text.and_then(|s| s.chars().next())
         .unwrap_or_else(|| pgrx::error!("spock.local_sync_status has no {what}"))
@@ -288,12 +302,7 @@ pub fn tables_being_copied(client: &SpiClient<'_>, sub_id: u32) -> Vec<(String, 
             &[oid(sub_id).into()],
         )
         .unwrap_or_else(spi_failed("read spock.local_sync_status"))
-        .map(|r| {
-            (
-                r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                r.get::<String>(2).ok().flatten().unwrap_or_default(),
-            )
-        })
+        .map(|r| table_of(&r))
         .collect()
 }
 
@@ -310,9 +319,7 @@ pub fn start_catch_up(client: &mut SpiClient<'_>, sub_id: u32, lsn: u64) -> Vec<
             &[oid(sub_id).into(), (lsn.max(1) as i64).into()],
         )
         .unwrap_or_else(spi_failed("update spock.local_sync_status"))
-        .map(|r| {
-            (r.get::<String>(1).ok().flatten().unwrap_or_default(), r.get::<String>(2).ok().flatten().unwrap_or_default())
-        })
+        .map(|r| table_of(&r))
         .collect()
 }
 
@@ -381,13 +388,7 @@ pub fn synchronized_tables(client: &SpiClient<'_>, sub_id: u32) -> Vec<(String, 
             &[oid(sub_id).into()],
         )
         .unwrap_or_else(spi_failed("read spock.local_sync_status"))
-        .map(|r| {
-            (
-                r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                r.get::<i64>(3).ok().flatten().unwrap_or(0) as u64,
-            )
-        })
+        .map(|r| table_at(&r))
         .collect()
 }
 
@@ -405,13 +406,7 @@ pub fn copied_after(client: &SpiClient<'_>, sub_id: u32, position: u64) -> Vec<(
             &[oid(sub_id).into(), (position as i64).into()],
         )
         .unwrap_or_else(spi_failed("read spock.local_sync_status"))
-        .map(|r| {
-            (
-                r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                r.get::<i64>(3).ok().flatten().unwrap_or(0) as u64,
-            )
-        })
+        .map(|r| table_at(&r))
         .collect()
 }
 

@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use super::config::{Config, PROFILES, RemoteBranches};
 use super::scripts;
-use crate::cmd::tool;
-use crate::node::{Node, SUPERUSER};
+use crate::node::Node;
 
 /// What one pgbench run of one node did.
 #[derive(Clone, Debug, Default)]
@@ -102,24 +101,9 @@ pub fn run(
     log_prefix: &str,
 ) -> DriverRun {
     let args = args(config, k, seconds, dir, log_prefix);
-    let mut all: Vec<String> = vec![
-        "-h".into(),
-        node.socket_dir.display().to_string(),
-        "-p".into(),
-        node.port.to_string(),
-        "-U".into(),
-        SUPERUSER.into(),
-    ];
-    all.extend(args);
-    all.push(db.into());
     let started = Instant::now();
-    let result = tool(node.installed.bin("pgbench"), &all)
-        .dir(dir)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run();
+    let result =
+        node.pgbench_cmd(db, &args).dir(dir).stdin_null().stdout_capture().stderr_capture().unchecked().run();
     let ended = Instant::now();
     let (ok, output) = match result {
         Ok(out) => (
