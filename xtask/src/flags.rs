@@ -132,6 +132,10 @@ pub struct Spockbench {
     /// Preset the other options start from.
     #[arg(long, value_enum, default_value_t = crate::bench::spockbench::Preset::Small)]
     pub preset: crate::bench::spockbench::Preset,
+    /// What the load runs against: the spock mesh, one server without
+    /// replication (the ceiling), or PostgreSQL's native logical replication (16+).
+    #[arg(long, value_enum, default_value_t = crate::bench::spockbench::Mode::Spock)]
+    pub mode: crate::bench::spockbench::Mode,
     /// Nodes of the mesh.
     #[arg(long)]
     pub nodes: Option<usize>,
@@ -204,6 +208,7 @@ impl Spockbench {
             pg: None,
             profile: Profile::Dev,
             preset: crate::bench::spockbench::Preset::Small,
+            mode: crate::bench::spockbench::Mode::Spock,
             nodes: None,
             scale: None,
             duration: Some(40),

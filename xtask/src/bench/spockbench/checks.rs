@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::config::Config;
+use super::config::{Config, Mode};
 use crate::node::Node;
 
 /// Canonical row text for every check connection.
@@ -61,7 +61,10 @@ pub struct Ledger {
 /// Baseline of C5: exception-log rows per node before the measured run.
 pub type ExceptionBaseline = Vec<u64>;
 
-pub fn exception_rows(node: &Node, db: &str) -> Result<u64> {
+pub fn exception_rows(node: &Node, db: &str, mode: Mode) -> Result<u64> {
+    if mode != Mode::Spock {
+        return Ok(0);
+    }
     Ok(query(node, db, "SELECT count(*) FROM spock.exception_log")?.parse().unwrap_or(0))
 }
 
@@ -310,6 +313,33 @@ fn c5_health(
     baseline: Option<&ExceptionBaseline>,
 ) -> Result<Check> {
     let mut details = Vec::new();
+    match config.mode {
+        Mode::Spock => {}
+        // One server: nothing replicates, nothing to be unhealthy.
+        Mode::Single => return Ok(Check::new("C5", "replication health", details)),
+        Mode::Native => {
+            for node in nodes {
+                let out = query(
+                    node,
+                    db,
+                    "SELECT s.subname || ' is ' || CASE WHEN NOT s.subenabled THEN 'disabled' ELSE 'not running' END
+                       FROM pg_subscription s
+                      WHERE NOT s.subenabled OR NOT EXISTS (SELECT FROM pg_stat_subscription w
+                                                             WHERE w.subid = s.oid AND w.pid IS NOT NULL)",
+                )?;
+                details.extend(out.lines().map(|l| format!("{}: {l}", node.name)));
+                let subs: u64 = query(node, db, "SELECT count(*) FROM pg_subscription")?.parse().unwrap_or(0);
+                if subs != config.nodes as u64 - 1 {
+                    details.push(format!(
+                        "{}: {subs} subscription(s), expected {}",
+                        node.name,
+                        config.nodes - 1
+                    ));
+                }
+            }
+            return Ok(Check::new("C5", "replication health", details));
+        }
+    }
     for (i, node) in nodes.iter().enumerate() {
         let out = query(
             node,
@@ -330,7 +360,7 @@ fn c5_health(
         if let Some(base) = baseline
             && !config.allow_exceptions
         {
-            let now = exception_rows(node, db)?;
+            let now = exception_rows(node, db, config.mode)?;
             let before = base.get(i).copied().unwrap_or(0);
             if now > before {
                 details.push(format!(

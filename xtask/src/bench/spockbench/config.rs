@@ -31,6 +31,31 @@ pub enum RemoteBranches {
     Other,
 }
 
+/// What the load runs against (spockbench.md §9).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The N-node spock mesh.
+    #[default]
+    Spock,
+    /// The ceiling: one server without replication or the extension, with
+    /// the N nodes' drivers all pointed at it.
+    Single,
+    /// PostgreSQL's own logical replication (16+): each node publishes the
+    /// four tables and subscribes to every other with `origin = none`.
+    Native,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Spock => "spock",
+            Mode::Single => "single",
+            Mode::Native => "native",
+        }
+    }
+}
+
 /// The three transaction profiles, in the order of `--mix L,A,TA`.
 pub const PROFILES: [&str; 3] = ["local", "remote-account", "remote-teller-account"];
 
@@ -38,6 +63,7 @@ pub const PROFILES: [&str; 3] = ["local", "remote-account", "remote-teller-accou
 /// remote-branch rule, delta apply and the driver).
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
+    pub mode: Mode,
     pub preset: Preset,
     pub nodes: usize,
     pub scale: u32,
@@ -136,7 +162,9 @@ impl Config {
         if let Some(t) = f.barrier_timeout {
             c.barrier_timeout_s = t;
         }
-        c.delta_apply = !f.no_delta;
+        c.mode = f.mode;
+        // Delta apply is spock's: the other modes run without the options.
+        c.delta_apply = !f.no_delta && c.mode == Mode::Spock;
         c.deep_check = !f.no_deep_check;
         c.allow_exceptions = f.allow_exceptions;
         if let Some(mix) = &f.mix {
@@ -163,6 +191,7 @@ impl Config {
         checkpoint_timeout: &'static str,
     ) -> Config {
         Config {
+            mode: Mode::Spock,
             preset,
             nodes,
             scale,

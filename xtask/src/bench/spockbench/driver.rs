@@ -103,7 +103,17 @@ pub fn run(
     let args = args(config, k, seconds, dir, log_prefix);
     let started = Instant::now();
     let result =
-        node.pgbench_cmd(db, &args).dir(dir).stdin_null().stdout_capture().stderr_capture().unchecked().run();
+        // The node id travels as a setting too: in single mode every
+        // driver shares one server, and the history key's default picks the
+        // driver's own sequence with it.
+        node.pgbench_cmd(db, &args)
+            .env("PGOPTIONS", format!("-c spockbench.node={k}"))
+            .dir(dir)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run();
     let ended = Instant::now();
     let (ok, output) = match result {
         Ok(out) => (

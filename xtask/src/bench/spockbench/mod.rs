@@ -15,6 +15,7 @@ mod config;
 mod driver;
 mod netns;
 mod plots;
+mod relay;
 mod report;
 mod sampler;
 mod scripts;
@@ -28,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use config::{Preset, RemoteBranches};
+pub use config::{Mode, Preset, RemoteBranches};
 
 use checks::{Check, Ledger};
 use config::{Config, Fault, FaultKind};
@@ -57,6 +58,8 @@ struct State {
     /// The servers run in network namespaces (`netns`).
     #[serde(default)]
     namespaces: bool,
+    #[serde(default)]
+    mode: Mode,
 }
 
 /// The three subcommands.
@@ -114,10 +117,25 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
              `tc` (iproute2); run as root, or leave them out",
         );
     }
+    if config.mode != Mode::Spock && (latency.is_some() || !faults.is_empty()) {
+        usage_error(format!(
+            "--fault and --latency are for the spock mode; --mode {} runs without them",
+            config.mode.name()
+        ));
+    }
     doctor::ensure(true)?;
     let resolved = Manifest::builtin().resolve(flags.pg.unwrap_or(PgRequest::Major(18)));
+    if config.mode == Mode::Native && resolved.version.major < 16 && action != Action::Check {
+        // spockbench.md §9: without origin filtering, changes would loop.
+        println!(
+            "native mode: N/A on PostgreSQL {} (its logical replication has no origin filtering before 16, so \
+             changes would loop between the nodes)",
+            resolved.version.major
+        );
+        return Ok(());
+    }
     let installed = build::build_one(&resolved, None, flags.profile, false, build::jobs(None))?;
-    let dir = installed.dirs.scratch().join("spockbench");
+    let dir = cluster_dir(&installed, config.mode);
     match action {
         Action::Init => {
             init(&installed, &dir, &config, flags.force)?;
@@ -175,14 +193,32 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
     }
 }
 
-/// The node settings of local mode (spockbench.md §2, §10).
+/// Where the cluster of each mode lives, so that one mode's run leaves the
+/// others' clusters alone.
+fn cluster_dir(installed: &Installed, mode: Mode) -> PathBuf {
+    installed.dirs.scratch().join(match mode {
+        Mode::Spock => "spockbench".to_string(),
+        other => format!("spockbench-{}", other.name()),
+    })
+}
+
+/// The node settings of local mode (spockbench.md §2, §9, §10): the
+/// comparison modes keep `wal_level = logical` and commit timestamps but
+/// do not load the extension.
 fn server_conf(config: &Config) -> String {
-    format!(
-        "shared_buffers = {}\nmax_wal_size = {}\ncheckpoint_timeout = {}\n\
-         spock.conflict_resolution = last_update_wins\nspock.save_resolutions = on\n\
-         spock.exception_behaviour = sub_disable\n",
+    let mut conf = format!(
+        "shared_buffers = {}\nmax_wal_size = {}\ncheckpoint_timeout = {}\n",
         config.shared_buffers, config.max_wal_size, config.checkpoint_timeout
-    )
+    );
+    conf.push_str(match config.mode {
+        Mode::Spock => {
+            "spock.conflict_resolution = last_update_wins\nspock.save_resolutions = on\n\
+             spock.exception_behaviour = sub_disable\n"
+        }
+        Mode::Single => "shared_preload_libraries = ''\n",
+        Mode::Native => "shared_preload_libraries = ''\nwal_receiver_status_interval = 1s\n",
+    });
+    conf
 }
 
 fn state_path(dir: &Path) -> PathBuf {
@@ -248,21 +284,28 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
     }
     netns::destroy(config.nodes);
     fsutil::remove_dir_all_if_exists(dir)?;
-    let namespaces = netns::available();
+    // Single mode is one server: no network between nodes.
+    let namespaces = config.mode != Mode::Single && netns::available();
     if namespaces {
         doctor::ensure_network(true)?;
     }
-    let step = ui::Step::start(format!(
-        "Starting {} nodes for spockbench{}",
-        config.nodes,
-        if namespaces { ", each in its own network namespace" } else { " on loopback" }
-    ));
+    let servers = if config.mode == Mode::Single { 1 } else { config.nodes };
+    let step = ui::Step::start(if config.mode == Mode::Single {
+        format!("Starting one server for spockbench's single mode ({} drivers)", config.nodes)
+    } else {
+        format!(
+            "Starting {} nodes for spockbench{}{}",
+            config.nodes,
+            if config.mode == Mode::Native { " (native logical replication)" } else { "" },
+            if namespaces { ", each in its own network namespace" } else { " on loopback" }
+        )
+    });
     let mut conf = server_conf(config);
     if namespaces {
         netns::create(config.nodes)?;
         conf.push_str(netns::SERVER_CONF);
     }
-    let mut cluster = Cluster::create(dir, installed, config.nodes, &RunAs::detect()?, &conf)?;
+    let mut cluster = Cluster::create(dir, installed, servers, &RunAs::detect()?, &conf)?;
     if namespaces {
         let password = cluster.nodes[0].password()?;
         for (i, node) in cluster.nodes.iter_mut().enumerate() {
@@ -276,7 +319,6 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
     }
     cluster.start()?;
     step.done(&format!("in {}", dir.display()));
-    let h = config.history_stride;
     for (i, node) in cluster.nodes.iter().enumerate() {
         let k = i + 1;
         let step = ui::Step::start(format!(
@@ -285,21 +327,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         ));
         node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
         node.pgbench(DB, &["-i", "-s", &config.scale.to_string(), "-I", "dtgvp"])?;
-        node.safe_psql(
-            DB,
-            &format!(
-                "CREATE EXTENSION spock;
-                 SET spock.enable_ddl_replication = off;
-                 CREATE SEQUENCE pgbench_history_hid START {k} INCREMENT {h};
-                 ALTER TABLE pgbench_history ADD COLUMN hid bigint NOT NULL DEFAULT nextval('pgbench_history_hid');
-                 ALTER TABLE pgbench_history ADD PRIMARY KEY (hid);
-                 ALTER SEQUENCE pgbench_history_hid OWNED BY pgbench_history.hid;
-                 ALTER TABLE pgbench_tellers ADD COLUMN trandom integer DEFAULT 0,
-                     ADD COLUMN tlastts timestamptz DEFAULT 'epoch';
-                 ALTER TABLE pgbench_accounts ADD COLUMN arandom integer DEFAULT 0,
-                     ADD COLUMN alastts timestamptz DEFAULT 'epoch';"
-            ),
-        )?;
+        node.safe_psql(DB, &schema_sql(config, k))?;
         if config.delta_apply {
             for (table, column) in [
                 ("pgbench_accounts", "abalance"),
@@ -320,24 +348,32 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
                 )?;
             }
         }
-        node.safe_psql(
-            DB,
-            &format!(
-                "SELECT spock.node_create(node_name := {}, dsn := {});
-                 SELECT spock.repset_add_table('default', t)
-                   FROM unnest('{{pgbench_accounts,pgbench_tellers,pgbench_branches,pgbench_history}}'::regclass[]) t;",
-                sql_literal(&node.name),
-                sql_literal(&dsn(node, k, namespaces))
-            ),
-        )?;
+        match config.mode {
+            Mode::Spock => node.safe_psql(
+                DB,
+                &format!(
+                    "SELECT spock.node_create(node_name := {}, dsn := {});
+                     SELECT spock.repset_add_table('default', t)
+                       FROM unnest('{{{TABLES}}}'::regclass[]) t;",
+                    sql_literal(&node.name),
+                    sql_literal(&dsn(node, k, namespaces))
+                ),
+            )?,
+            Mode::Native => {
+                node.safe_psql(DB, &format!("CREATE PUBLICATION spockbench FOR TABLE {TABLES}"))?
+            }
+            Mode::Single => String::new(),
+        };
         step.done("");
     }
-    let step = ui::Step::start(format!(
-        "Wiring the full mesh ({} subscriptions)",
-        config.nodes * (config.nodes - 1)
-    ));
-    wire(&cluster, namespaces)?;
-    step.done("all replicating");
+    if config.mode != Mode::Single {
+        let step = ui::Step::start(format!(
+            "Wiring the full mesh ({} subscriptions)",
+            config.nodes * (config.nodes - 1)
+        ));
+        wire(&cluster, config.mode, namespaces)?;
+        step.done("all replicating");
+    }
     let step = ui::Step::start("Checking that the nodes start identical (C1, C2) with the delta options");
     let ledger = Ledger { committed: vec![0; config.nodes], unknown: vec![0; config.nodes] };
     let checks = checks::run_all(&cluster.nodes, DB, config, &ledger, None)?;
@@ -358,9 +394,47 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             delta_apply: config.delta_apply,
             ledger,
             namespaces,
+            mode: config.mode,
         },
     )?;
     Ok(cluster)
+}
+
+/// The four tables, in the order of a publication or a replication set.
+const TABLES: &str = "pgbench_accounts,pgbench_tellers,pgbench_branches,pgbench_history";
+
+/// spockbench's columns on top of `pgbench -i` (spockbench.md §3) on node
+/// `k`: the history key from a node-local sequence (`k`, `k + H`, ...) and
+/// the LWW columns. In single mode the one server holds a sequence per
+/// driver, and the key's default picks the one of the session's
+/// `spockbench.node` (set by each driver).
+fn schema_sql(config: &Config, k: usize) -> String {
+    let h = config.history_stride;
+    let mut sql = String::new();
+    let default = if config.mode == Mode::Single {
+        for d in 1..=config.nodes {
+            sql.push_str(&format!("CREATE SEQUENCE pgbench_history_hid_{d} START {d} INCREMENT {h};\n"));
+        }
+        "nextval(('pgbench_history_hid_' || current_setting('spockbench.node'))::regclass)"
+    } else {
+        sql.push_str(&format!("CREATE SEQUENCE pgbench_history_hid START {k} INCREMENT {h};\n"));
+        "nextval('pgbench_history_hid')"
+    };
+    if config.mode == Mode::Spock {
+        sql.insert_str(0, "CREATE EXTENSION spock;\nSET spock.enable_ddl_replication = off;\n");
+    }
+    sql.push_str(&format!(
+        "ALTER TABLE pgbench_history ADD COLUMN hid bigint NOT NULL DEFAULT {default};
+         ALTER TABLE pgbench_history ADD PRIMARY KEY (hid);
+         ALTER TABLE pgbench_tellers ADD COLUMN trandom integer DEFAULT 0,
+             ADD COLUMN tlastts timestamptz DEFAULT 'epoch';
+         ALTER TABLE pgbench_accounts ADD COLUMN arandom integer DEFAULT 0,
+             ADD COLUMN alastts timestamptz DEFAULT 'epoch';"
+    ));
+    if config.mode != Mode::Single {
+        sql.push_str("\nALTER SEQUENCE pgbench_history_hid OWNED BY pgbench_history.hid;");
+    }
+    sql
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {
@@ -385,26 +459,34 @@ fn dsn(node: &Node, k: usize, namespaces: bool) -> String {
 /// The full mesh: on every node a subscription `sub_<node>_<provider>` to
 /// every other node, without data sync (the data is identical), then a
 /// wait until all replicate.
-fn wire(cluster: &Cluster, namespaces: bool) -> Result<()> {
+fn wire(cluster: &Cluster, mode: Mode, namespaces: bool) -> Result<()> {
     for sub in &cluster.nodes {
         for (k, provider) in cluster.nodes.iter().enumerate().filter(|(_, p)| p.name != sub.name) {
+            let name = sql_literal(&format!("sub_{}_{}", sub.name, provider.name));
+            let dsn = sql_literal(&dsn(provider, k + 1, namespaces));
             sub.safe_psql(
                 DB,
-                &format!(
-                    "SELECT spock.sub_create(subscription_name := {}, provider_dsn := {})",
-                    sql_literal(&format!("sub_{}_{}", sub.name, provider.name)),
-                    sql_literal(&dsn(provider, k + 1, namespaces))
-                ),
+                &if mode == Mode::Native {
+                    // spockbench.md §9: no copy, no changes of other origins.
+                    format!(
+                        "CREATE SUBSCRIPTION {} CONNECTION {dsn} PUBLICATION spockbench \
+                         WITH (origin = none, copy_data = false)",
+                        name.trim_matches('\'')
+                    )
+                } else {
+                    format!("SELECT spock.sub_create(subscription_name := {name}, provider_dsn := {dsn})")
+                },
             )?;
         }
     }
+    let replicating = if mode == Mode::Native {
+        "SELECT count(*) = (SELECT count(*) FROM pg_subscription) FROM pg_stat_subscription
+          WHERE pid IS NOT NULL AND relid IS NULL"
+    } else {
+        "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()"
+    };
     for node in &cluster.nodes {
-        node.poll_query_until(
-            DB,
-            "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()",
-            Duration::from_secs(120),
-        )
-        .with_context(|| {
+        node.poll_query_until(DB, replicating, Duration::from_secs(120)).with_context(|| {
             format!("the subscriptions of {} do not replicate; its log:\n{}", node.name, node.log_tail(30))
         })?;
     }
@@ -452,6 +534,41 @@ fn restart_if_library_replaced(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// Ends every walsender of every node, so that the apply workers connect
+/// again (through the relay once its rules are in), and waits until all
+/// subscriptions replicate again.
+fn reconnect_subscriptions(cluster: &Cluster) -> Result<()> {
+    for node in &cluster.nodes {
+        let n = node.safe_psql(
+            DB,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'",
+        )?;
+        if n == "0" {
+            bail!("{} had no walsender to end, so its peers would not pass through the relay", node.name);
+        }
+    }
+    // Relayed walsenders see the relay, at the node's own address, as client.
+    let peers = cluster.nodes.len() - 1;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        node.poll_query_until(
+            DB,
+            &format!(
+                "SELECT count(*) FILTER (WHERE client_addr = '{}') = {peers} FROM pg_stat_replication",
+                netns::addr(i + 1)
+            ),
+            Duration::from_secs(120),
+        )
+        .with_context(|| {
+            format!(
+                "the {peers} peers of {} did not connect again through the relay; its log:\n{}",
+                node.name,
+                node.log_tail(30)
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The node's WAL insert position, in bytes.
 fn wal_position(node: &Node) -> Result<u64> {
     Ok(node.safe_psql(DB, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")?.parse().unwrap_or(0))
@@ -460,7 +577,10 @@ fn wal_position(node: &Node) -> Result<u64> {
 /// Per-node conflict counters: resolutions by type and by outcome.
 type Resolutions = Vec<(String, String, u64)>;
 
-fn resolutions(node: &Node) -> Result<Resolutions> {
+fn resolutions(node: &Node, mode: Mode) -> Result<Resolutions> {
+    if mode != Mode::Spock {
+        return Ok(Vec::new());
+    }
     let out = node.safe_psql(
         DB,
         "SELECT coalesce(conflict_type, '?'), coalesce(conflict_resolution, '?'), count(*) FROM spock.resolutions GROUP BY 1, 2",
@@ -495,7 +615,7 @@ fn drive(
             break;
         }
         hit.store(false, Ordering::SeqCst);
-        let prefix = format!("{phase}_{}_{segment}", node.name);
+        let prefix = format!("{phase}_n{k}_{segment}");
         let run = driver::run(node, DB, config, k, left, dir, &prefix);
         let broken = run.aborted && hit.load(Ordering::SeqCst);
         runs.push(run);
@@ -525,6 +645,44 @@ fn sync_event(node: &Node) -> Result<String> {
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// The barrier of native mode (spockbench.md §5.6) for node `k` (0-based),
+/// right after its driver ended: its WAL position then, and for every
+/// other node the moment that node's slot on `k` has confirmed it (None:
+/// timed out). Subscribers report every second, the resolution recorded.
+fn native_barrier(cluster: &Cluster, k: usize, timeout: u64) -> Vec<Option<Instant>> {
+    let node = &cluster.nodes[k];
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let lsn = loop {
+        match node.safe_psql(DB, "SELECT pg_current_wal_lsn()") {
+            Ok(l) => break Some(l),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+            Err(_) => break None,
+        }
+    };
+    let mut applied: Vec<Option<Instant>> = vec![None; cluster.nodes.len()];
+    applied[k] = Some(Instant::now());
+    let Some(lsn) = lsn else { return applied };
+    let mut waiting: Vec<usize> = (0..cluster.nodes.len()).filter(|j| *j != k).collect();
+    while !waiting.is_empty() && Instant::now() < deadline {
+        let sql = format!(
+            "SELECT slot_name FROM pg_replication_slots WHERE confirmed_flush_lsn >= '{lsn}' AND NOT temporary"
+        );
+        if let Ok(done) = node.safe_psql(DB, &sql) {
+            let now = Instant::now();
+            waiting.retain(|j| {
+                let slot = format!("sub_{}_{}", cluster.nodes[*j].name, node.name);
+                let reached = done.lines().any(|l| l == slot);
+                if reached {
+                    applied[*j] = Some(now);
+                }
+                !reached
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    applied
 }
 
 /// The result of one load phase on every node, with the barrier.
@@ -611,15 +769,27 @@ fn phase(
                 })
             })
             .collect();
-        let handles: Vec<_> = cluster
-            .nodes
+        // Single mode: every driver on the one server.
+        let targets: Vec<&Node> = (0..config.nodes)
+            .map(|i| if config.mode == Mode::Single { &cluster.nodes[0] } else { &cluster.nodes[i] })
+            .collect();
+        let handles: Vec<_> = targets
             .iter()
+            .copied()
             .enumerate()
             .map(|(i, node)| {
-                let hit = &hits[i];
+                let hit = &hits[i.min(n - 1)];
                 scope.spawn(move || {
                     let (runs, unknown) = drive(node, config, i + 1, seconds, dir, name, hit);
                     let ended = runs.last().and_then(|r| r.ended);
+                    match config.mode {
+                        Mode::Single => return (runs, unknown, ended, vec![ended; config.nodes]),
+                        Mode::Native => {
+                            let applied = native_barrier(cluster, i, timeout);
+                            return (runs, unknown, ended, applied);
+                        }
+                        Mode::Spock => {}
+                    }
                     let lsn = sync_event(node);
                     // Waits of the other nodes for this node's event.
                     let applied: Vec<Option<Instant>> = std::thread::scope(|inner| {
@@ -711,9 +881,12 @@ fn environment(node: &Node, installed: &Installed) -> Result<Value> {
         })
         .unwrap_or_else(|| std::env::consts::OS.to_string());
     let mut patches = serde_json::Map::new();
-    for line in node.safe_psql(DB, "SELECT patch, abi FROM spock.core_patches WHERE present")?.lines() {
-        if let Some((name, abi)) = line.split_once('|') {
-            patches.insert(name.to_string(), abi.parse::<i64>().map_or(Value::Null, Value::from));
+    let spock = node.safe_psql(DB, "SELECT count(*) FROM pg_extension WHERE extname = 'spock'")? == "1";
+    if spock {
+        for line in node.safe_psql(DB, "SELECT patch, abi FROM spock.core_patches WHERE present")?.lines() {
+            if let Some((name, abi)) = line.split_once('|') {
+                patches.insert(name.to_string(), abi.parse::<i64>().map_or(Value::Null, Value::from));
+            }
         }
     }
     Ok(json!({
@@ -722,7 +895,7 @@ fn environment(node: &Node, installed: &Installed) -> Result<Value> {
         "memory_bytes": memory,
         "os": os,
         "postgresql": node.safe_psql(DB, "SHOW server_version")?,
-        "extension": node.safe_psql(DB, "SELECT spock.spock_version()")?,
+        "extension": if spock { json!(node.safe_psql(DB, "SELECT spock.spock_version()")?) } else { Value::Null },
         "core_patches": patches,
         "output_plugin_libraries": installed.core.output_plugin_libraries,
     }))
@@ -742,7 +915,7 @@ fn preflight(cluster: &Cluster, installed: &Installed, config: &Config, ledger: 
         );
     }
     for node in &cluster.nodes {
-        if installed.core.output_plugin_libraries {
+        if installed.core.output_plugin_libraries && config.mode == Mode::Spock {
             let libs = node.safe_psql(DB, "SHOW output_plugin_libraries")?;
             if !libs.contains("spock_output") {
                 bail!(
@@ -775,15 +948,22 @@ fn run(
         load(dir, config)?
     };
     preflight(&cluster, installed, config, &state.ledger)?;
+    // The links' delay is this run's (none unless --latency): netem on the
+    // links, or the relay where the kernel has no netem.
+    let mut delay_method = Value::Null;
+    let mut relays = None;
     if state.namespaces {
-        if latency.is_some() && !netns::netem_available() {
-            usage_error(
-                "--latency needs the netem queueing discipline, which this kernel does not have \
-                 (CONFIG_NET_SCH_NETEM); partitions work without it",
-            );
+        if let Some(l) = latency.filter(|_| !netns::netem_available()) {
+            let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+            relays = Some(relay::start(&ports, l)?);
+            reconnect_subscriptions(&cluster)?;
+            delay_method = json!("relay");
+        } else {
+            netns::set_latency(config.nodes, latency)?;
+            if latency.is_some() {
+                delay_method = json!("netem");
+            }
         }
-        // The links' delay is this run's (none unless --latency).
-        netns::set_latency(config.nodes, latency)?;
     }
     let started_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (started_at, stamp) = report::utc(started_wall);
@@ -797,6 +977,7 @@ fn run(
     effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
     effective["latency"] = json!(latency);
     effective["network"] = json!(if state.namespaces { "namespaces" } else { "loopback" });
+    effective["latency_method"] = delay_method;
     std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
     ui::note(format!("spockbench run {run_id}: files in {}", run_dir.display()));
 
@@ -823,9 +1004,9 @@ fn run(
     }
     // Baseline snapshot.
     let baseline_exceptions: Vec<u64> =
-        cluster.nodes.iter().map(|n| checks::exception_rows(n, DB)).collect::<Result<_>>()?;
+        cluster.nodes.iter().map(|n| checks::exception_rows(n, DB, config.mode)).collect::<Result<_>>()?;
     let baseline_resolutions: Vec<Resolutions> =
-        cluster.nodes.iter().map(resolutions).collect::<Result<_>>()?;
+        cluster.nodes.iter().map(|n| resolutions(n, config.mode)).collect::<Result<_>>()?;
     let baseline_wal: Vec<u64> = cluster.nodes.iter().map(wal_position).collect::<Result<_>>()?;
 
     let step = ui::Step::start(format!(
@@ -859,6 +1040,8 @@ fn run(
     });
     add_to_ledger(&mut state.ledger, &p);
     save_state(dir, &state)?;
+    // Back to direct links once the barrier has passed.
+    drop(relays);
     step.done("");
 
     let step = ui::Step::start("Consistency checks C1-C5");
@@ -882,6 +1065,7 @@ fn run(
     let mut result = result;
     result["config"]["latency"] = effective["latency"].clone();
     result["config"]["network"] = effective["network"].clone();
+    result["config"]["latency_method"] = effective["latency_method"].clone();
     report::validate(&result)?;
     std::fs::write(run_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     report::write_lag_csv(&run_dir.join("lag.csv"), &samples)?;
@@ -890,7 +1074,7 @@ fn run(
         for r in runs {
             let offset = r.started.map_or(0.0, |s| s.saturating_duration_since(t0).as_secs_f64());
             for (t, tps, lat) in &r.progress {
-                progress.push((offset + t, cluster.nodes[k].name.clone(), *tps, *lat));
+                progress.push((offset + t, format!("n{}", k + 1), *tps, *lat));
             }
         }
     }
@@ -1005,7 +1189,10 @@ fn assemble(
     t0: Instant,
     (run_id, label, started_at, ended_at, started_wall): (&str, &str, &str, &str, u64),
 ) -> Result<Value> {
-    let n = cluster.nodes.len();
+    let n = config.nodes;
+    // The server of driver k: in single mode all drivers share one.
+    let server = |k: usize| &cluster.nodes[k.min(cluster.nodes.len() - 1)];
+    let name = |k: usize| format!("n{}", k + 1);
     let secs = |i: Instant| i.saturating_duration_since(t0).as_secs_f64();
     let starts: Vec<f64> =
         p.runs.iter().map(|r| r.first().and_then(|x| x.started).map_or(0.0, secs)).collect();
@@ -1015,7 +1202,7 @@ fn assemble(
     let mut total = 0;
     let mut invalid = None;
     for (k, runs) in p.runs.iter().enumerate() {
-        let node = &cluster.nodes[k];
+        let node = server(k);
         let c = committed(runs);
         total += c;
         let span = (ends[k] - starts[k]).max(1e-9);
@@ -1026,7 +1213,7 @@ fn assemble(
         if let Some(r) = runs.iter().find(|r| r.aborted) {
             invalid.get_or_insert(format!(
                 "the driver of {} failed: {}",
-                node.name,
+                name(k),
                 r.output
                     .lines()
                     .filter(|l| l.contains("error") || l.contains("abort"))
@@ -1039,7 +1226,7 @@ fn assemble(
         let saturated = offered.is_some_and(|o| achieved < 0.95 * o)
             || (config.rate.is_some() && lag.avg > 0.1 * latency.avg);
         per_node.push(json!({
-            "node": node.name,
+            "node": name(k),
             "offered_tps": offered,
             "committed": c,
             "failed": runs.iter().map(|r| r.failed).sum::<u64>(),
@@ -1048,7 +1235,12 @@ fn assemble(
             "latency_ms": latency,
             "schedule_lag_ms": config.rate.map(|_| json!({"avg": lag.avg, "max": lag.max})),
             "saturated": saturated,
-            "wal_bytes": wal_position(node)?.saturating_sub(baseline_wal[k]),
+            "wal_bytes": if cluster.nodes.len() == n || k == 0 {
+                json!(wal_position(node)?.saturating_sub(baseline_wal[k]))
+            } else {
+                // Single mode: the one server's WAL is reported under n1.
+                Value::Null
+            },
         }));
     }
     // Links and catch-up.
@@ -1056,7 +1248,8 @@ fn assemble(
     let mut timed_out = false;
     let mut max_applied: f64 = 0.0;
     let mut node_catch_up = vec![0.0_f64; n];
-    for k in 0..n {
+    // Single mode has no links.
+    for k in (0..n).filter(|_| config.mode != Mode::Single) {
         for j in (0..n).filter(|j| *j != k) {
             let applied = p.applied[k].get(j).copied().flatten();
             if applied.is_none() {
@@ -1067,7 +1260,7 @@ fn assemble(
                 max_applied = max_applied.max(secs(a));
             }
             node_catch_up[k] = node_catch_up[k].max(catch_up.unwrap_or(config.barrier_timeout_s as f64));
-            let (origin, target) = (&cluster.nodes[k].name, &cluster.nodes[j].name);
+            let (origin, target) = (&name(k), &name(j));
             let series: Vec<&Sample> =
                 samples.iter().filter(|s| &s.origin == origin && &s.target == target).collect();
             let lag_s: Vec<f64> = series.iter().filter_map(|s| s.lag_s).collect();
@@ -1098,14 +1291,14 @@ fn assemble(
     let mst = total as f64 / (t_run + cluster_catch_up).max(1e-9);
     let per_node_mst: Vec<Value> = (0..n)
         .map(|k| {
-            json!({"node": cluster.nodes[k].name, "sustainable_tps": committed(&p.runs[k]) as f64 / (t_run + node_catch_up[k]).max(1e-9)})
+            json!({"node": name(k), "sustainable_tps": committed(&p.runs[k]) as f64 / (t_run + node_catch_up[k]).max(1e-9)})
         })
         .collect();
     // Conflicts since the baseline.
     let mut conflicts = Vec::new();
     let mut conflicts_total = 0;
     for (k, node) in cluster.nodes.iter().enumerate() {
-        let now = resolutions(node)?;
+        let now = resolutions(node, config.mode)?;
         let mut by_type = serde_json::Map::new();
         let mut by_resolution = serde_json::Map::new();
         let mut node_total = 0;
@@ -1123,7 +1316,8 @@ fn assemble(
                 json!(by_resolution.get(res).and_then(Value::as_u64).unwrap_or(0) + d);
         }
         conflicts_total += node_total;
-        let exceptions = checks::exception_rows(node, DB)?.saturating_sub(baseline_exceptions[k]);
+        let exceptions =
+            checks::exception_rows(node, DB, config.mode)?.saturating_sub(baseline_exceptions[k]);
         conflicts.push(json!({
             "node": node.name, "by_type": by_type, "by_resolution": by_resolution,
             "delta_apply": Value::Null, "exceptions": exceptions, "total": node_total,
@@ -1137,12 +1331,10 @@ fn assemble(
     } else {
         "FAIL"
     };
-    let nodes: Vec<Value> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            json!({"name": node.name, "host": node.socket_dir.display().to_string(), "port": node.port,
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| {
+            let node = server(i);
+            json!({"name": name(i), "host": node.socket_dir.display().to_string(), "port": node.port,
                    "home_branches": config.home_branches(i + 1), "clock_offset_s": Value::Null})
         })
         .collect();
@@ -1161,7 +1353,7 @@ fn assemble(
         "tool": {"name": "spockbench", "version": env!("CARGO_PKG_VERSION"), "git_revision": git_revision()},
         "run_id": run_id,
         "label": label,
-        "mode": "spock",
+        "mode": config.mode.name(),
         "preset": config.preset,
         "started_at": started_at,
         "ended_at": ended_at,

@@ -7,7 +7,8 @@
 //! (packets vanish, nothing answers, no RST: TCP keepalive, the walsender's
 //! timeout and `spock.apply_idle_timeout` are what notice), and `--latency`
 //! is a `netem delay` on every link end, so one way between two nodes takes
-//! that long (only where the kernel has netem). The runner itself talks to
+//! that long; where the kernel has no netem, `relay` delays the nodes'
+//! connections to each other in user space instead. The runner itself talks to
 //! the servers through their Unix sockets, which no namespace or partition
 //! affects. Namespaces need root; without it spockbench runs on loopback
 //! and refuses partitions and latency.
@@ -181,14 +182,8 @@ pub fn netem_available() -> bool {
     probe.is_ok()
 }
 
-/// Puts `latency` (or none) on every link of `nodes` nodes.
+/// Puts `latency` (or none) on every link of `nodes` nodes with netem.
 pub fn set_latency(nodes: usize, latency: Option<Latency>) -> Result<()> {
-    if latency.is_some() && !netem_available() {
-        bail!(
-            "--latency needs the netem queueing discipline, which this kernel does not have \
-             (CONFIG_NET_SCH_NETEM); partitions work without it"
-        );
-    }
     for i in 1..=nodes {
         for j in (1..=nodes).filter(|j| *j != i) {
             set_link(i, &dev(i, j), latency)?;
@@ -222,6 +217,33 @@ pub fn partition(i: usize, j: usize, cut: bool) -> Result<()> {
         iptables(k, &[op, "OUTPUT", "-d", &peer, "-j", "DROP"])?;
     }
     Ok(())
+}
+
+/// Sends (`true`) or stops sending the TCP connections that reach node
+/// `k`'s server port from other namespaces to `relay_port` on the same
+/// address (the delaying relay); connections made before keep their path.
+pub fn redirect(k: usize, port: u16, relay_port: u16, on: bool) -> Result<()> {
+    let (dst, port, to) = (addr(k), port.to_string(), format!("{}:{relay_port}", addr(k)));
+    let op = if on { "-A" } else { "-D" };
+    iptables(
+        k,
+        &[
+            "-t",
+            "nat",
+            op,
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "-d",
+            &dst,
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ],
+    )
 }
 
 /// Server settings for nodes in namespaces: a peer behind a cut link is

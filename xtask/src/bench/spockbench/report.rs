@@ -69,9 +69,9 @@ pub fn summary_text(r: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "PostgreSQL {}, spock {}, patches: {}",
+        "PostgreSQL {}, {}, patches: {}",
         env["postgresql"].as_str().unwrap_or("?"),
-        env["extension"].as_str().unwrap_or("?"),
+        env["extension"].as_str().map_or("extension not loaded".to_string(), |v| format!("spock {v}")),
         env["core_patches"]
             .as_object()
             .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))

@@ -1,7 +1,8 @@
 //! The lag sampler (spockbench.md §7): one thread that, every `sample_s`,
 //! reads each node's `spock.lag_tracker` (lag of every link into it) and
-//! each node's spock slots (the backlog of every link out of it), until it
-//! is told to stop; and the summaries of the series it gathered (pure).
+//! each node's slots (the backlog of every link out of it; in native mode
+//! also the walsenders' replay lag), until it is told to stop; and the
+//! summaries of the series it gathered (pure).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +24,9 @@ pub struct Sample {
 
 /// The target node of a spock slot on `origin`: slots are named
 /// `spk_<db>_<origin>_<subscription>`, subscriptions `sub_<target>_<origin>`.
+/// Native mode's slots are named as their subscriptions.
 pub fn slot_target(slot: &str, origin: &str) -> Option<String> {
-    let (_, sub) = slot.rsplit_once("_sub_")?;
+    let sub = slot.rsplit_once("_sub_").map(|(_, s)| s).or_else(|| slot.strip_prefix("sub_"))?;
     Some(sub.strip_suffix(&format!("_{origin}"))?.to_string())
 }
 
@@ -51,7 +53,11 @@ pub fn sample_until(
         let mut rates = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             let seq = node
-                .safe_psql(db, "SELECT last_value FROM pgbench_history_hid")
+                .safe_psql(
+                    db,
+                    // Single mode has a sequence per driver: their sum.
+                    "SELECT sum(last_value) FROM pg_sequences WHERE sequencename LIKE 'pgbench\\_history\\_hid%'",
+                )
                 .ok()
                 .and_then(|v| v.parse::<i64>().ok());
             let now = t0.elapsed().as_secs_f64();
@@ -80,21 +86,41 @@ pub fn sample_until(
                     }
                     let s = links.entry((f[0].to_string(), node.name.clone())).or_default();
                     // The provider's insert position can be read before
-                    // the commit it reported: never below 0.
-                    s.lag_bytes = f[1].parse::<f64>().ok().map(|b| (b as i64).max(0));
+                    // the commit it reported: never below 0. Before the
+                    // link's first applied commit (no lag in time) the
+                    // commit position is 0/0 and the difference means
+                    // nothing: left out.
                     s.lag_s = f[2].parse().ok();
+                    s.lag_bytes =
+                        f[1].parse::<f64>().ok().filter(|_| s.lag_s.is_some()).map(|b| (b as i64).max(0));
                 }
             }
             if let Ok(text) = node.safe_psql(
                 db,
                 "SELECT slot_name, pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots
-                  WHERE plugin = 'spock_output' AND NOT temporary",
+                  WHERE plugin IN ('spock_output', 'pgoutput') AND NOT temporary",
             ) {
                 for line in text.lines() {
                     let Some((slot, backlog)) = line.split_once('|') else { continue };
                     let Some(target) = slot_target(slot, &node.name) else { continue };
                     let s = links.entry((node.name.clone(), target)).or_default();
                     s.backlog_bytes = backlog.parse::<f64>().ok().map(|b| b as i64);
+                }
+            }
+            // Native mode has no lag view: the walsender's replay lag (its
+            // subscriber's apply), where no lag view gave one.
+            if let Ok(text) = node.safe_psql(
+                db,
+                "SELECT application_name, coalesce(extract(epoch FROM replay_lag), 0) FROM pg_stat_replication
+                  WHERE to_regnamespace('spock') IS NULL",
+            ) {
+                for line in text.lines() {
+                    let Some((name, lag)) = line.split_once('|') else { continue };
+                    let Some(target) = slot_target(name, &node.name) else { continue };
+                    let s = links.entry((node.name.clone(), target)).or_default();
+                    if s.lag_s.is_none() {
+                        s.lag_s = lag.parse().ok();
+                    }
                 }
             }
         }
