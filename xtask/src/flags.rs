@@ -69,6 +69,10 @@ pub struct Package {
     /// Where the packages and SHA256SUMS go (default: target/packages).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Sign SHA256SUMS with this gpg key (a key id, fingerprint or user id
+    /// in your keyring), writing the detached armoured signature SHA256SUMS.asc.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<String>,
     /// Afterwards, run the package checks of `cargo xtask test` (both
     /// formats): read back, install into a scratch root, start a server,
     /// byte-identical on a second run.

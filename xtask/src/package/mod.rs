@@ -15,6 +15,8 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use anyhow::{Context, Result, bail};
 
 use crate::flags::{Package, PackageFormat};
@@ -70,6 +72,10 @@ impl Package {
             println!("  {}", path.file_name().unwrap_or_default().to_string_lossy());
         }
         println!("  {} ({} entries)", SUMS_FILE, sums);
+        if let Some(key) = &self.sign {
+            let signature = sign_sums(&out, key)?;
+            println!("  {} (signed by {key})", signature.file_name().unwrap_or_default().to_string_lossy());
+        }
         if self.verify {
             for request in &self.pg {
                 verify::run_for(&manifest.resolve(*request), jobs)?;
@@ -193,10 +199,75 @@ pub fn write_sums(dir: &Path) -> Result<usize> {
     Ok(names.len())
 }
 
+/// Signs `SHA256SUMS` in `dir` with gpg key `key`: a detached, armoured
+/// signature `SHA256SUMS.asc`, checked with gpg before it is kept. Checking
+/// a download: `gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS`.
+pub fn sign_sums(dir: &Path, key: &str) -> Result<PathBuf> {
+    sign_sums_with(dir, key, None)
+}
+
+/// `sign_sums` with the keyring of `gnupg_home` instead of the user's.
+fn sign_sums_with(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
+    let gpg = |args: Vec<String>| {
+        let mut e = cmd::tool("gpg", args);
+        if let Some(home) = gnupg_home {
+            e = e.env("GNUPGHOME", home);
+        }
+        e
+    };
+    let sums = dir.join(SUMS_FILE);
+    let signature = dir.join(format!("{SUMS_FILE}.asc"));
+    let out = gpg(vec![
+        "--batch".into(),
+        "--yes".into(),
+        "--armor".into(),
+        "--local-user".into(),
+        key.into(),
+        "--output".into(),
+        signature.display().to_string(),
+        "--detach-sign".into(),
+        sums.display().to_string(),
+    ])
+    .stdout_capture()
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .context("cannot run gpg; install it (Debian: apt-get install gnupg)")?;
+    if !out.status.success() {
+        bail!(
+            "gpg could not sign {} with the key {key:?}: {}\n`gpg --list-secret-keys` lists the keys you can sign with \
+             (the key needs no passphrase prompt in batch mode: use gpg-agent or a key without one)",
+            sums.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    verify_signature_with(dir, gnupg_home)?;
+    std::fs::set_permissions(&signature, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} readable", signature.display()))?;
+    Ok(signature)
+}
+
+/// `gpg --verify SHA256SUMS.asc SHA256SUMS` in `dir` (with the keyring of
+/// `gnupg_home`, or the user's).
+fn verify_signature_with(dir: &Path, gnupg_home: Option<&Path>) -> Result<()> {
+    let mut e = cmd::tool("gpg", ["--batch", "--verify", &format!("{SUMS_FILE}.asc"), SUMS_FILE]);
+    if let Some(home) = gnupg_home {
+        e = e.env("GNUPGHOME", home);
+    }
+    let out = e.dir(dir).stdout_capture().stderr_capture().unchecked().run().context("cannot run gpg")?;
+    if !out.status.success() {
+        bail!(
+            "the signature of {} does not verify: {}",
+            dir.join(SUMS_FILE).display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Writes a file of the output directory atomically, readable by everyone
 /// (as a download or a repository needs it).
 pub fn publish(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     fsutil::write_atomic(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot make {} readable", path.display()))
@@ -208,5 +279,52 @@ pub fn arch() -> Result<(&'static str, &'static str)> {
         "x86_64" => Ok(("amd64", "x86_64")),
         "aarch64" => Ok(("arm64", "aarch64")),
         other => bail!("packages for the {other} architecture are not supported yet (amd64 and arm64 are)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signing with a throwaway key: the signature verifies, and no longer
+    /// once SHA256SUMS changed. Skipped where gpg is not installed.
+    #[test]
+    fn sums_are_signed_and_verified() {
+        if cmd::tool("gpg", ["--version"]).stdout_null().stderr_null().unchecked().run().is_err() {
+            eprintln!("gpg is not installed: signing not checked");
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let made = cmd::tool(
+            "gpg",
+            [
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "spock test <test@packages.invalid>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+        )
+        .env("GNUPGHOME", home.path())
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .unwrap();
+        assert!(made.status.success(), "gpg could not make a test key");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a_1.0_amd64.deb"), b"package").unwrap();
+        write_sums(dir.path()).unwrap();
+        let sig = sign_sums_with(dir.path(), "test@packages.invalid", Some(home.path())).unwrap();
+        assert!(std::fs::read_to_string(&sig).unwrap().contains("BEGIN PGP SIGNATURE"));
+        std::fs::write(dir.path().join(SUMS_FILE), "0000  a_1.0_amd64.deb\n").unwrap();
+        let err = verify_signature_with(dir.path(), Some(home.path())).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err:#}");
+        let err = sign_sums_with(dir.path(), "nobody@packages.invalid", Some(home.path())).unwrap_err();
+        assert!(err.to_string().contains("could not sign"), "{err:#}");
     }
 }
