@@ -282,10 +282,13 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         }
         old.destroy()?;
     }
-    netns::destroy(config.nodes);
+    // The namespaces are the spock mesh's: the comparison modes, which
+    // take no faults or latency, run on loopback and leave them alone.
+    if config.mode == Mode::Spock {
+        netns::destroy(config.nodes);
+    }
     fsutil::remove_dir_all_if_exists(dir)?;
-    // Single mode is one server: no network between nodes.
-    let namespaces = config.mode != Mode::Single && netns::available();
+    let namespaces = config.mode == Mode::Spock && netns::available();
     if namespaces {
         doctor::ensure_network(true)?;
     }
@@ -685,6 +688,28 @@ fn native_barrier(cluster: &Cluster, k: usize, timeout: u64) -> Vec<Option<Insta
     applied
 }
 
+/// A partition between nodes `k` and `j` (0-based) for `seconds`, proved:
+/// before the cut, `k`'s namespace reaches `j`'s server; after it, no more.
+fn partition(cluster: &Cluster, k: usize, j: usize, seconds: u64) -> Result<()> {
+    let (name_k, name_j, port) = (&cluster.nodes[k].name, &cluster.nodes[j].name, cluster.nodes[j].port);
+    let probe = Duration::from_secs(2);
+    if !netns::reachable(k + 1, j + 1, port, probe)? {
+        bail!(
+            "before the partition, {name_k}'s namespace cannot reach the server of {name_j}: the servers do not run in \
+             the namespaces this run controls (`cargo xtask bench init --force` starts them there again)"
+        );
+    }
+    netns::partition(k + 1, j + 1, true)?;
+    let started = Instant::now();
+    let cut = netns::reachable(k + 1, j + 1, port, probe).map(|r| !r);
+    if !matches!(cut, Ok(true)) {
+        let _ = netns::partition(k + 1, j + 1, false);
+        bail!("after the cut, {name_k}'s namespace still reaches the server of {name_j}: the partition did not hold");
+    }
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
+    netns::partition(k + 1, j + 1, false)
+}
+
 /// The result of one load phase on every node, with the barrier.
 struct Phase {
     runs: Vec<Vec<DriverRun>>,
@@ -752,10 +777,7 @@ fn phase(
                         }
                         FaultKind::Partition { other, seconds } => {
                             let j = index(other);
-                            netns::partition(k + 1, j + 1, true).and_then(|_| {
-                                std::thread::sleep(Duration::from_secs(*seconds));
-                                netns::partition(k + 1, j + 1, false)
-                            })
+                            partition(cluster, k, j, *seconds)
                         }
                     };
                     fault_count.fetch_add(1, Ordering::Relaxed);
@@ -1322,6 +1344,13 @@ fn assemble(
             "node": node.name, "by_type": by_type, "by_resolution": by_resolution,
             "delta_apply": Value::Null, "exceptions": exceptions, "total": node_total,
         }));
+    }
+    if let Some(f) = p.faults.iter().find(|f| f["ok"] == false) {
+        invalid.get_or_insert(format!(
+            "the fault {} failed: {}",
+            f["fault"].as_str().unwrap_or("?"),
+            f["error"].as_str().unwrap_or("?")
+        ));
     }
     let all_passed = checks.iter().all(Check::passed);
     let verdict = if invalid.is_some() {

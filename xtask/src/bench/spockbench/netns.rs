@@ -207,6 +207,20 @@ fn iptables(k: usize, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Whether a TCP connection from node `from`'s namespace to node `to`'s
+/// address and `port` is accepted within `timeout`: before a partition it
+/// proves that the servers listen in the namespaces the harness controls,
+/// after the cut that the cut holds (a dropped SYN goes unanswered).
+pub fn reachable(from: usize, to: usize, port: u16, timeout: std::time::Duration) -> Result<bool> {
+    let target: std::net::SocketAddr = format!("{}:{port}", addr(to)).parse().context("a node address")?;
+    std::thread::spawn(move || -> Result<bool> {
+        super::relay::enter(from)?;
+        Ok(std::net::TcpStream::connect_timeout(&target, timeout).is_ok())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?
+}
+
 /// Cuts (`true`) or restores the link between nodes `i` and `j`: every
 /// packet between their addresses is dropped in both namespaces.
 pub fn partition(i: usize, j: usize, cut: bool) -> Result<()> {

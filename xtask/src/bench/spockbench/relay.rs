@@ -85,7 +85,7 @@ impl Drop for Relays {
 }
 
 /// Moves this thread (and the threads it starts) into node `k`'s namespace.
-fn enter(k: usize) -> Result<()> {
+pub fn enter(k: usize) -> Result<()> {
     let path = format!("/run/netns/{}", netns::ns(k));
     let f = std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
     nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
