@@ -29,6 +29,15 @@ impl Drop for StopOnDrop<'_> {
 /// root) and checks what a user would: the patched version string, the
 /// preloaded library, `CREATE EXTENSION spock` and its schema and functions.
 pub fn smoke_test(installed: &Installed) -> Result<()> {
+    smoke_test_with(installed, &[])
+}
+
+/// One more check of a smoke test: what it proves, the SQL, the answer.
+pub type ExtraCheck = (String, String, String);
+
+/// `smoke_test`, with `extra` checks run in database `postgres` once spock
+/// is created there (another extension installed beside it, for example).
+pub fn smoke_test_with(installed: &Installed, extra: &[ExtraCheck]) -> Result<()> {
     let step = ui::Step::start(format!(
         "Checking a server of PostgreSQL {}{}",
         installed.core.postgresql_version, installed.core.extra_version
@@ -91,6 +100,9 @@ pub fn smoke_test(installed: &Installed) -> Result<()> {
         &ext_version,
     )?;
     check("spock.spock_version()", "SELECT spock.spock_version()", &ext_version)?;
+    for (what, sql, expected) in extra {
+        check(what, sql, expected)?;
+    }
     let expected_patches: Vec<String> =
         installed.core.patches.iter().map(|p| format!("{} {}=true/1", p.number, p.name)).collect();
     check(

@@ -76,6 +76,7 @@ pub fn control_text(spec: &Spec, arch: &str, depends: &[Dep], installed_size: u6
         ("Depends", render_deps(depends)),
         ("Provides", render_deps(&spec.provides)),
         ("Conflicts", spec.conflicts.join(", ")),
+        ("Replaces", spec.replaces.join(", ")),
     ];
     for (field, value) in relations {
         if !value.is_empty() {
@@ -222,6 +223,7 @@ mod tests {
             libraries: Vec::new(),
             provides: vec![Dep::eq("spock-patched-postgresql-18", "18.6-1")],
             conflicts: vec!["postgresql-18".into()],
+            replaces: vec!["postgresql-18".into()],
             entries: Vec::new(),
             owns_below: None,
             is_server: true,
@@ -235,7 +237,7 @@ mod tests {
         assert!(text.starts_with("Package: spock-postgresql-18\nVersion: 18.6-1\nArchitecture: amd64\n"));
         assert!(text.contains("\nDepends: libc6\n"));
         assert!(text.contains("\nProvides: spock-patched-postgresql-18 (= 18.6-1)\n"));
-        assert!(text.contains("\nConflicts: postgresql-18\n"));
+        assert!(text.contains("\nConflicts: postgresql-18\nReplaces: postgresql-18\n"));
         assert!(text.contains("\nInstalled-Size: 7\n"));
         let desc: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("Description:")).skip(1).collect();
         assert!(desc.len() > 1 && desc.iter().all(|l| l.starts_with(' ') && l.len() <= 73));

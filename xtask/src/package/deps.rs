@@ -185,3 +185,42 @@ mod tests {
         assert_eq!(rpm_requires(&["libz.so.1".into()]), ["libz.so.1()(64bit)"]);
     }
 }
+
+/// The LLVM major the distribution's own `postgresql-<major>` package
+/// provides `postgresql-<major>-jit-llvm` at (Debian: `(= 14)` on bookworm),
+/// read from this machine's package index; None where there is no such
+/// package or no apt.
+pub fn distribution_jit_llvm(major: u32) -> Option<String> {
+    let package = format!("postgresql-{major}");
+    let out = tool("apt-cache", ["show", "--no-all-versions", package.as_str()])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .ok()?;
+    jit_llvm_from_control(&String::from_utf8_lossy(&out.stdout), major)
+}
+
+/// The version of `postgresql-<major>-jit-llvm` in a control stanza's `Provides`.
+fn jit_llvm_from_control(text: &str, major: u32) -> Option<String> {
+    let provides = text.lines().find_map(|l| l.strip_prefix("Provides:"))?;
+    let wanted = format!("postgresql-{major}-jit-llvm");
+    provides.split(',').map(str::trim).find_map(|p| {
+        let (name, version) = p.split_once('(')?;
+        (name.trim() == wanted).then(|| version.trim_end_matches(')').trim().trim_start_matches('=').trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod jit_tests {
+    use super::*;
+
+    #[test]
+    fn the_distributions_llvm_is_read_from_provides() {
+        let stanza = "Package: postgresql-15\nVersion: 15.18-0+deb12u1\n\
+                      Provides: postgresql-15-jit-llvm (= 14), postgresql-contrib-15\nDepends: libc6\n";
+        assert_eq!(jit_llvm_from_control(stanza, 15), Some("14".to_string()));
+        assert_eq!(jit_llvm_from_control(stanza, 18), None);
+        assert_eq!(jit_llvm_from_control("Package: x\n", 15), None);
+    }
+}

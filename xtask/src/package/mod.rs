@@ -130,7 +130,7 @@ pub fn write_packages(
         installed.core.postgresql_version,
         out.display()
     ));
-    let (server, extension) = spec::specs(installed, layout)?;
+    let (server, extension) = spec::specs(installed, layout, epoch)?;
     let mut written = Vec::new();
     for spec in [&server, &extension] {
         let path = match layout {

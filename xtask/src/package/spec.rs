@@ -14,6 +14,31 @@ use crate::pgbuild::Installed;
 
 /// Bumped when the packaging of the same upstream version changes.
 pub const REVISION: &str = "1";
+
+/// The package revision of a build: `REVISION`, a dot, and the UTC time of
+/// `SOURCE_DATE_EPOCH` (the last commit's, by default) as `YYYYMMDDhhmmss`.
+/// Every commit (a changed patch, a changed extension) gives a later time,
+/// so a newer build of the same versions sorts after an older one in dpkg
+/// and rpm alike; the same commit built twice gives the same version.
+pub fn revision(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{REVISION}.{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
 pub const LICENSE: &str = "PostgreSQL";
 pub const VENDOR: &str = "the spock project";
 pub const MAINTAINER: &str = "spock developers <spock@packages.invalid>";
@@ -83,6 +108,8 @@ pub struct Spec {
     pub libraries: Vec<String>,
     pub provides: Vec<Dep>,
     pub conflicts: Vec<String>,
+    /// Packages whose files this one may overwrite (.deb `Replaces`).
+    pub replaces: Vec<String>,
     pub entries: Vec<Entry>,
     /// The directory whose subtree the package owns (RPM lists owned
     /// directories; .deb archives carry every parent directory anyway).
@@ -108,6 +135,9 @@ pub struct Names {
     /// The distribution's (or PGDG's) packages of the same major that own
     /// the same paths.
     pub conflicts: Vec<String>,
+    /// The distribution's (or PGDG's) package names the server package
+    /// stands in for, so that their extension packages install on it.
+    pub stands_in: Vec<String>,
 }
 
 pub fn names(layout: PkgLayout, major: u32) -> Names {
@@ -121,12 +151,22 @@ pub fn names(layout: PkgLayout, major: u32) -> Names {
                 format!("postgresql-client-{major}"),
                 format!("postgresql-server-dev-{major}"),
             ],
+            stands_in: vec![
+                format!("postgresql-{major}"),
+                format!("postgresql-client-{major}"),
+                format!("postgresql-contrib-{major}"),
+                format!("postgresql-server-dev-{major}"),
+            ],
         },
         PkgLayout::Rpm => Names {
             server: format!("spock-postgresql{major}"),
             extension: format!("spock_{major}"),
             patched: format!("spock-patched-postgresql{major}"),
             conflicts: ["", "-server", "-libs", "-contrib", "-devel"]
+                .iter()
+                .map(|s| format!("postgresql{major}{s}"))
+                .collect(),
+            stands_in: ["", "-server", "-libs", "-contrib", "-devel"]
                 .iter()
                 .map(|s| format!("postgresql{major}{s}"))
                 .collect(),
@@ -145,7 +185,7 @@ pub fn is_extension_file(path: &str, paths: &LayoutPaths) -> bool {
 }
 
 /// The server and extension packages of an installed package tree.
-pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
+pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Spec, Spec)> {
     let major = installed.dirs.major;
     let paths = layout.paths(major);
     let names = names(layout, major);
@@ -169,12 +209,26 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
     let ext_libs: Vec<String> = ext_elf.needed.difference(&provided).cloned().collect();
 
     let pg_version = installed.core.postgresql_version.clone();
-    let server_full = format!("{pg_version}-{REVISION}");
+    let revision = revision(epoch);
+    let server_full = format!("{pg_version}-{revision}");
+    // Stand-ins at PostgreSQL's version, so that versioned dependencies
+    // of the distribution's extension packages are met too.
+    let mut provides = vec![Dep::eq(&names.patched, &server_full)];
+    provides.extend(names.stands_in.iter().map(|n| Dep::eq(n, &pg_version)));
+    if layout == PkgLayout::Deb
+        && let Some(llvm) = deps::distribution_jit_llvm(major)
+    {
+        // Debian's extension packages need `postgresql-N-jit-llvm (>= L)`
+        // so that their JIT bitcode matches the server's LLVM. This server
+        // is built without JIT and never loads that bitcode; it provides
+        // the name at the LLVM version of the distribution's own server.
+        provides.push(Dep::eq(format!("postgresql-{major}-jit-llvm"), llvm));
+    }
     let patch_list = installed.core.patches.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
     let server = Spec {
         name: names.server.clone(),
         version: pg_version.clone(),
-        revision: REVISION.into(),
+        revision: revision.clone(),
         summary: format!("PostgreSQL {major} server with the spock core patches"),
         description: format!(
             "PostgreSQL {pg_version} (reporting itself as {pg_version}{extra}): the server, the client \
@@ -186,8 +240,9 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
         ),
         depends: Vec::new(),
         libraries: server_libs,
-        provides: vec![Dep::eq(&names.patched, &server_full)],
+        provides,
         conflicts: names.conflicts.clone(),
+        replaces: names.conflicts.clone(),
         entries: server_entries,
         owns_below: Some(paths.prefix.clone()),
         is_server: true,
@@ -196,7 +251,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
     let extension = Spec {
         name: names.extension.clone(),
         version: ext_version,
-        revision: REVISION.into(),
+        revision,
         summary: format!("spock multi-master logical replication for PostgreSQL {major}"),
         description: format!(
             "The spock extension: multi-master logical replication with automatic DDL replication and \
@@ -208,6 +263,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout) -> Result<(Spec, Spec)> {
         libraries: ext_libs,
         provides: Vec::new(),
         conflicts: Vec::new(),
+        replaces: Vec::new(),
         entries: ext_entries,
         owns_below: None,
         is_server: false,
@@ -287,6 +343,45 @@ mod tests {
         assert_eq!(rpm.extension, "spock_15");
         assert!(rpm.conflicts.contains(&"postgresql15-server".to_string()));
         assert!(rpm.patched.contains("15") && rpm.patched.starts_with("spock-"));
+    }
+
+    #[test]
+    fn revisions_carry_the_commit_time() {
+        assert_eq!(revision(0), "1.19700101000000");
+        // 2026-12-03 01:15:07 UTC
+        assert_eq!(revision(1_796_260_507), "1.20261203011507");
+        // A leap day.
+        assert_eq!(revision(951_782_400), "1.20000229000000");
+    }
+
+    /// dpkg sorts a later build of the same versions, a new minor and a new
+    /// extension version after the older ones (where dpkg is installed).
+    #[test]
+    fn newer_builds_sort_after_older_ones() {
+        let cmp = |a: &str, b: &str| {
+            crate::cmd::tool("dpkg", ["--compare-versions", a, "lt", b])
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run()
+                .map(|o| o.status.success())
+        };
+        let (older, newer) = (revision(1_796_260_507), revision(1_796_260_508));
+        let pairs = [
+            (format!("18.6-{older}"), format!("18.6-{newer}")),
+            (format!("18.6-{newer}"), format!("18.7-{older}")),
+            (format!("0.1.0-{newer}"), format!("0.2.0-{older}")),
+            ("18.6-1".to_string(), format!("18.6-{older}")),
+        ];
+        for (a, b) in &pairs {
+            match cmp(a, b) {
+                Ok(lt) => assert!(lt, "dpkg does not sort {a} before {b}"),
+                Err(_) => {
+                    eprintln!("dpkg is not installed: version order not checked");
+                    return;
+                }
+            }
+        }
     }
 
     #[test]

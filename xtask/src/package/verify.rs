@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::spec::{Names, REVISION, names};
+use super::spec::{Names, names, revision};
 use crate::cmd::{self, tool};
 use crate::layout::{self, PgDirs, PkgLayout};
 use crate::pgbuild::{CORE_PATCHES_FILE, CorePatches, Installed};
@@ -55,9 +55,10 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
         }
         ui::note(format!("ok: {} packages are byte-identical across two runs", layout.name()));
         let (server, extension) = (&written[0][0], &written[0][1]);
-        let check = Expect::new(&installed, layout)?;
+        let check = Expect::new(&installed, layout, epoch)?;
         let step = ui::Step::start(format!("Checking the {} packages of PostgreSQL {major}", layout.name()));
         let root = base.join(format!("installed-{}", layout.name()));
+        let mut extra = Vec::new();
         match layout {
             PkgLayout::Deb => {
                 check.server(&inspect_deb(server)?)?;
@@ -71,6 +72,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
                 ui::note(format!("ok: dpkg refuses {} beside {distro}", names.server));
                 with_postgresql_common(&installed, &[server, extension], names)?;
                 install_debs(&root.join("sysroot"), &[server, extension], &check.names)?;
+                extra = distribution_extension(&base, &root.join("sysroot"), major, names)?;
             }
             PkgLayout::Rpm => {
                 check.server(&inspect_rpm(server)?)?;
@@ -83,7 +85,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
         let core: CorePatches = fsutil::read_json(&sharedir.join(CORE_PATCHES_FILE)).with_context(|| {
             format!("the installed server package has no {CORE_PATCHES_FILE} in {}", sharedir.display())
         })?;
-        crate::smoke::smoke_test(&Installed { dirs, core })?;
+        crate::smoke::smoke_test_with(&Installed { dirs, core }, &extra)?;
         step.done("archives, installation and a server from the installed files are as expected");
     }
     Ok(())
@@ -92,6 +94,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
 /// What the packages of one layout must look like.
 struct Expect {
     names: Names,
+    revision: String,
     pg_version: String,
     ext_version: String,
     server_files: Vec<String>,
@@ -99,12 +102,13 @@ struct Expect {
 }
 
 impl Expect {
-    fn new(installed: &Installed, layout: PkgLayout) -> Result<Expect> {
+    fn new(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<Expect> {
         let major = installed.dirs.major;
         let p = layout.paths(major);
         let ext_version = crate::extension::version()?;
         Ok(Expect {
             names: names(layout, major),
+            revision: revision(epoch),
             pg_version: installed.core.postgresql_version.clone(),
             server_files: vec![
                 format!("{}/postgres", p.bindir()),
@@ -131,7 +135,18 @@ impl Expect {
     fn server(&self, got: &Inspected) -> Result<()> {
         let what = format!("server package {}", got.name);
         ensure!(got.name == self.names.server, "{what}: expected the name {}", self.names.server);
-        ensure!(got.version == format!("{}-{REVISION}", self.pg_version), "{what}: version {}", got.version);
+        ensure!(
+            got.version == format!("{}-{}", self.pg_version, self.revision),
+            "{what}: version {}",
+            got.version
+        );
+        for name in &self.names.stands_in {
+            ensure!(
+                got.provides.iter().any(|p| p.split_whitespace().next() == Some(name.as_str())),
+                "{what} does not stand in for {name} (provides {:?})",
+                got.provides
+            );
+        }
         ensure!(
             got.provides.iter().any(|p| p.starts_with(&self.names.patched)),
             "{what} does not provide {}: {:?}",
@@ -158,7 +173,11 @@ impl Expect {
     fn extension(&self, got: &Inspected) -> Result<()> {
         let what = format!("extension package {}", got.name);
         ensure!(got.name == self.names.extension, "{what}: expected the name {}", self.names.extension);
-        ensure!(got.version == format!("{}-{REVISION}", self.ext_version), "{what}: version {}", got.version);
+        ensure!(
+            got.version == format!("{}-{}", self.ext_version, self.revision),
+            "{what}: version {}",
+            got.version
+        );
         ensure!(
             got.depends.iter().any(|d| d == &self.names.patched),
             "{what} does not depend on {}: {:?}",
@@ -319,6 +338,68 @@ fn install_debs(root: &Path, debs: &[&PathBuf], names: &Names) -> Result<()> {
     cmd::run_logged(dpkg(root, &args), "dpkg -i (into a scratch root)", &log)?;
     ui::note(format!("ok: dpkg installed both packages into {}", root.display()));
     Ok(())
+}
+
+/// Extension packages of the distribution tried, in order, for the check
+/// that they install on our server package: small, and each served for
+/// several majors.
+const DISTRIBUTION_EXTENSIONS: [(&str, &str, &str, &str); 2] = [
+    ("ip4r", "ip4r", "SELECT '192.168.1.5'::ip4 <<= '192.168.1.0/24'::ip4r", "t"),
+    ("rational", "pg_rational", "SELECT '1/3'::rational + '1/6'::rational", "1/2"),
+];
+
+/// Downloads the first of `DISTRIBUTION_EXTENSIONS` that this machine's
+/// package index has for `major` (`apt-get download`), installs it with
+/// dpkg into the scratch root that holds our packages (dpkg checks its
+/// dependencies on `postgresql-<major>` and `postgresql-<major>-jit-llvm`
+/// against what our server package provides), and returns the smoke
+/// test's checks that create and use it beside spock. None to try: a note
+/// says so and nothing more is checked.
+fn distribution_extension(
+    base: &Path,
+    root: &Path,
+    major: u32,
+    names: &Names,
+) -> Result<Vec<crate::smoke::ExtraCheck>> {
+    let Some((short, extname, sql, answer)) = DISTRIBUTION_EXTENSIONS.iter().find(|(short, ..)| {
+        let package = format!("postgresql-{major}-{short}");
+        cmd::read(tool("apt-cache", ["policy", package.as_str()]), "apt-cache policy")
+            .is_ok_and(|t| t.lines().any(|l| l.trim().starts_with("Candidate:") && !l.contains("(none)")))
+    }) else {
+        ui::note(format!(
+            "skipped: no extension package of the distribution for PostgreSQL {major} in this machine's package index \
+             (tried {}), so installing one on {} was not checked",
+            DISTRIBUTION_EXTENSIONS.iter().map(|e| format!("postgresql-{major}-{}", e.0)).collect::<Vec<_>>().join(", "),
+            names.server
+        ));
+        return Ok(Vec::new());
+    };
+    let package = format!("postgresql-{major}-{short}");
+    let dir = base.join("distribution");
+    fsutil::remove_dir_all_if_exists(&dir)?;
+    std::fs::create_dir_all(&dir)?;
+    let log = base.join("distribution-extension.log");
+    cmd::run_logged(
+        tool("apt-get", ["download", "-q", package.as_str()]).dir(&dir).env("PATH", SYSTEM_PATH),
+        &format!("apt-get download {package}"),
+        &log,
+    )
+    .with_context(|| format!("cannot download {package}, which this machine's package index lists"))?;
+    let deb = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download {package} left no .deb in {}", dir.display()))?;
+    cmd::run_logged(
+        dpkg(root, &["-i", &deb.display().to_string()]),
+        &format!("dpkg -i {package} (into the scratch root with our packages)"),
+        &log,
+    )
+    .with_context(|| format!("the distribution's {package} does not install on {}", names.server))?;
+    ui::note(format!("ok: dpkg installed the distribution's {package} on {}", names.server));
+    Ok(vec![
+        (format!("CREATE EXTENSION {extname} beside spock"), format!("CREATE EXTENSION {extname}; SELECT 1"), "1".into()),
+        (format!("{extname} works on our server"), sql.to_string(), answer.to_string()),
+    ])
 }
 
 fn unpack_rpms(root: &Path, rpms: &[&PathBuf]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The run's plots (issue 14), drawn with `plotters` into SVG files:
-//! `lag.svg` (lag in seconds of every link over the run, with each fault
-//! marked where it happened, a partition as the span it lasted) and
+//! `lag.svg` (lag in seconds and slot backlog of every link over the run,
+//! with each fault marked where it happened, a partition as the span it
+//! lasted) and
 //! `tps.svg` (committed transactions per second of every node).
 
 use std::path::Path;
@@ -24,24 +25,65 @@ pub struct Marker {
     pub to_s: f64,
 }
 
-/// `lag.svg`: one line per link `origin->target`.
+/// One line of a plot: its label and its points.
+type Line = (String, Vec<(f64, f64)>);
+
+/// `lag.svg`: two panels with one line per link `origin->target`, the lag
+/// in seconds from the lag view (how long after its origin commit the last
+/// transaction was applied) and, below, the provider's slot backlog (WAL
+/// not yet confirmed by the subscriber), which is what grows while a link
+/// is cut or a subscriber is down; faults are marked on both.
 pub fn lag(path: &Path, samples: &[Sample], markers: &[Marker]) -> Result<()> {
     let mut links: Vec<(String, String)> =
         samples.iter().map(|s| (s.origin.clone(), s.target.clone())).collect();
     links.sort();
     links.dedup();
     let t_max = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
-    let y_max = samples.iter().filter_map(|s| s.lag_s).fold(0.1, f64::max) * 1.1;
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let series = |value: &dyn Fn(&Sample) -> Option<f64>| -> Vec<Line> {
+        links
+            .iter()
+            .map(|(origin, target)| {
+                let points = samples
+                    .iter()
+                    .filter(|s| &s.origin == origin && &s.target == target)
+                    .filter_map(|s| value(s).map(|v| (s.t_s, v)))
+                    .collect();
+                (format!("{origin}->{target}"), points)
+            })
+            .collect()
+    };
+    let lag_s = series(&|s: &Sample| s.lag_s);
+    let backlog = series(&|s: &Sample| s.backlog_bytes.map(|b| b as f64 / 1024.0));
+    let root = SVGBackend::new(path, (SIZE.0, SIZE.1 * 2)).into_drawing_area();
     root.fill(&WHITE).map_err(err(path))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("replication lag per link (s)", ("sans-serif", 20))
+    let (top, bottom) = root.split_vertically(SIZE.1);
+    panel(path, &top, "replication lag per link (s)", "lag (s)", &lag_s, markers, t_max, 0.1)?;
+    panel(path, &bottom, "slot backlog per link (kB)", "backlog (kB)", &backlog, markers, t_max, 1.0)?;
+    root.present().map_err(err(path))?;
+    Ok(())
+}
+
+/// One panel of `lag.svg`: `lines` over the run, with the fault markers.
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    path: &Path,
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    lines: &[Line],
+    markers: &[Marker],
+    t_max: f64,
+    y_min_max: f64,
+) -> Result<()> {
+    let y_max = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).fold(y_min_max, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(35)
-        .y_label_area_size(50)
+        .y_label_area_size(60)
         .build_cartesian_2d(0f64..t_max, 0f64..y_max)
         .map_err(err(path))?;
-    chart.configure_mesh().x_desc("seconds into the run").y_desc("lag (s)").draw().map_err(err(path))?;
+    chart.configure_mesh().x_desc("seconds into the run").y_desc(y_desc).draw().map_err(err(path))?;
     for m in markers {
         let style = RGBAColor(200, 0, 0, 0.15);
         if m.to_s > m.from_s {
@@ -62,17 +104,12 @@ pub fn lag(path: &Path, samples: &[Sample], markers: &[Marker]) -> Result<()> {
             )))
             .map_err(err(path))?;
     }
-    for (i, (origin, target)) in links.iter().enumerate() {
+    for (i, (label, points)) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = samples
-            .iter()
-            .filter(|s| &s.origin == origin && &s.target == target)
-            .filter_map(|s| s.lag_s.map(|l| (s.t_s, l)))
-            .collect();
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(err(path))?
-            .label(format!("{origin}->{target}"))
+            .label(label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
@@ -82,7 +119,6 @@ pub fn lag(path: &Path, samples: &[Sample], markers: &[Marker]) -> Result<()> {
         .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(err(path))?;
-    root.present().map_err(err(path))?;
     Ok(())
 }
 
