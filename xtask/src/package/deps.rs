@@ -207,7 +207,8 @@ fn jit_llvm_from_control(text: &str, major: u32) -> Option<String> {
     let wanted = format!("postgresql-{major}-jit-llvm");
     provides.split(',').map(str::trim).find_map(|p| {
         let (name, version) = p.split_once('(')?;
-        (name.trim() == wanted).then(|| version.trim_end_matches(')').trim().trim_start_matches('=').trim().to_string())
+        (name.trim() == wanted)
+            .then(|| version.trim_end_matches(')').trim().trim_start_matches('=').trim().to_string())
     })
 }
 

@@ -369,7 +369,11 @@ fn distribution_extension(
         ui::note(format!(
             "skipped: no extension package of the distribution for PostgreSQL {major} in this machine's package index \
              (tried {}), so installing one on {} was not checked",
-            DISTRIBUTION_EXTENSIONS.iter().map(|e| format!("postgresql-{major}-{}", e.0)).collect::<Vec<_>>().join(", "),
+            DISTRIBUTION_EXTENSIONS
+                .iter()
+                .map(|e| format!("postgresql-{major}-{}", e.0))
+                .collect::<Vec<_>>()
+                .join(", "),
             names.server
         ));
         return Ok(Vec::new());
@@ -397,7 +401,11 @@ fn distribution_extension(
     .with_context(|| format!("the distribution's {package} does not install on {}", names.server))?;
     ui::note(format!("ok: dpkg installed the distribution's {package} on {}", names.server));
     Ok(vec![
-        (format!("CREATE EXTENSION {extname} beside spock"), format!("CREATE EXTENSION {extname}; SELECT 1"), "1".into()),
+        (
+            format!("CREATE EXTENSION {extname} beside spock"),
+            format!("CREATE EXTENSION {extname}; SELECT 1"),
+            "1".into(),
+        ),
         (format!("{extname} works on our server"), sql.to_string(), answer.to_string()),
     ])
 }

@@ -482,12 +482,27 @@ fn wire(cluster: &Cluster, mode: Mode, namespaces: bool) -> Result<()> {
             )?;
         }
     }
-    let replicating = if mode == Mode::Native {
-        "SELECT count(*) = (SELECT count(*) FROM pg_subscription) FROM pg_stat_subscription
-          WHERE pid IS NOT NULL AND relid IS NULL"
-    } else {
-        "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()"
-    };
+    if mode == Mode::Native {
+        let replicating = "SELECT count(*) = (SELECT count(*) FROM pg_subscription) FROM pg_stat_subscription
+          WHERE pid IS NOT NULL AND relid IS NULL";
+        for node in &cluster.nodes {
+            node.poll_query_until(DB, replicating, Duration::from_secs(120)).with_context(|| {
+                format!(
+                    "the subscriptions of {} do not replicate; its log:\n{}",
+                    node.name,
+                    node.log_tail(30)
+                )
+            })?;
+        }
+        return Ok(());
+    }
+    wait_replicating(cluster)
+}
+
+/// Waits until every spock subscription of every node replicates.
+fn wait_replicating(cluster: &Cluster) -> Result<()> {
+    let replicating =
+        "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()";
     for node in &cluster.nodes {
         node.poll_query_until(DB, replicating, Duration::from_secs(120)).with_context(|| {
             format!("the subscriptions of {} do not replicate; its log:\n{}", node.name, node.log_tail(30))
@@ -704,7 +719,9 @@ fn partition(cluster: &Cluster, k: usize, j: usize, seconds: u64) -> Result<()> 
     let cut = netns::reachable(k + 1, j + 1, port, probe).map(|r| !r);
     if !matches!(cut, Ok(true)) {
         let _ = netns::partition(k + 1, j + 1, false);
-        bail!("after the cut, {name_k}'s namespace still reaches the server of {name_j}: the partition did not hold");
+        bail!(
+            "after the cut, {name_k}'s namespace still reaches the server of {name_j}: the partition did not hold"
+        );
     }
     std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
     netns::partition(k + 1, j + 1, false)
@@ -1062,8 +1079,11 @@ fn run(
     });
     add_to_ledger(&mut state.ledger, &p);
     save_state(dir, &state)?;
-    // Back to direct links once the barrier has passed.
-    drop(relays);
+    // Back to direct links once the barrier has passed: the relayed
+    // connections close, and the checks wait for the subscribers to be back.
+    if relays.take().is_some() {
+        wait_replicating(&cluster)?;
+    }
     step.done("");
 
     let step = ui::Step::start("Consistency checks C1-C5");
