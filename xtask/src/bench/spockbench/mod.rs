@@ -565,21 +565,30 @@ fn reconnect_subscriptions(cluster: &Cluster) -> Result<()> {
             bail!("{} had no walsender to end, so its peers would not pass through the relay", node.name);
         }
     }
-    // Relayed walsenders see the relay, at the node's own address, as client.
+    wait_for_peers(cluster, true)
+}
+
+/// Waits until every node's walsenders serve all its peers, each through
+/// the relay (whose connections come from the node's own address) or each
+/// directly (from the peer's address).
+fn wait_for_peers(cluster: &Cluster, relayed: bool) -> Result<()> {
     let peers = cluster.nodes.len() - 1;
     for (i, node) in cluster.nodes.iter().enumerate() {
+        let own = netns::addr(i + 1);
+        let filter =
+            if relayed { format!("client_addr = '{own}'") } else { format!("client_addr <> '{own}'") };
         node.poll_query_until(
             DB,
             &format!(
-                "SELECT count(*) FILTER (WHERE client_addr = '{}') = {peers} FROM pg_stat_replication",
-                netns::addr(i + 1)
+                "SELECT count(*) FILTER (WHERE {filter}) = {peers} AND count(*) = {peers} FROM pg_stat_replication"
             ),
             Duration::from_secs(120),
         )
         .with_context(|| {
             format!(
-                "the {peers} peers of {} did not connect again through the relay; its log:\n{}",
+                "the {peers} peers of {} did not connect again {}; its log:\n{}",
                 node.name,
+                if relayed { "through the relay" } else { "directly after the relay closed" },
                 node.log_tail(30)
             )
         })?;
@@ -1082,6 +1091,7 @@ fn run(
     // Back to direct links once the barrier has passed: the relayed
     // connections close, and the checks wait for the subscribers to be back.
     if relays.take().is_some() {
+        wait_for_peers(&cluster, false)?;
         wait_replicating(&cluster)?;
     }
     step.done("");
