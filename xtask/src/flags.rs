@@ -70,7 +70,8 @@ pub struct Package {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
     /// Sign SHA256SUMS with this gpg key (a key id, fingerprint or user id
-    /// in your keyring), writing the detached armoured signature SHA256SUMS.asc.
+    /// in your keyring), writing the detached armoured signature SHA256SUMS.asc (default:
+    /// not signed).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<String>,
     /// Afterwards, run the package checks of `cargo xtask test` (both
@@ -120,7 +121,8 @@ pub struct SpockbenchCompare {
     /// result.json files of earlier runs.
     #[arg(required = true)]
     pub results: Vec<PathBuf>,
-    /// Also draw the sustainable throughput of each run as a bar chart into this SVG file.
+    /// Also draw the sustainable throughput of each run as a bar chart into this SVG file
+    /// (default: no chart).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 }
@@ -140,40 +142,42 @@ pub struct Spockbench {
     /// replication (the ceiling), or PostgreSQL's native logical replication (16+).
     #[arg(long, value_enum, default_value_t = crate::bench::spockbench::Mode::Spock)]
     pub mode: crate::bench::spockbench::Mode,
-    /// Nodes of the mesh.
+    /// Nodes of the mesh (default: the preset's; small: 3).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// Branches (pgbench scale).
+    /// Branches, the pgbench scale (default: the preset's; small: 3).
     #[arg(long)]
     pub scale: Option<u32>,
-    /// Seconds of measured load.
+    /// Seconds of measured load (default: the preset's; small: 60).
     #[arg(long)]
     pub duration: Option<u64>,
-    /// Seconds of warm-up load (0: none).
+    /// Seconds of warm-up load, 0 for none (default: the preset's; small: 10).
     #[arg(long)]
     pub warmup: Option<u64>,
-    /// Transactions per second per node (0: unthrottled).
+    /// Transactions per second per node, 0 for unthrottled (default: the preset's; small: 100).
     #[arg(long)]
     pub rate: Option<u32>,
-    /// pgbench clients per node.
+    /// pgbench clients per node (default: the preset's; small: 4).
     #[arg(long)]
     pub clients: Option<u32>,
-    /// pgbench threads per node.
+    /// pgbench threads per node (default: the preset's; small: 1).
     #[arg(long)]
     pub threads: Option<u32>,
-    /// Profile weights L,A,TA (local, remote-account, remote-teller-account) or `tpcb`.
+    /// Profile weights L,A,TA (local, remote-account, remote-teller-account) or `tpcb`
+    /// (default: 550,225,225).
     #[arg(long)]
     pub mix: Option<String>,
-    /// Where remote branches are drawn from.
+    /// Where remote branches are drawn from (default: any).
     #[arg(long, value_enum)]
     pub remote_branches: Option<crate::bench::spockbench::RemoteBranches>,
     /// Without the delta-apply column options (the negative control: C3 fails under conflicts).
     #[arg(long)]
     pub no_delta: bool,
-    /// Fraction of transactions written to pgbench's per-transaction log.
+    /// Fraction of transactions written to pgbench's per-transaction log (default: the
+    /// preset's; small: 1.0).
     #[arg(long)]
     pub sampling_rate: Option<f64>,
-    /// Seconds the end-of-run barrier waits at most.
+    /// Seconds the end-of-run barrier waits at most (default: the preset's; small: 300).
     #[arg(long)]
     pub barrier_timeout: Option<u64>,
     /// Only the balance sums in C3, not every branch, teller and account.
@@ -187,13 +191,14 @@ pub struct Spockbench {
     #[arg(long = "fault", value_name = "KIND:NODE@Ts")]
     pub faults: Vec<String>,
     /// One-way delay between any two nodes, with optional jitter: `40ms` or
-    /// `40ms~5ms` (needs the network namespaces, so root).
+    /// `40ms~5ms` (needs the network namespaces, so root; default: no delay).
     #[arg(long)]
     pub latency: Option<String>,
-    /// A label for the run directory and the result.
+    /// A label for the run directory and the result (default: spock, or spock-no-delta).
     #[arg(long)]
     pub label: Option<String>,
-    /// `sweep`: the per-node rates to run at, in order (for example 50,100,200,400).
+    /// `sweep`: the per-node rates to run at, in order (for example 50,100,200,400; no
+    /// default: sweep needs them).
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<u32>,
     /// `init`: start over when a spockbench cluster exists.
@@ -541,5 +546,57 @@ mod tests {
     fn malformed_version_is_rejected() {
         let err = parse(&["build", "--pg", "17.x"]).unwrap_err().to_string();
         assert!(err.contains("17.x"), "{err}");
+    }
+
+    /// Every option of every subcommand that takes a value and is not
+    /// required either has a default clap shows, or says in its help what
+    /// happens without it ("default", "none", "all", "every", "off").
+    #[test]
+    fn every_help_shows_the_defaults() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+                if !takes_value
+                    || arg.is_required_set()
+                    || arg.is_positional()
+                    || !arg.get_default_values().is_empty()
+                {
+                    continue;
+                }
+                *seen += 1;
+                let help = format!(
+                    "{} {}",
+                    arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                    arg.get_long_help().map(|h| h.to_string()).unwrap_or_default()
+                )
+                .to_lowercase();
+                if ![
+                    "default",
+                    "none",
+                    "without",
+                    "unless",
+                    "all ",
+                    "every",
+                    "off",
+                    "only with",
+                    "repeatable",
+                ]
+                .iter()
+                .any(|w| help.contains(w))
+                {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or("?")));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing, seen);
+            }
+        }
+        let mut cmd = Xtask::command();
+        cmd.build();
+        let (mut missing, mut seen) = (Vec::new(), 0);
+        walk(&cmd, "cargo xtask", &mut missing, &mut seen);
+        assert!(seen > 20, "only {seen} options looked at: the walk misses the subcommands");
+        assert!(missing.is_empty(), "options whose --help does not say their default: {missing:#?}");
     }
 }
