@@ -16,7 +16,7 @@ pub struct Elf {
     pub sonames: BTreeSet<String>,
 }
 
-fn is_elf(path: &Path) -> Result<bool> {
+pub(super) fn is_elf(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut magic = [0u8; 4];
     let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -11,6 +11,7 @@ mod deb;
 mod deps;
 mod rpm;
 mod spec;
+mod staging;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -130,7 +131,10 @@ pub fn write_packages(
         installed.core.postgresql_version,
         out.display()
     ));
-    let (server, extension) = spec::specs(installed, layout, epoch)?;
+    let (mut server, mut extension) = spec::specs(installed, layout, epoch)?;
+    for spec in [&mut server, &mut extension] {
+        staging::stage(installed, layout, spec, epoch)?;
+    }
     let mut written = Vec::new();
     for spec in [&server, &extension] {
         let path = match layout {

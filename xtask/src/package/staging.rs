@@ -1,0 +1,202 @@
+//! What a package carries beyond the installed tree, prepared in a staging
+//! directory so the tree itself stays as the build left it: stripped copies
+//! of the ELF files and static libraries (the trees are built with debug
+//! information; no debug-symbol packages are made), and the documentation
+//! and metadata a distribution expects (`/usr/share/doc/<package>/copyright`,
+//! for .deb also `changelog.Debian.gz` and lintian overrides with reasons).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::spec::{Entry, Kind, MAINTAINER, Spec};
+use crate::cmd::tool;
+use crate::fsutil;
+use crate::layout::PkgLayout;
+use crate::pgbuild::Installed;
+
+/// Strips the package's binaries and adds its documentation, in
+/// `installed`'s scratch directory; `spec.entries` then point there.
+pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u64) -> Result<()> {
+    let dir = installed.dirs.scratch().join("package-staging").join(&spec.name);
+    fsutil::remove_dir_all_if_exists(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for entry in spec.entries.iter_mut() {
+        let Kind::File { source, mode, size } = &mut entry.kind else { continue };
+        let how = strip_kind(source, &entry.path)?;
+        if let Some(args) = how {
+            let copy = dir.join(entry.path.trim_start_matches('/'));
+            std::fs::create_dir_all(copy.parent().expect("a file has a parent"))?;
+            std::fs::copy(&*source, &copy)
+                .with_context(|| format!("cannot copy {} for stripping", source.display()))?;
+            let out = tool("strip", args.iter().copied().chain([copy.to_str().unwrap_or_default()]))
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()
+                .context("cannot run strip (binutils)")?;
+            if !out.status.success() {
+                bail!("strip {} failed: {}", copy.display(), String::from_utf8_lossy(&out.stderr).trim());
+            }
+            *size = std::fs::metadata(&copy)?.len();
+            *source = copy;
+        }
+        // Debian wants shared libraries without the execute bit.
+        if layout == PkgLayout::Deb && is_shared_library(&entry.path) {
+            *mode = 0o644;
+        }
+    }
+    let doc = format!("/usr/share/doc/{}", spec.name);
+    let mut files = vec![(format!("{doc}/copyright"), copyright(installed, spec)?.into_bytes())];
+    if layout == PkgLayout::Deb {
+        files.push((format!("{doc}/changelog.Debian.gz"), gzip(changelog(spec, epoch).as_bytes())?));
+        let overrides = lintian_overrides(installed, spec);
+        if !overrides.is_empty() {
+            files.push((format!("/usr/share/lintian/overrides/{}", spec.name), overrides.into_bytes()));
+        }
+    }
+    for (path, bytes) in files {
+        let file = dir.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
+        std::fs::write(&file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
+        spec.entries
+            .push(Entry { path, kind: Kind::File { source: file, mode: 0o644, size: bytes.len() as u64 } });
+    }
+    spec.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+/// `strip`'s arguments for a file of the package, or None to keep it as it
+/// is: executables and shared objects lose their symbol tables and debug
+/// information, static libraries their debug information (deterministic
+/// archive headers), as Debian's and Fedora's packaging tools do.
+fn strip_kind(source: &Path, path: &str) -> Result<Option<&'static [&'static str]>> {
+    if path.ends_with(".a") {
+        return Ok(Some(&["--strip-debug", "--enable-deterministic-archives"]));
+    }
+    if super::deps::is_elf(source)? {
+        return Ok(Some(&["--strip-unneeded", "--remove-section=.comment", "--remove-section=.note"]));
+    }
+    Ok(None)
+}
+
+/// `libpq.so.5.18`, `spock.so`: a shared object by its name.
+pub fn is_shared_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.find(".so") {
+        Some(i) => {
+            let rest = &name[i + 3..];
+            rest.is_empty()
+                || (rest.starts_with('.') && rest[1..].split('.').all(|p| p.parse::<u32>().is_ok()))
+        }
+        None => false,
+    }
+}
+
+/// The copyright file: PostgreSQL's own for the server (from its source
+/// tree), the project's notice under the same licence for the extension.
+fn copyright(installed: &Installed, spec: &Spec) -> Result<String> {
+    let postgresql = installed.dirs.src().join("COPYRIGHT");
+    let text = std::fs::read_to_string(&postgresql)
+        .with_context(|| format!("cannot read PostgreSQL's {}", postgresql.display()))?;
+    Ok(if spec.is_server {
+        format!(
+            "{}\n\nPostgreSQL {} with the spock core patches (patches/ of the spock project),\n\
+             which are distributed under the same licence.\n\nPostgreSQL's copyright notice and licence:\n\n{text}",
+            spec.name, spec.version
+        )
+    } else {
+        let licence = text.split_once("\n\n").map_or(text.as_str(), |(_, rest)| rest);
+        format!(
+            "{}: the spock extension for PostgreSQL.\n\nCopyright (c) 2026, the spock project\n\n\
+             It is distributed under the PostgreSQL Licence, whose terms, as PostgreSQL states them\n\
+             for its own code, follow (with \"the spock project\" for the copyright holder):\n\n{licence}",
+            spec.name
+        )
+    })
+}
+
+/// A one-entry Debian changelog for this build, dated `epoch`.
+fn changelog(spec: &Spec, epoch: u64) -> String {
+    let date = chrono_rfc2822(epoch);
+    format!(
+        "{} ({}) unstable; urgency=medium\n\n  * {}.\n\n -- {MAINTAINER}  {date}\n",
+        spec.name,
+        spec.full_version(),
+        spec.summary
+    )
+}
+
+/// `Thu, 03 Dec 2026 01:15:07 +0000` for a time in seconds since 1970.
+fn chrono_rfc2822(epoch: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let stamp = super::spec::revision(epoch);
+    let digits = stamp.split_once('.').map_or("", |(_, d)| d);
+    let field = |a: usize, b: usize| digits.get(a..b).unwrap_or("00");
+    let month: usize = field(4, 6).parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {} {}:{}:{} +0000",
+        DAYS[(epoch / 86_400 % 7) as usize],
+        field(6, 8),
+        MONTHS[month.clamp(1, 12) - 1],
+        field(0, 4),
+        field(8, 10),
+        field(10, 12),
+        field(12, 14)
+    )
+}
+
+/// gzip without a file name or time in the header, at the highest level
+/// (`gzip -9n`), so the same text gives the same bytes.
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(bytes)?;
+    Ok(gz.finish()?)
+}
+
+/// Lintian tags kept on purpose, each with its reason (packaging/README.md
+/// lists them too).
+fn lintian_overrides(installed: &Installed, spec: &Spec) -> String {
+    if !spec.is_server {
+        return String::new();
+    }
+    let libdir = installed.dirs.package.map(|l| l.paths(installed.dirs.major).libdir).unwrap_or_default();
+    let mut text = String::from(
+        "# These contrib modules call no C library function, so the linker records no\n\
+         # dependency on libc; they are loaded into the server, which has it.\n",
+    );
+    for module in ["earthdistance.so", "sslinfo.so"] {
+        let path = format!("{libdir}/{module}");
+        if spec.entries.iter().any(|e| e.path == path) {
+            text.push_str(&format!("{}: library-not-linked-against-libc [{}]\n", spec.name, &path[1..]));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_libraries_are_known_by_name() {
+        assert!(is_shared_library("/usr/lib/postgresql/18/lib/libpq.so.5.18"));
+        assert!(is_shared_library("/usr/lib/postgresql/18/lib/spock.so"));
+        assert!(is_shared_library("/usr/lib/x86_64-linux-gnu/libpq.so.5"));
+        assert!(!is_shared_library("/usr/lib/postgresql/18/bin/postgres"));
+        assert!(!is_shared_library("/usr/share/doc/x/some.source"));
+        assert!(!is_shared_library("/usr/lib/postgresql/18/lib/libpq.a"));
+    }
+
+    #[test]
+    fn changelog_dates_are_rfc2822() {
+        assert_eq!(chrono_rfc2822(1_796_260_507), "Thu, 03 Dec 2026 01:15:07 +0000");
+        assert_eq!(chrono_rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(chrono_rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+}
