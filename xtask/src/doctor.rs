@@ -131,6 +131,12 @@ pub fn packaging_prerequisites() -> Vec<Prereq> {
             rpm: "rpm",
             check: || any_on_path(&["rpm"]) && any_on_path(&["rpm2archive"]),
         },
+        Prereq {
+            what: "dpkg-shlibdeps",
+            deb: "dpkg-dev",
+            rpm: "dpkg-dev",
+            check: || any_on_path(&["dpkg-shlibdeps"]),
+        },
         Prereq { what: "lintian", deb: "lintian", rpm: "lintian", check: || any_on_path(&["lintian"]) },
         Prereq { what: "rpmlint", deb: "rpmlint", rpm: "rpmlint", check: || any_on_path(&["rpmlint"]) },
     ]

@@ -24,7 +24,12 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let (arch, _) = super::arch()?;
     let data = data_tar(&spec.entries, epoch)?;
     let mut depends: Vec<Dep> = spec.depends.clone();
-    depends.extend(deps::deb_packages(&spec.libraries)?.into_iter().map(Dep::any));
+    let files: Vec<&Path> = spec.entries.iter().filter_map(Entry::source).collect();
+    depends.extend(
+        deps::deb_depends(&spec.libraries, &files)?
+            .into_iter()
+            .map(|(name, version)| Dep { name, version: version.map(|v| (">=", v)) }),
+    );
     let control = control_text(spec, arch, &depends, installed_size_kib(&spec.entries));
     let mut control_files: Vec<(&str, Vec<u8>, u32)> =
         vec![("control", control.into_bytes(), 0o644), ("md5sums", data.md5sums.into_bytes(), 0o644)];

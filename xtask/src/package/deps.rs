@@ -83,6 +83,88 @@ pub fn deb_packages(sonames: &[String]) -> Result<Vec<String>> {
     Ok(packages.into_iter().collect())
 }
 
+/// The .deb dependencies on the packages that hold the sonames, each with
+/// the lowest version that has every symbol the files use, as
+/// `dpkg-shlibdeps` (Debian's own tool, run on the package's ELF `files`)
+/// derives it from the libraries' symbols and shlibs files. Packages
+/// dpkg-shlibdeps finds for sonames the package set carries itself (our
+/// libpq, for example, where the distribution's is also installed) are
+/// left out: only the owners of `sonames` are dependencies.
+pub fn deb_depends(sonames: &[String], files: &[&Path]) -> Result<Vec<(String, Option<String>)>> {
+    let names = deb_packages(sonames)?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let elf: Vec<&Path> = files.iter().copied().filter(|f| is_elf(f).unwrap_or(false)).collect();
+    let versions = shlibdeps(&elf)?;
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let v = versions.iter().find(|(name, _)| *name == n).and_then(|(_, v)| v.clone());
+            (n, v)
+        })
+        .collect())
+}
+
+/// `dpkg-shlibdeps -O` on `files`, in a scratch directory with the minimal
+/// `debian/control` it wants: `(package, minimum version)` pairs.
+fn shlibdeps(files: &[&Path]) -> Result<Vec<(String, Option<String>)>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = tempfile::tempdir().context("cannot create a directory for dpkg-shlibdeps")?;
+    std::fs::create_dir_all(dir.path().join("debian"))?;
+    std::fs::write(
+        dir.path().join("debian/control"),
+        "Source: spock\n\nPackage: spock\nArchitecture: any\n",
+    )?;
+    let mut args = vec!["-O".to_string(), "--ignore-missing-info".to_string()];
+    // The package's own libraries are found beside the files.
+    let mut dirs: Vec<String> =
+        files.iter().filter_map(|f| f.parent()).map(|d| format!("-l{}", d.display())).collect();
+    dirs.sort();
+    dirs.dedup();
+    args.extend(dirs);
+    args.extend(files.iter().map(|f| format!("-e{}", f.display())));
+    let out = tool("dpkg-shlibdeps", &args)
+        .dir(dir.path())
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run dpkg-shlibdeps; install dpkg-dev (`cargo xtask doctor --install`)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("shlibs:Depends=")) else {
+        bail!(
+            "dpkg-shlibdeps gave no dependencies for the package's files: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| l.contains("error"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    };
+    Ok(parse_depends(line))
+}
+
+/// `libc6 (>= 2.34), zlib1g (>= 1:1.1.4)` -> pairs; of alternatives
+/// (`a | b`), the first.
+pub fn parse_depends(line: &str) -> Vec<(String, Option<String>)> {
+    line.split(',')
+        .filter_map(|d| {
+            let first = d.split('|').next()?.trim();
+            let (name, rest) = first.split_once(' ').unwrap_or((first, ""));
+            let version = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.trim().strip_prefix(">="))
+                .map(|v| v.trim().to_string());
+            (!name.is_empty()).then(|| (name.to_string(), version))
+        })
+        .collect()
+}
+
 /// The path `ldconfig -p` gives for a soname, preferring the machine's
 /// native (64-bit) entry.
 pub fn ldconfig_path(cache: &str, soname: &str) -> Option<String> {
@@ -215,6 +297,19 @@ fn jit_llvm_from_control(text: &str, major: u32) -> Option<String> {
 #[cfg(test)]
 mod jit_tests {
     use super::*;
+
+    #[test]
+    fn shlibdeps_output_is_read() {
+        assert_eq!(
+            parse_depends("libc6 (>= 2.34), libicu72 (>= 72.1~rc-1~), zlib1g (>= 1:1.1.4), libfoo | libbar"),
+            [
+                ("libc6".to_string(), Some("2.34".to_string())),
+                ("libicu72".to_string(), Some("72.1~rc-1~".to_string())),
+                ("zlib1g".to_string(), Some("1:1.1.4".to_string())),
+                ("libfoo".to_string(), None),
+            ]
+        );
+    }
 
     #[test]
     fn the_distributions_llvm_is_read_from_provides() {

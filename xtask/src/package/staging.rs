@@ -25,6 +25,15 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
     fsutil::remove_dir_all_if_exists(&dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for entry in spec.entries.iter_mut() {
+        if let Kind::Symlink { target } = &entry.kind {
+            // Mirrored beside the stripped copies, so that tools reading
+            // them (dpkg-shlibdeps) find the libraries by their sonames.
+            let link = dir.join(entry.path.trim_start_matches('/'));
+            std::fs::create_dir_all(link.parent().expect("a link has a parent"))?;
+            std::os::unix::fs::symlink(target, &link)
+                .with_context(|| format!("cannot create {}", link.display()))?;
+            continue;
+        }
         let Kind::File { source, mode, size } = &mut entry.kind else { continue };
         let how = strip_kind(source, &entry.path)?;
         if let Some(args) = how {

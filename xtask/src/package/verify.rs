@@ -64,6 +64,16 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
                 check.server(&inspect_deb(server)?)?;
                 check.extension(&inspect_deb(extension)?)?;
                 lintian(&base, &[server, extension])?;
+                for deb in [server, extension] {
+                    let path = deb.display().to_string();
+                    let depends =
+                        cmd::read(tool("dpkg-deb", ["-f", path.as_str(), "Depends"]), "dpkg-deb -f")?;
+                    ensure!(
+                        depends.contains("libc6 (>= "),
+                        "{path}: the C library dependency carries no minimum version (dpkg-shlibdeps): {depends}"
+                    );
+                }
+                ui::note("ok: library dependencies carry the minimum versions dpkg-shlibdeps derives");
                 let names = &check.names;
                 expect_refusal(&base.join("deb-alone"), extension, names, None, &names.patched)?;
                 ui::note(format!("ok: dpkg refuses {} without {}", names.extension, names.patched));
