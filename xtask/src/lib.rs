@@ -33,4 +33,5 @@ pub mod test;
 mod test_support;
 pub mod tools;
 pub mod ui;
+pub mod utc;
 pub mod versions;

@@ -21,24 +21,9 @@ pub const REVISION: &str = "1";
 /// so a newer build of the same versions sorts after an older one in dpkg
 /// and rpm alike; the same commit built twice gives the same version.
 pub fn revision(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{REVISION}.{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!("{REVISION}.{}", crate::utc::Utc::from_unix(epoch).compact())
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
 pub const LICENSE: &str = "PostgreSQL";
 pub const VENDOR: &str = "the spock project";
 pub const MAINTAINER: &str = "spock developers <spock@packages.invalid>";

@@ -130,33 +130,12 @@ fn copyright(installed: &Installed, spec: &Spec) -> Result<String> {
 
 /// A one-entry Debian changelog for this build, dated `epoch`.
 fn changelog(spec: &Spec, epoch: u64) -> String {
-    let date = chrono_rfc2822(epoch);
+    let date = crate::utc::Utc::from_unix(epoch).rfc2822();
     format!(
         "{} ({}) unstable; urgency=medium\n\n  * {}.\n\n -- {MAINTAINER}  {date}\n",
         spec.name,
         spec.full_version(),
         spec.summary
-    )
-}
-
-/// `Thu, 03 Dec 2026 01:15:07 +0000` for a time in seconds since 1970.
-fn chrono_rfc2822(epoch: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let stamp = super::spec::revision(epoch);
-    let digits = stamp.split_once('.').map_or("", |(_, d)| d);
-    let field = |a: usize, b: usize| digits.get(a..b).unwrap_or("00");
-    let month: usize = field(4, 6).parse().unwrap_or(1);
-    format!(
-        "{}, {} {} {} {}:{}:{} +0000",
-        DAYS[(epoch / 86_400 % 7) as usize],
-        field(6, 8),
-        MONTHS[month.clamp(1, 12) - 1],
-        field(0, 4),
-        field(8, 10),
-        field(10, 12),
-        field(12, 14)
     )
 }
 
@@ -200,12 +179,5 @@ mod tests {
         assert!(!is_shared_library("/usr/lib/postgresql/18/bin/postgres"));
         assert!(!is_shared_library("/usr/share/doc/x/some.source"));
         assert!(!is_shared_library("/usr/lib/postgresql/18/lib/libpq.a"));
-    }
-
-    #[test]
-    fn changelog_dates_are_rfc2822() {
-        assert_eq!(chrono_rfc2822(1_796_260_507), "Thu, 03 Dec 2026 01:15:07 +0000");
-        assert_eq!(chrono_rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(chrono_rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 }

@@ -216,20 +216,28 @@ impl Expect {
     }
 }
 
+/// Runs a linter whatever its exit status (which only says it found
+/// something) and keeps its whole report, standard output then standard
+/// error, in `log`; returns the report.
+fn report_into(linter: duct::Expression, name: &str, log: &Path) -> Result<String> {
+    let out = linter
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .with_context(|| format!("cannot run {name}"))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(log, &text).with_context(|| format!("cannot write {}", log.display()))?;
+    Ok(text)
+}
+
 /// lintian on the .deb files must report no error (`E:`); its warnings are
 /// kept in the log (packaging/README.md says which and why).
 fn lintian(base: &Path, debs: &[&PathBuf]) -> Result<()> {
     let log = base.join("lintian.log");
     let mut args = vec!["--tag-display-limit".to_string(), "0".to_string()];
     args.extend(debs.iter().map(|d| d.display().to_string()));
-    let out = tool("lintian", &args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run lintian")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    std::fs::write(&log, &text).with_context(|| format!("cannot write {}", log.display()))?;
+    let text = report_into(tool("lintian", &args), "lintian", &log)?;
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ")).collect();
     let warnings = text.lines().filter(|l| l.starts_with("W: ")).count();
     if !errors.is_empty() {
@@ -249,14 +257,7 @@ fn lintian(base: &Path, debs: &[&PathBuf]) -> Result<()> {
 /// report, without failing.
 fn rpmlint(base: &Path, rpms: &[&PathBuf]) -> Result<()> {
     let log = base.join("rpmlint.log");
-    let out = tool("rpmlint", rpms.iter().map(|r| r.display().to_string()))
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run rpmlint")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    std::fs::write(&log, &text).with_context(|| format!("cannot write {}", log.display()))?;
+    let text = report_into(tool("rpmlint", rpms.iter().map(|r| r.display().to_string())), "rpmlint", &log)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();

@@ -482,27 +482,18 @@ fn wire(cluster: &Cluster, mode: Mode, namespaces: bool) -> Result<()> {
             )?;
         }
     }
-    if mode == Mode::Native {
-        let replicating = "SELECT count(*) = (SELECT count(*) FROM pg_subscription) FROM pg_stat_subscription
-          WHERE pid IS NOT NULL AND relid IS NULL";
-        for node in &cluster.nodes {
-            node.poll_query_until(DB, replicating, Duration::from_secs(120)).with_context(|| {
-                format!(
-                    "the subscriptions of {} do not replicate; its log:\n{}",
-                    node.name,
-                    node.log_tail(30)
-                )
-            })?;
-        }
-        return Ok(());
-    }
-    wait_replicating(cluster)
+    wait_replicating(cluster, mode)
 }
 
-/// Waits until every spock subscription of every node replicates.
-fn wait_replicating(cluster: &Cluster) -> Result<()> {
-    let replicating =
-        "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()";
+/// Waits until every subscription of every node replicates (spock's, or in
+/// native mode PostgreSQL's, each with its apply worker running).
+fn wait_replicating(cluster: &Cluster, mode: Mode) -> Result<()> {
+    let replicating = if mode == Mode::Native {
+        "SELECT count(*) = (SELECT count(*) FROM pg_subscription) FROM pg_stat_subscription
+          WHERE pid IS NOT NULL AND relid IS NULL"
+    } else {
+        "SELECT count(*) FILTER (WHERE status <> 'replicating') = 0 FROM spock.sub_show_status()"
+    };
     for node in &cluster.nodes {
         node.poll_query_until(DB, replicating, Duration::from_secs(120)).with_context(|| {
             format!("the subscriptions of {} do not replicate; its log:\n{}", node.name, node.log_tail(30))
@@ -1092,7 +1083,7 @@ fn run(
     // connections close, and the checks wait for the subscribers to be back.
     if relays.take().is_some() {
         wait_for_peers(&cluster, false)?;
-        wait_replicating(&cluster)?;
+        wait_replicating(&cluster, config.mode)?;
     }
     step.done("");
 

@@ -184,19 +184,8 @@ pub fn summary_text(r: &Value) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` and `YYYYMMDDTHHMMSSZ` of a Unix time.
 pub fn utc(unix: u64) -> (String, String) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let t = crate::utc::Utc::from_unix(unix);
+    let (y, m, d, h, mi, s) = (t.year, t.month, t.day, t.hour, t.minute, t.second);
     (
         format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
         format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
