@@ -138,26 +138,7 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
         ui::note(format!("extension {name} is up to date in {}", dirs.install().display()));
         return Ok(());
     }
-    let pgrx_dir = tools::cargo_pgrx_dir()?;
-    write_pgrx_config(installed)?;
-    let path = std::env::join_paths(
-        std::iter::once(pgrx_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
-    .context("PATH contains an invalid entry")?;
-
-    let manifest = krate.dir.join("Cargo.toml");
-    let feature = format!("pg{}", dirs.major);
-    let mut args: Vec<String> = vec![
-        "pgrx".into(),
-        "install".into(),
-        "--manifest-path".into(),
-        manifest.display().to_string(),
-        "--pg-config".into(),
-        dirs.pg_config().display().to_string(),
-        "--no-default-features".into(),
-        "--features".into(),
-        feature,
-    ];
+    let mut args: Vec<String> = vec!["install".into()];
     if dirs.profile == Profile::Release {
         args.push("--release".into());
     }
@@ -166,19 +147,20 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
         installed.core.postgresql_version
     ));
     std::fs::remove_file(&stamp).ok();
-    // A packaged spock.so finds libpq beside itself, wherever the package
-    // tree is installed; a build tree's finds its server's libdir.
-    let rpath = if dirs.package.is_some() { "$ORIGIN".to_string() } else { String::new() };
+    // Scripts of an earlier build (another version) must not stay behind
+    // and end up in a package.
+    let ext_dir = installed.sharedir()?.join("extension");
+    if let Ok(entries) = std::fs::read_dir(&ext_dir) {
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with(&format!("{name}--")) && file.ends_with(".sql") {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
+        }
+    }
     cmd::run_logged(
-        tool("cargo", &args)
-            .env("SPOCK_LIBPQ_RPATH", rpath)
-            .env("PATH", path)
-            .env("PGRX_HOME", dirs.pgrx_home())
-            // extension/build.rs links libpq from this server's libdir.
-            .env("SPOCK_PG_CONFIG", dirs.pg_config())
-            .env("CARGO_TARGET_DIR", dirs.extension_target())
-            .env("NO_COLOR", "1")
-            .env("CARGO_TERM_COLOR", "never"),
+        cargo_pgrx(installed, &krate.dir, &args)?,
         "cargo pgrx install",
         &dirs.logs().join(format!("{name}-install.log")),
     )?;
@@ -188,6 +170,47 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
     std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
     step.done(&format!("installed {}", lib.display()));
     Ok(())
+}
+
+/// `cargo pgrx <subcommand...>` for the crate in `crate_dir`, built against
+/// `installed` with the pgrx state and target directory of that server (so
+/// that another checkout of the crate, such as a release's, reuses the
+/// compiled dependencies).
+pub fn cargo_pgrx(
+    installed: &Installed,
+    crate_dir: &Path,
+    subcommand: &[String],
+) -> Result<duct::Expression> {
+    let dirs = &installed.dirs;
+    let pgrx_dir = tools::cargo_pgrx_dir()?;
+    write_pgrx_config(installed)?;
+    let path = std::env::join_paths(
+        std::iter::once(pgrx_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .context("PATH contains an invalid entry")?;
+    let mut args: Vec<String> = vec!["pgrx".into()];
+    args.extend(subcommand.iter().cloned());
+    args.extend([
+        "--manifest-path".into(),
+        crate_dir.join("Cargo.toml").display().to_string(),
+        "--pg-config".into(),
+        dirs.pg_config().display().to_string(),
+        "--no-default-features".into(),
+        "--features".into(),
+        format!("pg{}", dirs.major),
+    ]);
+    // A packaged spock.so finds libpq beside itself, wherever the package
+    // tree is installed; a build tree's finds its server's libdir.
+    let rpath = if dirs.package.is_some() { "$ORIGIN".to_string() } else { String::new() };
+    Ok(tool("cargo", &args)
+        .env("SPOCK_LIBPQ_RPATH", rpath)
+        .env("PATH", path)
+        .env("PGRX_HOME", dirs.pgrx_home())
+        // extension/build.rs links libpq from this server's libdir.
+        .env("SPOCK_PG_CONFIG", dirs.pg_config())
+        .env("CARGO_TARGET_DIR", dirs.extension_target())
+        .env("NO_COLOR", "1")
+        .env("CARGO_TERM_COLOR", "never"))
 }
 
 /// Installs the spock extension into a package tree by copying it from

@@ -26,6 +26,7 @@ pub mod patch_tests;
 pub mod patches;
 pub mod pgbuild;
 pub mod regress;
+pub mod releases;
 pub mod smoke;
 pub mod tarball;
 pub mod test;

@@ -56,6 +56,7 @@ impl Suite {
                 "progress",
                 "sync",
                 "addnode",
+                "upgrade",
             ],
             extra_conf: "fsync = off\n",
         }

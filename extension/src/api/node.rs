@@ -8,7 +8,7 @@ use spock_core::naming;
 
 use super::{before_commit, name_arg, required};
 use crate::catalog::node::{self, NodeDetails};
-use crate::catalog::repset;
+use crate::catalog::{self, repset};
 use crate::errors::{raise, raise_hint, require_superuser};
 use crate::remote::conn::parse_conninfo;
 use crate::workers::registry;
@@ -82,6 +82,7 @@ fn node_create(
     let node_id = naming::node_id(&node_name);
 
     Spi::connect_mut(|client| {
+        catalog::extension::require_current(client, "spock.node_create");
         if let Some(local) = node::local_node(client) {
             raise(
                 PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,

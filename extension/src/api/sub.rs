@@ -744,6 +744,37 @@ fn sub_alter_skiplsn(subscription_name: &CStr, lsn: i64) -> bool {
 }
 
 #[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_alter_interface(subscription_name name, interface_name name) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_interface_wrapper';
+"#)]
+fn sub_alter_interface(subscription_name: &CStr, interface_name: &CStr) -> bool {
+    let what = "spock.sub_alter_interface";
+    require_superuser(what);
+    let name = subscription_name.to_string_lossy();
+    let if_name = interface_name.to_string_lossy();
+    let changed = Spi::connect_mut(|client| {
+        node::require_local_node(client, what);
+        let sub = require_subscription(client, &name);
+        let if_id = node::interface_by_name(client, sub.origin_id, &if_name).unwrap_or_else(|| {
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("node \"{}\" has no interface \"{if_name}\"", sub.origin_name),
+                format!(
+                    "Add it on this node first: SELECT spock.node_add_interface('{}', '{if_name}', '<dsn>').",
+                    sub.origin_name
+                ),
+            )
+        });
+        subscription::set_origin_interface(client, sub.sub_id, if_id).then_some(sub.sub_id)
+    });
+    let Some(sub_id) = changed else { return false };
+    // The worker connects through the new interface when it starts again;
+    // the slot, and so the position, stay the same.
+    restart_worker_after_commit(sub_id);
+    true
+}
+
+#[pg_extern(sql = r#"
 CREATE FUNCTION spock.sub_resync_table(subscription_name name, relation regclass, truncate boolean DEFAULT true)
     RETURNS boolean STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_resync_table_wrapper';
 "#)]

@@ -7,6 +7,7 @@
 
 pub mod decoding;
 pub mod exception_log;
+pub mod extension;
 pub mod node;
 pub mod origin;
 pub mod queue;

@@ -39,6 +39,7 @@ pub fn local_node(client: &SpiClient<'_>) -> Option<LocalNode> {
 
 /// The local node, or the spec's `55000` error naming `what`.
 pub fn require_local_node(client: &SpiClient<'_>, what: &str) -> LocalNode {
+    super::extension::require_current(client, what);
     local_node(client).unwrap_or_else(|| {
         raise_hint(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -184,6 +184,20 @@ pub fn set_skip_lsn(client: &mut SpiClient<'_>, id: u32, lsn: u64) {
         .unwrap_or_else(spi_failed("update spock.subscription"));
 }
 
+/// Points the subscription at another interface of its provider; false
+/// when it already uses that one.
+pub fn set_origin_interface(client: &mut SpiClient<'_>, id: u32, if_id: u32) -> bool {
+    !client
+        .update(
+            "UPDATE spock.subscription SET sub_origin_if = $2
+              WHERE sub_id = $1 AND sub_origin_if <> $2 RETURNING 1",
+            None,
+            &[oid(id).into(), oid(if_id).into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"))
+        .is_empty()
+}
+
 pub fn set_replication_sets(client: &mut SpiClient<'_>, id: u32, sets: &[String]) {
     client
         .update(

@@ -363,6 +363,14 @@ unsafe fn stays_local(stmt: *mut pg_sys::Node) -> Option<&'static str> {
                 Some("subscriptions belong to one node")
             }
             T_VacuumStmt => Some("VACUUM and ANALYZE run on each node by itself"),
+            T_AlterExtensionStmt
+                if CStr::from_ptr((*(stmt as *mut pg_sys::AlterExtensionStmt)).extname).to_bytes()
+                    == b"spock" =>
+            {
+                // Nodes are upgraded one at a time: a node still on the
+                // older library could not run the newer update script.
+                Some("each node updates its own spock catalog when it runs the new library")
+            }
             T_ClusterStmt => {
                 let rel = (*(stmt as *mut pg_sys::ClusterStmt)).relation;
                 if rel.is_null() {

@@ -2,8 +2,11 @@
 //! by the supervisor. It runs one apply worker per enabled subscription (an
 //! apply worker starts its subscription's table-sync worker itself),
 //! restarts failed ones after `spock.restart_delay_default`, and stops those
-//! of disabled or dropped subscriptions. A manager of a database without a
-//! node (or without the extension) exits.
+//! of disabled or dropped subscriptions. First it brings the database's
+//! spock catalog to the library's version (`ALTER EXTENSION spock UPDATE`,
+//! sql-api.md §2.4), or, when no update script leads there, logs why once
+//! and starts no worker. A manager of a database without a node (or without
+//! the extension) exits.
 
 use std::time::Duration;
 
@@ -11,20 +14,61 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::prelude::*;
 
 use super::registry::{self, Kind};
+use spock_core::version::CatalogCheck;
+
 use crate::catalog;
 use crate::guc;
+
+/// The spock catalog of the manager's database against the loaded library.
+enum Catalog {
+    /// No extension here: nothing to manage.
+    Absent,
+    /// Catalog and library agree (perhaps after this call updated the catalog).
+    Current,
+    /// The library cannot work with this catalog: why, and what to do.
+    Refused(String),
+}
+
+/// Checks the database's catalog version and, when it is older and update
+/// scripts lead to the library's version, runs `ALTER EXTENSION spock
+/// UPDATE` (sql-api.md §2.4), so that a server restarted on a newer package
+/// brings each database level by itself.
+fn check_catalog() -> Catalog {
+    BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|client| {
+            let Some((from, check)) = catalog::extension::check(client) else { return Catalog::Absent };
+            match check {
+                CatalogCheck::Matches => Catalog::Current,
+                CatalogCheck::Update => {
+                    catalog::extension::update(client);
+                    pgrx::log!(
+                        "spock: updated the spock catalog of database \"{}\" from version {from} to {}",
+                        database_name(client),
+                        crate::version::VERSION
+                    );
+                    Catalog::Current
+                }
+                CatalogCheck::Refuse(why) => {
+                    Catalog::Refused(format!("database \"{}\": {why}", database_name(client)))
+                }
+            }
+        })
+    })
+}
+
+fn database_name(client: &pgrx::spi::SpiClient<'_>) -> String {
+    client
+        .select("SELECT current_database()::text", None, &[])
+        .ok()
+        .and_then(|mut t| t.next().and_then(|row| row.get::<String>(1).ok().flatten()))
+        .unwrap_or_default()
+}
 
 /// Subscriptions of the manager's database: (id, name, enabled).
 fn subscriptions() -> Option<Vec<(u32, String, bool)>> {
     BackgroundWorker::transaction(|| {
         Spi::connect(|client| {
-            let installed = client
-                .select("SELECT 1 FROM pg_extension WHERE extname = 'spock'", None, &[])
-                .map(|t| !t.is_empty())
-                .unwrap_or(false);
-            if !installed || catalog::node::local_node(client).is_none() {
-                return None;
-            }
+            catalog::node::local_node(client)?;
             Some(
                 catalog::subscription::all(client)
                     .into_iter()
@@ -86,8 +130,27 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
         // Another manager runs for this database.
         return;
     }
+    // The refusal last logged, so that a waiting manager logs it once.
+    let mut refused: Option<String> = None;
     loop {
         super::reload_config_if_asked();
+        match check_catalog() {
+            Catalog::Absent => return,
+            Catalog::Current => refused = None,
+            Catalog::Refused(why) => {
+                // No workers run against a catalog the library does not
+                // know; the manager waits (rather than failing and being
+                // restarted) until a matching library or catalog is there.
+                if refused.as_ref() != Some(&why) {
+                    pgrx::warning!("spock: no replication workers start in {why}");
+                    refused = Some(why);
+                }
+                if !BackgroundWorker::wait_latch(Some(Duration::from_secs(10))) {
+                    break;
+                }
+                continue;
+            }
+        }
         let Some(subs) = subscriptions() else {
             // No spock node here (any more): nothing to manage.
             return;

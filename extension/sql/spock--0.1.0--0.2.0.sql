@@ -1,0 +1,9 @@
+-- spock 0.1.0 -> 0.2.0 (run by ALTER EXTENSION spock UPDATE, which each
+-- database's manager does by itself when the server runs the 0.2.0 library).
+--
+-- The objects 0.2.0 adds, exactly as a fresh CREATE EXTENSION spock of 0.2.0
+-- creates them (cargo xtask test compares the two catalogs).
+
+CREATE FUNCTION spock.sub_alter_interface(subscription_name name, interface_name name) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_interface_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.sub_alter_interface(name, name) FROM PUBLIC;
