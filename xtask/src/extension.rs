@@ -147,18 +147,7 @@ pub fn ensure_crate_installed(installed: &Installed, krate: &PgrxCrate) -> Resul
         installed.core.postgresql_version
     ));
     std::fs::remove_file(&stamp).ok();
-    // Scripts of an earlier build (another version) must not stay behind
-    // and end up in a package.
-    let ext_dir = installed.sharedir()?.join("extension");
-    if let Ok(entries) = std::fs::read_dir(&ext_dir) {
-        for entry in entries.flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if file.starts_with(&format!("{name}--")) && file.ends_with(".sql") {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-            }
-        }
-    }
+    remove_scripts(&installed.sharedir()?.join("extension"), name)?;
     cmd::run_logged(
         cargo_pgrx(installed, &krate.dir, &args)?,
         "cargo pgrx install",
@@ -246,6 +235,7 @@ pub fn ensure_installed_from(installed: &Installed, donor: &Installed) -> Result
         link_alias(&lib, alias)?;
     }
     let (from, to) = (donor.sharedir()?.join("extension"), installed.sharedir()?.join("extension"));
+    remove_scripts(&to, name)?;
     for entry in std::fs::read_dir(&from).with_context(|| format!("cannot list {}", from.display()))? {
         let file = entry?.file_name();
         let file_name = file.to_string_lossy();
@@ -255,6 +245,21 @@ pub fn ensure_installed_from(installed: &Installed, donor: &Installed) -> Result
     }
     std::fs::write(&stamp, &fingerprint).with_context(|| format!("cannot write {}", stamp.display()))?;
     step.done(&format!("installed {}", lib.display()));
+    Ok(())
+}
+
+/// Removes the SQL scripts of extension `name` from `ext_dir`: those of an
+/// earlier build (another version) must not stay behind and end up in a
+/// package.
+fn remove_scripts(ext_dir: &Path, name: &str) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(ext_dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!("{name}--")) && file.ends_with(".sql") {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
     Ok(())
 }
 

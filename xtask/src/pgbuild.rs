@@ -17,7 +17,7 @@ use crate::ui;
 /// Written in `build/` after a successful configure.
 const CONFIGURE_STAMP: &str = ".spock-configure.json";
 /// Written in `install/` after a successful install.
-const INSTALL_STAMP: &str = ".spock-install.json";
+pub const INSTALL_STAMP: &str = ".spock-install.json";
 /// Name of the manifest of applied patches in the server's share directory.
 pub const CORE_PATCHES_FILE: &str = "spock-core-patches.json";
 

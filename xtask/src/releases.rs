@@ -17,9 +17,10 @@ use serde::Deserialize;
 
 use crate::cmd::{self, tool};
 use crate::extension;
+use crate::flags::Profile;
 use crate::fsutil;
 use crate::layout::{self, PgDirs};
-use crate::pgbuild::Installed;
+use crate::pgbuild::{INSTALL_STAMP, Installed};
 use crate::ui;
 
 /// One released version.
@@ -59,16 +60,23 @@ fn parse(text: &str) -> Result<Vec<Release>> {
 
 /// The version the checkout builds (`extension/Cargo.toml`).
 pub fn current_version() -> Result<String> {
-    let path = layout::project_root().join("extension").join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let manifest: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
-    manifest
-        .get("package")
-        .and_then(|p| p.get("version"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .with_context(|| format!("{} has no package.version", path.display()))
+    extension::version()
+}
+
+/// The update scripts of the checkout (`extension/sql/spock--<from>--<to>.sql`),
+/// by file name, sorted: what `cargo pgrx install` installs beside the
+/// install script and the packages ship.
+pub fn update_scripts() -> Result<Vec<String>> {
+    let dir = layout::project_root().join("extension").join("sql");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("spock--") && name.ends_with(".sql") && name.matches("--").count() == 2 {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// The frozen install script of a release.
@@ -103,9 +111,11 @@ pub fn previous() -> Result<Release> {
 }
 
 /// A copy of `installed`'s server whose spock extension is `release`'s,
-/// built from its commit: `target/pg/<major>/release-<version>/install`. The
-/// server files are hard links to `installed`'s (nothing in them is written
-/// in place); the extension's files are the release's own.
+/// built from its commit, in `<installed root>/release-<version>`: a build
+/// tree or, for a package tree, a package tree (whose packages are then
+/// the release's). The server files are hard links to `installed`'s
+/// (nothing in them is written in place); the extension's files are the
+/// release's own.
 pub fn server_with(installed: &Installed, release: &Release) -> Result<Installed> {
     let root = installed.dirs.root.join(format!("release-{}", release.version));
     let dirs = PgDirs { root: root.clone(), ..installed.dirs.clone() };
@@ -116,17 +126,29 @@ pub fn server_with(installed: &Installed, release: &Release) -> Result<Installed
         release.version,
         dirs.install().display()
     ));
-    let install = dirs.install();
-    if install.exists() {
-        std::fs::remove_dir_all(&install).with_context(|| format!("cannot remove {}", install.display()))?;
+    // A build tree is its install directory; a package tree is its sysroot
+    // and the install record beside it.
+    let (from, to) = match installed.dirs.package {
+        None => (installed.dirs.install(), dirs.install()),
+        Some(_) => (installed.dirs.sysroot(), dirs.sysroot()),
+    };
+    if to.exists() {
+        std::fs::remove_dir_all(&to).with_context(|| format!("cannot remove {}", to.display()))?;
     }
     cmd::read(
-        tool(
-            "cp",
-            ["-al".into(), installed.dirs.install().into_os_string(), install.clone().into_os_string()],
-        ),
+        tool("cp", ["-al".into(), from.into_os_string(), to.clone().into_os_string()]),
         "cp -al (a hard-linked copy of the server tree)",
     )?;
+    if installed.dirs.package.is_some() {
+        fsutil::copy_file(&installed.dirs.install_stamp(INSTALL_STAMP), &dirs.install_stamp(INSTALL_STAMP))?;
+    }
+    // The server's source, which the packages take their copyright from.
+    let src_link = dirs.src();
+    if std::fs::symlink_metadata(&src_link).is_err() {
+        std::os::unix::fs::symlink(installed.dirs.src(), &src_link)
+            .with_context(|| format!("cannot link {}", src_link.display()))?;
+    }
+    let install = dirs.install();
     let copy = Installed { dirs: dirs.clone(), core: installed.core.clone() };
     // The release's library and scripts replace the current ones: the old
     // names are removed first (they are links into the current tree).
@@ -178,7 +200,9 @@ fn build_release(installed: &Installed, release: &Release, root: &Path) -> Resul
         installed.core.postgresql_version
     ));
     std::fs::remove_file(&stamp).ok();
-    let src = root.join("src");
+    // Not `root/src`: in the copied tree that names the server's source
+    // (a link to `installed`'s, which the packages' copyright comes from).
+    let src = root.join("release-src");
     for dir in [&src, &pkg] {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
@@ -204,8 +228,10 @@ fn build_release(installed: &Installed, release: &Release, root: &Path) -> Resul
         ),
         &logs.join(format!("release-{}-extract.log", release.version)),
     )?;
-    let args: Vec<String> =
-        vec!["package".into(), "--debug".into(), "--out-dir".into(), pkg.display().to_string()];
+    let mut args: Vec<String> = vec!["package".into(), "--out-dir".into(), pkg.display().to_string()];
+    if installed.dirs.profile == Profile::Dev {
+        args.push("--debug".into());
+    }
     cmd::run_logged(
         extension::cargo_pgrx(installed, &src.join("extension"), &args)?,
         &format!("cargo pgrx package (spock {})", release.version),
@@ -232,17 +258,15 @@ mod tests {
             releases.iter().all(|r| r.version != current) || releases.last().unwrap().version == current,
             "the checkout's version {current} is a release, so it must be the last one"
         );
-        // Every release has an update script (chain) to the current version.
-        let sql = layout::project_root().join("extension").join("sql");
-        let prev = previous().unwrap();
-        assert!(
-            std::fs::read_dir(&sql)
-                .unwrap()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(&format!("spock--{}--", prev.version))),
-            "no update script from {} in extension/sql",
-            prev.version
-        );
+        // Every release has an update script to a later version.
+        let scripts = update_scripts().unwrap();
+        for r in releases.iter().filter(|r| r.version != current) {
+            assert!(
+                scripts.iter().any(|s| s.starts_with(&format!("spock--{}--", r.version))),
+                "no update script from {} in extension/sql: {scripts:?}",
+                r.version
+            );
+        }
     }
 
     #[test]

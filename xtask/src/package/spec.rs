@@ -232,7 +232,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
         owns_below: Some(paths.prefix.clone()),
         is_server: true,
     };
-    let ext_version = crate::extension::version()?;
+    let ext_version = extension_version(installed)?;
     let extension = Spec {
         name: names.extension.clone(),
         version: ext_version,
@@ -254,6 +254,23 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
         is_server: false,
     };
     Ok((server, extension))
+}
+
+/// The version of the spock extension installed in a tree: the
+/// `default_version` of its control file (a release's tree holds an older
+/// one than the checkout).
+pub fn extension_version(installed: &Installed) -> Result<String> {
+    let control = installed.sharedir()?.join("extension").join("spock.control");
+    let text =
+        std::fs::read_to_string(&control).with_context(|| format!("cannot read {}", control.display()))?;
+    control_default_version(&text).with_context(|| format!("{} names no default_version", control.display()))
+}
+
+fn control_default_version(control: &str) -> Option<String> {
+    control.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "default_version").then(|| value.trim().trim_matches('\'').to_string())
+    })
 }
 
 /// Every file and symbolic link below `sysroot`, as target-system paths,
@@ -399,5 +416,12 @@ mod tests {
             parent_dirs(&entries, Some("/usr/pgsql-18")),
             ["/usr/pgsql-18", "/usr/pgsql-18/bin", "/usr/pgsql-18/lib"]
         );
+    }
+
+    #[test]
+    fn the_extension_version_comes_from_the_control_file() {
+        let control = "# spock\ncomment = 'x = y'\ndefault_version = '0.1.0'\nschema = spock\n";
+        assert_eq!(control_default_version(control).as_deref(), Some("0.1.0"));
+        assert_eq!(control_default_version("comment = 'none'\n"), None);
     }
 }

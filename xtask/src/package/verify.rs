@@ -83,7 +83,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
                     "ok: dpkg installs {} in place of the distribution's {distro}",
                     names.server
                 ));
-                with_postgresql_common(&installed, &[server, extension], names)?;
+                with_postgresql_common(&installed, &[server, extension], names, epoch, &base)?;
                 install_debs(&root.join("sysroot"), &[server, extension], &check.names)?;
                 extra = distribution_extension(&base, &root.join("sysroot"), major, names)?;
             }
@@ -136,12 +136,19 @@ impl Expect {
                 format!("{}/extension/plpgsql.control", p.sharedir),
                 format!("{}/{CORE_PATCHES_FILE}", p.sharedir),
             ],
-            extension_files: vec![
+            extension_files: [
                 format!("{}/spock.so", p.libdir),
                 format!("{}/spock_output.so", p.libdir),
                 format!("{}/extension/spock--{ext_version}.sql", p.sharedir),
                 format!("{}/extension/spock.control", p.sharedir),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                crate::releases::update_scripts()?
+                    .into_iter()
+                    .map(|script| format!("{}/extension/{script}", p.sharedir)),
+            )
+            .collect(),
             ext_version,
         })
     }
@@ -598,12 +605,22 @@ fn dpkg_status(name: &str) -> Option<String> {
 
 /// Where `postgresql-common` is installed, we are root, and neither our
 /// packages nor any package ours conflicts with were on the system before
-/// (see [`host_plan`]): installs the .deb packages on this system for real,
-/// creates a cluster with `pg_createcluster`, starts it with
-/// `pg_ctlcluster`, creates the extension through `pg_wrapper`'s psql, then
-/// drops the cluster and purges the packages it installed (also when a step
-/// fails). Otherwise says why it was skipped.
-fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Names) -> Result<()> {
+/// (see [`host_plan`]): installs the previous package set on this system
+/// for real (the previous release's extension, the same server at an older
+/// revision), creates a cluster with `pg_createcluster`, starts it with
+/// `pg_ctlcluster` and writes data through `pg_wrapper`'s psql; then
+/// upgrades to the new packages with `dpkg -i` while the cluster runs,
+/// restarts it, and checks that the data survived, the server runs the new
+/// library and the catalog was updated. Finally drops the cluster and
+/// purges the packages it installed (also when a step fails). Otherwise
+/// says why it was skipped.
+fn with_postgresql_common(
+    installed: &Installed,
+    debs: &[&PathBuf],
+    names: &Names,
+    epoch: u64,
+    base: &Path,
+) -> Result<()> {
     let major = installed.dirs.major.to_string();
     let skip = |why: String| ui::note(format!("skipped: the postgresql-common check: {why}"));
     if !nix::unistd::geteuid().is_root() {
@@ -623,14 +640,25 @@ fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Name
         skip(why);
         return Ok(());
     }
+    // The previous package set: one day older, with the previous release's
+    // extension built from its commit against this server.
+    let previous = crate::releases::previous()?;
+    let old_tree = crate::releases::server_with(installed, &previous)?;
+    let old_dir = base.join("previous");
+    std::fs::create_dir_all(&old_dir).with_context(|| format!("cannot create {}", old_dir.display()))?;
+    let old_debs = super::write_packages(&old_tree, PkgLayout::Deb, epoch - 86_400, &old_dir)?;
+
     let logs = layout::target_dir().join("package-tests");
     let log = |step: &str| logs.join(format!("postgresql-common-{major}-{step}.log"));
     // From here on, whatever of ours is installed was installed by this check.
     let guard = HostInstall { major: major.clone(), names: names.clone() };
     guard.drop_cluster();
-    let mut args = vec!["-i".to_string()];
-    args.extend(debs.iter().map(|d| d.display().to_string()));
-    cmd::run_logged(tool("dpkg", &args).env("PATH", SYSTEM_PATH), "dpkg -i (on this system)", &log("dpkg"))?;
+    let dpkg_install = |debs: &[PathBuf], step: &str| -> Result<()> {
+        let mut args = vec!["-i".to_string()];
+        args.extend(debs.iter().map(|d| d.display().to_string()));
+        cmd::run_logged(tool("dpkg", &args).env("PATH", SYSTEM_PATH), "dpkg -i (on this system)", &log(step))
+    };
+    dpkg_install(&old_debs, "dpkg-previous")?;
     let port = crate::node::free_port()?.to_string();
     cmd::run_logged(
         tool("pg_createcluster", [major.as_str(), PGCOMMON_CLUSTER, "-p", port.as_str()])
@@ -642,41 +670,68 @@ fn with_postgresql_common(installed: &Installed, debs: &[&PathBuf], names: &Name
     std::fs::create_dir_all(&conf_dir)?;
     std::fs::write(conf_dir.join("spock.conf"), crate::node::base_conf(installed, 1))
         .with_context(|| format!("cannot write {}", conf_dir.display()))?;
-    cmd::run_logged(
-        tool("pg_ctlcluster", [major.as_str(), PGCOMMON_CLUSTER, "start"]).env("PATH", SYSTEM_PATH),
-        "pg_ctlcluster start",
-        &log("ctlcluster"),
-    )?;
-    let cluster = format!("{major}/{PGCOMMON_CLUSTER}");
-    let out = cmd::read(
-        tool(
-            "runuser",
-            [
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "--cluster",
-                cluster.as_str(),
-                "-XAtq",
-                "-c",
-                "CREATE EXTENSION spock",
-                "-c",
-                "SELECT version() || ' / spock ' || spock.spock_version()",
-            ],
+    let ctlcluster = |action: &str| {
+        cmd::run_logged(
+            tool("pg_ctlcluster", [major.as_str(), PGCOMMON_CLUSTER, action]).env("PATH", SYSTEM_PATH),
+            &format!("pg_ctlcluster {action}"),
+            &log(&format!("ctlcluster-{action}")),
         )
-        .env("PATH", SYSTEM_PATH),
-        "psql through pg_wrapper",
-    )?;
-    let wanted = format!("PostgreSQL {}{}", installed.core.postgresql_version, installed.core.extra_version);
-    let ext = crate::extension::version()?;
+    };
+    ctlcluster("start")?;
+    let cluster = format!("{major}/{PGCOMMON_CLUSTER}");
+    let psql = |sql: &str| -> Result<String> {
+        cmd::read(
+            tool(
+                "runuser",
+                ["-u", "postgres", "--", "psql", "--cluster", cluster.as_str(), "-XAtq", "-c", sql],
+            )
+            .env("PATH", SYSTEM_PATH),
+            "psql through pg_wrapper",
+        )
+        .map(|out| out.trim_end().to_string())
+    };
+    psql("CREATE EXTENSION spock")?;
+    psql("CREATE TABLE kept AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g")?;
+    let digest = "SELECT count(*) || ' ' || md5(string_agg(v, ',' ORDER BY id)) FROM kept";
+    let before = psql(digest)?;
+    let started = psql("SELECT pg_postmaster_start_time()")?;
+    let old_ext = psql("SELECT spock.spock_version()")?;
     ensure!(
-        out.starts_with(&wanted) && out.trim_end().ends_with(&format!("/ spock {ext}")),
-        "the cluster made by pg_createcluster answered {out:?}; expected {wanted} with spock {ext}"
+        old_ext == previous.version,
+        "the previous package set runs spock {old_ext}, not {}",
+        previous.version
+    );
+
+    // The upgrade, with the cluster running, then a restart on the new files.
+    dpkg_install(&debs.iter().map(|d| d.to_path_buf()).collect::<Vec<_>>(), "dpkg-upgrade")?;
+    ctlcluster("restart")?;
+    let ext = crate::extension::version()?;
+    let updated = "SELECT extversion FROM pg_extension WHERE extname = 'spock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql(updated)? != ext {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "after the upgrade the manager did not update the spock catalog to {ext} within 60 s (see the \
+             cluster's log in /var/log/postgresql)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = psql("SELECT version() || ' / spock ' || spock.spock_version()")?;
+    let wanted = format!("PostgreSQL {}{}", installed.core.postgresql_version, installed.core.extra_version);
+    ensure!(
+        out.starts_with(&wanted) && out.ends_with(&format!("/ spock {ext}")),
+        "the upgraded cluster answered {out:?}; expected {wanted} with spock {ext}"
+    );
+    ensure!(psql(digest)? == before, "the table written before the upgrade changed: {before} before");
+    ensure!(
+        psql("SELECT pg_postmaster_start_time()")? != started,
+        "the server was not restarted by pg_ctlcluster restart"
     );
     drop(guard);
     ui::note(format!(
-        "ok: installed on this system, pg_createcluster/pg_ctlcluster ran cluster {cluster}, CREATE EXTENSION spock worked; removed again"
+        "ok: on this system, the previous packages (spock {old_ext}) ran cluster {cluster} from pg_createcluster; \
+         dpkg -i upgraded them in place while it ran; after pg_ctlcluster restart it runs spock {ext}, the \
+         manager updated the catalog and the data survived; removed again"
     ));
     Ok(())
 }
