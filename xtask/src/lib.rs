@@ -8,6 +8,7 @@
 //! library is also what the integration tests in `xtask/tests/` drive.
 //! `docs/ARCHITECTURE.md` has the code map.
 
+pub mod abi;
 pub mod account;
 pub mod bench;
 pub mod build;

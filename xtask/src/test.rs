@@ -82,7 +82,13 @@ impl Test {
                 // (one more server build); `test-patches --negative-control`
                 // runs it for any major.
                 if major == NEGATIVE_CONTROL_MAJOR {
-                    patch_tests::negative_control(&build::build_stock(&resolved, jobs)?)?;
+                    let stock = build::build_stock(&resolved, jobs)?;
+                    patch_tests::negative_control(&stock)?;
+                    let step = ui::Step::start(format!(
+                        "ABI of the patched server against stock PostgreSQL {version} (symbols, magic block, headers)"
+                    ));
+                    let summary = crate::abi::compare(&installed, &stock)?;
+                    step.done(&summary);
                 }
                 let suite = regress::Suite::multi_node();
                 if !regress::run_suite(&installed, &suite, &suite.schedule()?, None, false, true)? {
