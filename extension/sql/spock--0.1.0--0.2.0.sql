@@ -7,3 +7,7 @@
 CREATE FUNCTION spock.sub_alter_interface(subscription_name name, interface_name name) RETURNS boolean
     STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_interface_wrapper';
 REVOKE EXECUTE ON FUNCTION spock.sub_alter_interface(name, name) FROM PUBLIC;
+
+CREATE FUNCTION spock.terminate_active_transactions() RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'terminate_active_transactions_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.terminate_active_transactions() FROM PUBLIC;

@@ -96,6 +96,37 @@ impl MessageLevel {
     }
 }
 
+/// `spock.readonly` (behaviour.md §14).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadOnly {
+    #[name = c"off"]
+    Off,
+    /// Transactions of non-superuser sessions are read-only.
+    #[name = c"local"]
+    Local,
+    /// The old name of `local`.
+    #[name = c"user"]
+    User,
+    /// As `local`, and apply workers stop applying.
+    #[name = c"all"]
+    All,
+}
+
+impl ReadOnly {
+    /// The setting's value as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadOnly::Off => "off",
+            ReadOnly::Local => "local",
+            ReadOnly::User => "user",
+            ReadOnly::All => "all",
+        }
+    }
+}
+
+/// `spock.readonly`: read-only mode of this node.
+pub static READONLY: GucSetting<ReadOnly> = GucSetting::<ReadOnly>::new(ReadOnly::Off);
+
 /// `spock.conflict_log_level`: level of the message logged per conflict.
 pub static CONFLICT_LOG_LEVEL: GucSetting<MessageLevel> = GucSetting::<MessageLevel>::new(MessageLevel::Log);
 /// `spock.save_resolutions`: record resolvable conflicts in `spock.resolutions`.
@@ -381,6 +412,15 @@ pub fn init() {
         c"",
         &ENABLE_QUIET_MODE,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"spock.readonly",
+        c"Read-only mode of this node: off, local (alias user) or all.",
+        c"local: transactions of non-superuser sessions are read-only; all: also, apply workers stop applying \
+          until the mode is relaxed. Superusers are never restricted.",
+        &READONLY,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(

@@ -12,6 +12,7 @@ pub mod info;
 pub mod node;
 pub mod peers;
 pub mod progress;
+pub mod readonly;
 pub mod repset;
 pub mod seq;
 pub mod slots;

@@ -350,6 +350,17 @@ fn restart_worker_after_commit(sub_id: u32) {
     });
 }
 
+/// Refuses `what` (`55000`) while `spock.readonly` is not `off`.
+fn require_read_write(what: &str) {
+    if crate::hooks::readonly::restricts_sessions() {
+        raise_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{what} cannot run while spock.readonly is {}", crate::guc::READONLY.get().name()),
+            "Set spock.readonly = off (ALTER SYSTEM and reload) and call it again.",
+        );
+    }
+}
+
 fn require_subscription(client: &SpiClient<'_>, name: &str) -> Subscription {
     subscription::by_name(client, name).unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("subscription \"{name}\" does not exist"))
@@ -781,6 +792,7 @@ CREATE FUNCTION spock.sub_resync_table(subscription_name name, relation regclass
 fn sub_resync_table(subscription_name: &CStr, relation: pg_sys::Oid, truncate: bool) -> bool {
     let what = "spock.sub_resync_table";
     require_superuser(what);
+    require_read_write(what);
     let name = subscription_name.to_string_lossy().into_owned();
     let (nspname, relname) = relation_names(relation);
     let sub_id = Spi::connect_mut(|client| {
@@ -817,6 +829,7 @@ CREATE FUNCTION spock.sub_alter_sync(subscription_name name, truncate boolean DE
 fn sub_alter_sync(subscription_name: &CStr, truncate: bool) -> bool {
     let what = "spock.sub_alter_sync";
     require_superuser(what);
+    require_read_write(what);
     let name = subscription_name.to_string_lossy().into_owned();
     let sub = Spi::connect(|client| {
         node::require_local_node(client, what);

@@ -184,6 +184,19 @@ impl Stream {
         self.last_message = Instant::now();
         loop {
             workers::reload_config_if_asked();
+            if crate::hooks::readonly::stops_apply() {
+                // Between two messages: whatever is applied is committed
+                // with its origin position, and a transaction half applied
+                // is rolled back by the exit and comes again.
+                pgrx::log!(
+                    "spock apply worker for subscription {} stops applying: spock.readonly = all; it resumes where it \
+                     stopped when the mode is relaxed",
+                    self.sub.name
+                );
+                // SAFETY: ends the worker as PostgreSQL ends a background
+                // worker, aborting any open transaction on the way out.
+                unsafe { pg_sys::proc_exit(0) };
+            }
             self.dispatcher.prune_resolutions_if_due();
             wait::with_conn(|c| c.consume_input())
                 .unwrap_or_else(|e| connect_error(e, "lost the connection to the provider"));

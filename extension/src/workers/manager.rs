@@ -132,6 +132,7 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
     }
     // The refusal last logged, so that a waiting manager logs it once.
     let mut refused: Option<String> = None;
+    let mut read_only_noted = false;
     loop {
         super::reload_config_if_asked();
         match check_catalog() {
@@ -151,6 +152,19 @@ pub extern "C-unwind" fn spock_manager_main(arg: pg_sys::Datum) {
                 continue;
             }
         }
+        if crate::hooks::readonly::stops_apply() {
+            // Read-only mode `all`: no apply worker runs (a running one stops
+            // by itself) until the mode is relaxed.
+            if !read_only_noted {
+                pgrx::log!("spock: spock.readonly = all, so no apply worker starts in this database");
+                read_only_noted = true;
+            }
+            if !BackgroundWorker::wait_latch(Some(Duration::from_millis(500))) {
+                break;
+            }
+            continue;
+        }
+        read_only_noted = false;
         let Some(subs) = subscriptions() else {
             // No spock node here (any more): nothing to manage.
             return;

@@ -24,6 +24,12 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let (arch, _) = super::arch()?;
     let data = data_tar(&spec.entries, epoch)?;
     let mut depends: Vec<Dep> = spec.depends.clone();
+    if spec.is_server {
+        // The cluster tools (pg_createcluster, pg_ctlcluster, pg_wrapper) and
+        // the service units, at the version Debian's own server packages of
+        // bookworm require.
+        depends.push(Dep { name: "postgresql-common".into(), version: Some((">=", "241~".into())) });
+    }
     let files: Vec<&Path> = spec.entries.iter().filter_map(Entry::source).collect();
     depends.extend(
         deps::deb_depends(&spec.libraries, &files)?
@@ -34,7 +40,13 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let mut control_files: Vec<(&str, Vec<u8>, u32)> =
         vec![("control", control.into_bytes(), 0o644), ("md5sums", data.md5sums.into_bytes(), 0o644)];
     if spec.is_server {
-        control_files.push(("postinst", POSTINST.as_bytes().to_vec(), 0o755));
+        for (name, script) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
+            control_files.push((
+                name,
+                script.replace("@MAJOR@", &spec.major.to_string()).into_bytes(),
+                0o755,
+            ));
+        }
     }
     let control_tar = control_tar(&control_files, epoch)?;
     let deb = ar(
@@ -46,17 +58,100 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Creates the `postgres` account the server runs as, the way Debian's
-/// PostgreSQL packages name it, unless it exists. Nothing is done when dpkg
-/// installs into another root (`DPKG_ROOT`), where the account database is
-/// not this system's.
+/// The server's `postinst`: on `configure`, the `postgres` account if it
+/// is missing (postgresql-common normally made it already); on a first
+/// installation the cluster `<major>/main`, as Debian's server packages make
+/// it, unless `create_main_cluster` is off in postgresql-common's
+/// `createcluster.conf` or the major has a cluster already; apt's list of
+/// packages not to auto-remove; then the major's clusters whose
+/// `start.conf` says `auto` are started (after an upgrade, on the new
+/// binaries). Nothing is done when dpkg installs into another root
+/// (`DPKG_ROOT`), whose accounts and clusters are not this system's.
 const POSTINST: &str = r#"#!/bin/sh
 set -e
-if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ] && ! getent passwd postgres >/dev/null; then
+major=@MAJOR@
+[ "$1" = configure ] || exit 0
+[ -z "${DPKG_ROOT:-}" ] || exit 0
+if ! getent passwd postgres >/dev/null; then
     getent group postgres >/dev/null || groupadd --system postgres
     useradd --system --gid postgres --home-dir /var/lib/postgresql --shell /bin/bash \
         --comment "PostgreSQL administrator" postgres
 fi
+command -v pg_createcluster >/dev/null || exit 0
+if [ -z "$2" ] && ! ls /etc/postgresql/$major/*/postgresql.conf >/dev/null 2>&1; then
+    create=$(pg_conftool /etc/postgresql-common/createcluster.conf show -bs create_main_cluster 2>/dev/null || true)
+    if [ "$create" != off ]; then
+        pg_createcluster -u postgres $major main ||
+            echo "spock-postgresql-$major: the cluster $major/main could not be created; make one with: pg_createcluster $major main --start" >&2
+    fi
+fi
+if [ -x /usr/share/postgresql-common/pg_updateaptconfig ]; then
+    /usr/share/postgresql-common/pg_updateaptconfig
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+fi
+for conf in /etc/postgresql/$major/*/start.conf; do
+    [ -e "$conf" ] || continue
+    cluster=$(basename "$(dirname "$conf")")
+    if [ "$(sed -e 's/#.*//' "$conf" | tr -d '[:space:]')" = auto ]; then
+        pg_ctlcluster $major "$cluster" status >/dev/null 2>&1 || pg_ctlcluster $major "$cluster" start
+    fi
+done
+exit 0
+"#;
+
+/// The server's `prerm`: stops the major's running clusters before their
+/// files are replaced (upgrade) or removed, as Debian's server packages do;
+/// on `remove`, removes the dictionary links postgresql-common made in the
+/// package's directory and updates apt's list of packages not to
+/// auto-remove. A
+/// cluster that does not stop fails the script, so its binaries are not
+/// changed under it.
+const PRERM: &str = r#"#!/bin/sh
+set -e
+major=@MAJOR@
+[ -z "${DPKG_ROOT:-}" ] || exit 0
+command -v pg_lsclusters >/dev/null || exit 0
+for cluster in $(pg_lsclusters -h | awk -v major=$major '$1 == major && $4 ~ /^online/ { print $2 }'); do
+    pg_ctlcluster $major "$cluster" stop
+done
+if [ "$1" = remove ]; then
+    # The dictionary links postgresql-common's trigger put into the package's
+    # tsearch_data directory go with it.
+    if [ -d /usr/share/postgresql/$major/tsearch_data ]; then
+        find /usr/share/postgresql/$major/tsearch_data -type l \( -name '*.dict' -o -name '*.affix' \) -delete
+    fi
+    if [ -x /usr/share/postgresql-common/pg_updateaptconfig ]; then
+        /usr/share/postgresql-common/pg_updateaptconfig
+    fi
+fi
+exit 0
+"#;
+
+/// The server's `postrm`: `remove` keeps the clusters (configuration, data
+/// and logs); `purge` drops every cluster of the major with
+/// `pg_dropcluster`, as Debian's server packages do when purged
+/// non-interactively. Without postgresql-common it says what is left.
+const POSTRM: &str = r#"#!/bin/sh
+set -e
+major=@MAJOR@
+[ "$1" = purge ] || exit 0
+[ -z "${DPKG_ROOT:-}" ] || exit 0
+[ -d /etc/postgresql/$major ] || exit 0
+for conf in /etc/postgresql/$major/*/postgresql.conf; do
+    [ -e "$conf" ] || continue
+    cluster=$(basename "$(dirname "$conf")")
+    if command -v pg_dropcluster >/dev/null; then
+        echo "Dropping the cluster $major/$cluster and its data..."
+        pg_dropcluster --stop $major "$cluster"
+    else
+        echo "postgresql-common is gone, so the cluster $major/$cluster stays: remove /etc/postgresql/$major/$cluster and its data directory by hand" >&2
+    fi
+done
+for dir in /etc/postgresql/$major /var/lib/postgresql/$major /var/log/postgresql/$major; do
+    [ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+done
 exit 0
 "#;
 
@@ -87,9 +182,6 @@ pub fn control_text(spec: &Spec, arch: &str, depends: &[Dep], installed_size: u6
         if !value.is_empty() {
             text.push_str(&format!("{field}: {value}\n"));
         }
-    }
-    if spec.is_server {
-        text.push_str("Suggests: postgresql-common\n");
     }
     text.push_str(&format!("Section: database\nPriority: optional\nDescription: {}\n", spec.summary));
     for line in wrap(&spec.description, 72) {
@@ -232,6 +324,7 @@ mod tests {
             entries: Vec::new(),
             owns_below: None,
             is_server: true,
+            major: 18,
         }
     }
 

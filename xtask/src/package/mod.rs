@@ -10,6 +10,7 @@
 mod deb;
 mod deps;
 mod rpm;
+mod service;
 mod spec;
 mod staging;
 pub mod verify;

@@ -77,6 +77,9 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     }
     if spec.is_server {
         b.pre_install_script(PRE_INSTALL);
+        b.post_install_script(super::service::rpm_post(spec.major));
+        b.pre_uninstall_script(super::service::rpm_preun(spec.major));
+        b.post_uninstall_script(super::service::rpm_postun(spec.major));
     }
     let package = b.build().with_context(what)?;
     let mut bytes = Vec::new();

@@ -100,8 +100,11 @@ pub struct Spec {
     /// directories; .deb archives carry every parent directory anyway).
     pub owns_below: Option<String>,
     /// The server package: it creates the `postgres` service account on
-    /// installation, and as a .deb suggests `postgresql-common`.
+    /// installation, and as a .deb depends on `postgresql-common` and
+    /// manages the major's clusters in its maintainer scripts.
     pub is_server: bool,
+    /// The PostgreSQL major the package is for.
+    pub major: u32,
 }
 
 impl Spec {
@@ -231,6 +234,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
         entries: server_entries,
         owns_below: Some(paths.prefix.clone()),
         is_server: true,
+        major,
     };
     let ext_version = extension_version(installed)?;
     let extension = Spec {
@@ -252,6 +256,7 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
         entries: ext_entries,
         owns_below: None,
         is_server: false,
+        major,
     };
     Ok((server, extension))
 }

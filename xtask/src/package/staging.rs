@@ -59,20 +59,26 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
         }
     }
     let doc = format!("/usr/share/doc/{}", spec.name);
-    let mut files = vec![(format!("{doc}/copyright"), copyright(installed, spec)?.into_bytes())];
+    let mut files = vec![(format!("{doc}/copyright"), copyright(installed, spec)?.into_bytes(), 0o644)];
     if layout == PkgLayout::Deb {
-        files.push((format!("{doc}/changelog.Debian.gz"), gzip(changelog(spec, epoch).as_bytes())?));
+        files.push((format!("{doc}/changelog.Debian.gz"), gzip(changelog(spec, epoch).as_bytes())?, 0o644));
         let overrides = lintian_overrides(installed, spec);
         if !overrides.is_empty() {
-            files.push((format!("/usr/share/lintian/overrides/{}", spec.name), overrides.into_bytes()));
+            files.push((
+                format!("/usr/share/lintian/overrides/{}", spec.name),
+                overrides.into_bytes(),
+                0o644,
+            ));
         }
     }
-    for (path, bytes) in files {
+    if layout == PkgLayout::Rpm && spec.is_server {
+        files.extend(super::service::rpm_files(spec.major, &layout.paths(spec.major)));
+    }
+    for (path, bytes, mode) in files {
         let file = dir.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(file.parent().expect("a file has a parent"))?;
         std::fs::write(&file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
-        spec.entries
-            .push(Entry { path, kind: Kind::File { source: file, mode: 0o644, size: bytes.len() as u64 } });
+        spec.entries.push(Entry { path, kind: Kind::File { source: file, mode, size: bytes.len() as u64 } });
     }
     spec.entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(())

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::spec::{Names, names, revision};
+use crate::account::RunAs;
 use crate::cmd::{self, tool};
 use crate::layout::{self, PgDirs, PkgLayout};
 use crate::pgbuild::{CORE_PATCHES_FILE, CorePatches, Installed};
@@ -92,6 +93,7 @@ pub fn run_for(resolved: &Resolved, jobs: usize) -> Result<()> {
                 check.extension(&inspect_rpm(extension)?)?;
                 rpmlint(&base, &[server, extension])?;
                 unpack_rpms(&root.join("sysroot"), &[server, extension])?;
+                rpm_service(&base, server, &root.join("sysroot"), major)?;
             }
         }
         let dirs = PgDirs::package_at(major, layout, root);
@@ -564,7 +566,10 @@ enum HostPlan {
 /// its dpkg status. The check never replaces or removes a package it did not
 /// install itself: installing ours would replace a package of the same name,
 /// and make dpkg remove one ours conflicts with.
-fn host_plan(names: &Names, present: &[(String, String)]) -> HostPlan {
+/// `clusters` are the clusters of the major that postgresql-common has on
+/// the system before the check: purging our server package drops every
+/// cluster of its major, so the check runs only where there is none.
+fn host_plan(names: &Names, present: &[(String, String)], clusters: &[String]) -> HostPlan {
     let ours = present.iter().find(|(name, _)| *name == names.server || *name == names.extension);
     if let Some((name, status)) = ours {
         return HostPlan::Skip(format!(
@@ -580,7 +585,30 @@ fn host_plan(names: &Names, present: &[(String, String)]) -> HostPlan {
             names.server
         ));
     }
+    if !clusters.is_empty() {
+        return HostPlan::Skip(format!(
+            "this system has clusters of that major already ({}), and purging {} (which the check does) \
+             drops every cluster of its major",
+            clusters.join(", "),
+            names.server
+        ));
+    }
     HostPlan::Install
+}
+
+/// The clusters postgresql-common has for `major` (`/etc/postgresql/<major>/<name>`).
+fn existing_clusters(major: &str) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(format!("/etc/postgresql/{major}"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("postgresql.conf").exists())
+                .map(|e| format!("{major}/{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// Whether a `${Status}` line of dpkg-query means that dpkg has the package
@@ -601,6 +629,65 @@ fn dpkg_status(name: &str) -> Option<String> {
         .ok()?;
     // A package of several architectures prints one line each.
     String::from_utf8_lossy(&out.stdout).lines().find(|l| status_is_present(l)).map(str::to_string)
+}
+
+/// The .rpm server package's service management (`service.rs`): its
+/// scriptlets are the ones written, and from the unpacked tree the setup
+/// helper creates a cluster that the unit's pre-start check accepts, while
+/// the check refuses an empty directory and the helper a second run.
+fn rpm_service(base: &Path, server: &Path, sysroot: &Path, major: u32) -> Result<()> {
+    let path = server.display().to_string();
+    let scripts = cmd::read(tool("rpm", ["-qp", "--scripts", path.as_str()]), "rpm -qp --scripts")?;
+    for (what, script) in [
+        ("postinstall", super::service::rpm_post(major)),
+        ("preuninstall", super::service::rpm_preun(major)),
+        ("postuninstall", super::service::rpm_postun(major)),
+    ] {
+        let line = script.lines().nth(1).unwrap_or_default().trim().to_string();
+        ensure!(scripts.contains(&line), "{path}: no {what} scriptlet with `{line}`:\n{scripts}");
+    }
+    let bindir = sysroot.join(PkgLayout::Rpm.paths(major).bindir().trim_start_matches('/'));
+    let unit = sysroot.join(format!("usr/lib/systemd/system/{}", super::service::unit_name(major)));
+    ensure!(unit.exists(), "the server package has no unit {}", unit.display());
+    let run_as = RunAs::detect()?;
+    let dir = base.join("rpm-setup");
+    fsutil::remove_dir_all_if_exists(&dir)?;
+    run_as.make_owned_dir(&dir)?;
+    run_as.make_owned_dir(&dir.join("empty"))?;
+    run_as.ensure_reachable(&dir)?;
+    run_as.ensure_reachable(&bindir)?;
+    let pgdata = dir.join("data");
+    let setup = bindir.join(format!("postgresql-{major}-setup"));
+    let check = bindir.join(format!("postgresql-{major}-check-db-dir"));
+    let as_account = |program: &Path, args: &[String]| {
+        let mut argv = vec![format!("PGDATA={}", pgdata.display()), program.display().to_string()];
+        argv.extend(args.iter().cloned());
+        run_as.cmd("env", argv).stdout_capture().stderr_capture().unchecked().run()
+    };
+    let out = as_account(&setup, &["initdb".into()])?;
+    ensure!(
+        out.status.success()
+            && std::fs::read_to_string(pgdata.join("PG_VERSION"))?.trim() == major.to_string(),
+        "postgresql-{major}-setup initdb did not create a cluster in {}: {}",
+        pgdata.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = as_account(&setup, &["initdb".into()])?;
+    ensure!(!again.status.success(), "postgresql-{major}-setup initdb ran again over an existing cluster");
+    let ok = as_account(&check, &[pgdata.display().to_string()])?;
+    ensure!(ok.status.success(), "the unit's pre-start check refused the cluster the setup helper made");
+    let empty = as_account(&check, &[dir.join("empty").display().to_string()])?;
+    let said = String::from_utf8_lossy(&empty.stderr);
+    ensure!(
+        !empty.status.success() && said.contains(&format!("postgresql-{major}-setup initdb")),
+        "the unit's pre-start check accepted an empty directory or did not say what to do: {said}"
+    );
+    ui::note(format!(
+        "ok: the .rpm server package has its scriptlets and {}; from the unpacked files, \
+         postgresql-{major}-setup initdb made a cluster that the unit's pre-start check accepts",
+        super::service::unit_name(major)
+    ));
+    Ok(())
 }
 
 /// Where `postgresql-common` is installed, we are root, and neither our
@@ -636,7 +723,7 @@ fn with_postgresql_common(
         .chain(&names.conflicts)
         .filter_map(|name| dpkg_status(name).map(|status| (name.clone(), status)))
         .collect();
-    if let HostPlan::Skip(why) = host_plan(names, &present) {
+    if let HostPlan::Skip(why) = host_plan(names, &present, &existing_clusters(&major)) {
         skip(why);
         return Ok(());
     }
@@ -659,6 +746,32 @@ fn with_postgresql_common(
         cmd::run_logged(tool("dpkg", &args).env("PATH", SYSTEM_PATH), "dpkg -i (on this system)", &log(step))
     };
     dpkg_install(&old_debs, "dpkg-previous")?;
+    // The server package's postinst made the cluster <major>/main, as
+    // Debian's do, unless postgresql-common is told not to.
+    let no_main = cmd::read(
+        tool(
+            "pg_conftool",
+            ["/etc/postgresql-common/createcluster.conf", "show", "-bs", "create_main_cluster"],
+        )
+        .env("PATH", SYSTEM_PATH)
+        .unchecked(),
+        "pg_conftool",
+    )
+    .is_ok_and(|v| v.trim() == "off");
+    let lsclusters = || cmd::read(tool("pg_lsclusters", ["-h"]).env("PATH", SYSTEM_PATH), "pg_lsclusters");
+    // pg_lsclusters -h: version, cluster, port, status, owner, data, log.
+    let status_of = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find_map(|f| (f.len() > 3 && f[0] == major && f[1] == name).then(|| f[3].to_string()))
+    };
+    if !no_main {
+        let main = status_of(&lsclusters()?, "main");
+        ensure!(
+            main.as_deref().is_some_and(|s| s.starts_with("online")),
+            "the server package's postinst did not create and start the cluster {major}/main (status {main:?})"
+        );
+    }
     let port = crate::node::free_port()?.to_string();
     cmd::run_logged(
         tool("pg_createcluster", [major.as_str(), PGCOMMON_CLUSTER, "-p", port.as_str()])
@@ -727,11 +840,45 @@ fn with_postgresql_common(
         psql("SELECT pg_postmaster_start_time()")? != started,
         "the server was not restarted by pg_ctlcluster restart"
     );
+    // Removing keeps the clusters (stopped); purging drops them.
+    let data = PathBuf::from(format!("/var/lib/postgresql/{major}/{PGCOMMON_CLUSTER}"));
+    let dpkg_action = |action: &str| {
+        cmd::run_logged(
+            tool("dpkg", [action, names.extension.as_str(), names.server.as_str()]).env("PATH", SYSTEM_PATH),
+            &format!("dpkg {action} (on this system)"),
+            &log(&format!("dpkg{action}")),
+        )
+    };
+    dpkg_action("--remove")?;
+    ensure!(
+        data.join("PG_VERSION").exists() && conf_dir.exists(),
+        "dpkg --remove took the cluster {cluster} ({}) with it; remove must keep clusters",
+        data.display()
+    );
+    let after_remove = lsclusters()?;
+    ensure!(
+        status_of(&after_remove, PGCOMMON_CLUSTER).is_some_and(|s| s.starts_with("down")),
+        "the cluster {cluster} should be kept and stopped after the server package was removed:\n{after_remove}"
+    );
+    // pg_dropcluster leaves files it did not write: the check's own.
+    std::fs::remove_file(conf_dir.join("spock.conf")).ok();
+    dpkg_action("--purge")?;
+    ensure!(
+        !data.exists() && !Path::new(&format!("/etc/postgresql/{major}")).exists(),
+        "dpkg --purge left the cluster {cluster} behind ({} or /etc/postgresql/{major})",
+        data.display()
+    );
     drop(guard);
     ui::note(format!(
-        "ok: on this system, the previous packages (spock {old_ext}) ran cluster {cluster} from pg_createcluster; \
-         dpkg -i upgraded them in place while it ran; after pg_ctlcluster restart it runs spock {ext}, the \
-         manager updated the catalog and the data survived; removed again"
+        "ok: on this system, the previous packages (spock {old_ext}) made {} and ran cluster {cluster} from \
+         pg_createcluster; dpkg -i upgraded them in place while it ran (stopped by prerm, started by postinst); \
+         after pg_ctlcluster restart it runs spock {ext}, the manager updated the catalog and the data \
+         survived; dpkg --remove kept the clusters, dpkg --purge dropped them",
+        if no_main {
+            "no main cluster (create_main_cluster = off)".to_string()
+        } else {
+            format!("{major}/main")
+        }
     ));
     Ok(())
 }
@@ -785,7 +932,7 @@ mod tests {
     fn the_system_install_leaves_packages_it_did_not_install_alone() {
         let names = names(PkgLayout::Deb, 18);
         let on = |name: &str, status: &str| (name.to_string(), status.to_string());
-        assert_eq!(host_plan(&names, &[]), HostPlan::Install);
+        assert_eq!(host_plan(&names, &[], &[]), HostPlan::Install);
         for (name, status) in [
             ("spock-postgresql-18", "install ok installed"),
             ("postgresql-18-spock", "install ok installed"),
@@ -793,7 +940,7 @@ mod tests {
             ("postgresql-18", "install ok installed"),
             ("postgresql-client-18", "install ok installed"),
         ] {
-            let HostPlan::Skip(why) = host_plan(&names, &[on(name, status)]) else {
+            let HostPlan::Skip(why) = host_plan(&names, &[on(name, status)], &[]) else {
                 panic!("{name} ({status}) was on the system, and the check would install anyway");
             };
             assert!(why.contains(name) && why.contains(status), "{why}");
@@ -802,12 +949,18 @@ mod tests {
         let HostPlan::Skip(why) = host_plan(
             &names,
             &[on("postgresql-18", "install ok installed"), on("spock-postgresql-18", "install ok installed")],
+            &[],
         ) else {
             panic!("must skip");
         };
         assert!(why.starts_with("spock-postgresql-18 was on this system"), "{why}");
         // Packages of another major are no reason to skip.
-        assert_eq!(host_plan(&names, &[on("postgresql-15", "install ok installed")]), HostPlan::Install);
+        assert_eq!(host_plan(&names, &[on("postgresql-15", "install ok installed")], &[]), HostPlan::Install);
+        // Clusters of the major that were there before would be dropped by the purge.
+        let HostPlan::Skip(why) = host_plan(&names, &[], &["18/main".to_string()]) else {
+            panic!("must skip");
+        };
+        assert!(why.contains("18/main"), "{why}");
     }
 
     #[test]
