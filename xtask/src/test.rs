@@ -127,7 +127,7 @@ impl Test {
                     version.to_string(),
                     ui::human(*d),
                     if version.major == NEGATIVE_CONTROL_MAJOR {
-                        "; negative control on a stock build passed"
+                        "; negative control and ABI comparison against a stock build passed"
                     } else {
                         ""
                     }

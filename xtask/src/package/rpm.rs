@@ -21,6 +21,21 @@ getent passwd postgres >/dev/null || useradd -r -g postgres -d /var/lib/pgsql -s
 exit 0
 "#;
 
+/// `text` as lines of at most `width` characters (words are not split).
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines.join("\n")
+}
+
 fn dependency(dep: &Dep) -> rpm::Dependency {
     match &dep.version {
         Some(("=", v)) => rpm::Dependency::eq(&dep.name, v),
@@ -37,9 +52,17 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
         .compression(rpm::CompressionWithLevel::Gzip(6))
         .source_date(u32::try_from(epoch).context("SOURCE_DATE_EPOCH is past 2106")?);
     let mut b = rpm::PackageBuilder::new(&spec.name, &spec.version, LICENSE, arch, &spec.summary);
+    let stamp = u32::try_from(epoch).context("SOURCE_DATE_EPOCH is past 2106")?;
     b.using_config(config)
         .release(&spec.revision)
-        .description(&spec.description)
+        // rpmlint wants description lines of at most 79 characters.
+        .description(wrap(&spec.description, 76))
+        // One entry for this build, as the .deb's changelog.Debian.gz has.
+        .add_changelog_entry(
+            format!("{MAINTAINER} - {}-{}", spec.version, spec.revision),
+            format!("- {}.", spec.summary),
+            stamp,
+        )
         .vendor(VENDOR)
         .packager(MAINTAINER)
         .group("Applications/Databases")
@@ -87,4 +110,17 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let path = out.join(file_name(spec, arch));
     super::publish(&path, &bytes)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn descriptions_are_wrapped_for_rpmlint() {
+        let text = "word ".repeat(50);
+        let wrapped = wrap(&text, 76);
+        assert!(wrapped.lines().all(|l| l.len() <= 76), "{wrapped}");
+        assert_eq!(wrapped.split_whitespace().count(), 50);
+    }
 }
