@@ -59,4 +59,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SPOCK_LIBPQ_RPATH");
     let rpath = std::env::var("SPOCK_LIBPQ_RPATH").ok().filter(|v| !v.is_empty()).unwrap_or(libdir);
     println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{rpath}");
+    // Both symbol hash tables, as the servers of the .rpm layout are linked
+    // (rpmlint requires the SysV one; the GNU one is what the loader uses).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--hash-style=both");
 }

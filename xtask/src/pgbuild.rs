@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cmd::{self, tool};
 use crate::flags::Profile;
 use crate::fsutil;
-use crate::layout::PgDirs;
+use crate::layout::{PgDirs, PkgLayout};
 use crate::patches::SeriesRecord;
 use crate::ui;
 
@@ -78,6 +78,14 @@ pub fn configure_args(dirs: &PgDirs, record: &SeriesRecord) -> Vec<String> {
     }
     if dirs.profile == Profile::Dev {
         args.push("--enable-cassert".into());
+    }
+    // RPM-based distributions (and rpmlint) want the SysV symbol hash table
+    // beside the GNU one, and every shared object to name the libraries it
+    // needs, libc included (the toolchain here links with --as-needed, which
+    // leaves libc out of modules that call none of it).
+    if dirs.package == Some(PkgLayout::Rpm) {
+        args.push("LDFLAGS=-Wl,--hash-style=both".into());
+        args.push("LDFLAGS_SL=-Wl,--no-as-needed".into());
     }
     args
 }

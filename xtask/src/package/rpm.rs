@@ -78,6 +78,8 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
             Kind::File { source, mode, .. } => {
                 let options =
                     rpm::FileOptions::new(&e.path).permissions(*mode as u16).user("root").group("root");
+                // Files under /usr/share/doc are marked as documentation (%doc).
+                let options = if e.path.starts_with("/usr/share/doc/") { options.doc() } else { options };
                 b.with_file(source, options).with_context(what)?;
             }
             Kind::Symlink { target } => {
