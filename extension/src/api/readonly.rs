@@ -26,7 +26,9 @@ fn terminate_active_transactions() -> bool {
                 &[],
             )
             .unwrap_or_else(crate::catalog::spi_failed("read pg_stat_activity"))
-            .map(|row| (row.get::<i32>(1).unwrap().unwrap_or(0), row.get::<bool>(2).unwrap().unwrap_or(false)))
+            .map(|row| {
+                (row.get::<i32>(1).unwrap().unwrap_or(0), row.get::<bool>(2).unwrap().unwrap_or(false))
+            })
             .collect();
         let (mut cancelled, mut terminated) = (0, 0);
         for (pid, active) in rows {
