@@ -11,3 +11,12 @@ REVOKE EXECUTE ON FUNCTION spock.sub_alter_interface(name, name) FROM PUBLIC;
 CREATE FUNCTION spock.terminate_active_transactions() RETURNS boolean
     STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'terminate_active_transactions_wrapper';
 REVOKE EXECUTE ON FUNCTION spock.terminate_active_transactions() FROM PUBLIC;
+
+CREATE FUNCTION spock.sub_alter_options(subscription_name name, options jsonb) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_options_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.sub_alter_options(name, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION spock.get_apply_worker_status(OUT worker_pid bigint, OUT worker_dboid integer,
+    OUT worker_subid bigint, OUT worker_status text)
+    RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'get_apply_worker_status_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.get_apply_worker_status() FROM PUBLIC;

@@ -361,7 +361,7 @@ mod tests {
         );
         // On n1: its own version against n2's: n1 keeps its own.
         let on_n1 = last_update_wins(&local(Some(5), LocalOrigin::ThisNode), &remote(5, N2), &nodes(N1));
-        assert_eq!(on_n1.0, false);
+        assert!(!on_n1.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod delta;
 pub mod dsn;
 pub mod exception;
 pub mod naming;
+pub mod options;
 pub mod progress;
 pub mod protocol;
 pub mod stream;

@@ -63,3 +63,26 @@ fn copies_published() -> TableIterator<
         )
     }))
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.get_apply_worker_status(OUT worker_pid bigint, OUT worker_dboid integer,
+    OUT worker_subid bigint, OUT worker_status text)
+    RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'get_apply_worker_status_wrapper';
+"#)]
+#[allow(clippy::type_complexity)]
+fn get_apply_worker_status() -> TableIterator<
+    'static,
+    (
+        name!(worker_pid, i64),
+        name!(worker_dboid, i32),
+        name!(worker_subid, i64),
+        name!(worker_status, &'static str),
+    ),
+> {
+    require_superuser("spock.get_apply_worker_status");
+    TableIterator::new(
+        registry::apply_slots()
+            .into_iter()
+            .map(|slot| (i64::from(slot.pid), slot.dboid as i32, i64::from(slot.subid), slot.status())),
+    )
+}

@@ -755,6 +755,64 @@ fn sub_alter_skiplsn(subscription_name: &CStr, lsn: i64) -> bool {
 }
 
 #[pg_extern(sql = r#"
+CREATE FUNCTION spock.sub_alter_options(subscription_name name, options jsonb) RETURNS boolean
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_options_wrapper';
+"#)]
+fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
+    let what = "spock.sub_alter_options";
+    require_superuser(what);
+    let name = subscription_name.to_string_lossy().into_owned();
+    let wanted = spock_core::options::parse_sub_options(&options.0)
+        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{what}: {e}")));
+    if wanted.is_empty() {
+        // Still an error for a subscription that does not exist.
+        Spi::connect(|client| require_subscription(client, &name));
+        return false;
+    }
+    if wanted.forward_origins.as_ref().is_some_and(|o| !o.is_empty()) {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "forward_origins = [\"all\"] is not supported yet",
+        );
+    }
+    if wanted.apply_delay.as_deref().is_some_and(|delay| !interval_is_zero(delay)) {
+        raise(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "a non-zero apply_delay is not supported yet");
+    }
+    if wanted.skip_schema.as_ref().is_some_and(|s| s.iter().any(String::is_empty)) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "skip_schema contains an empty schema name");
+    }
+    let sub_id = Spi::connect_mut(|client| {
+        node::require_local_node(client, what);
+        let sub = require_subscription(client, &name);
+        if let Some(schemas) = &wanted.skip_schema {
+            subscription::set_skip_schema(client, sub.sub_id, schemas);
+        }
+        sub.sub_id
+    });
+    // The worker reads its options when it starts.
+    restart_worker_after_commit(sub_id);
+    true
+}
+
+/// Whether `text` is an interval of zero length; `22023` when it is no
+/// interval at all.
+fn interval_is_zero(text: &str) -> bool {
+    PgTryBuilder::new(|| {
+        Spi::get_one_with_args::<bool>("SELECT $1::interval = '0'::interval", &[text.into()])
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
+    .catch_others(|_| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("spock.sub_alter_options: apply_delay \"{text}\" is not an interval"),
+        )
+    })
+    .execute()
+}
+
+#[pg_extern(sql = r#"
 CREATE FUNCTION spock.sub_alter_interface(subscription_name name, interface_name name) RETURNS boolean
     STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sub_alter_interface_wrapper';
 "#)]

@@ -198,6 +198,17 @@ pub fn set_origin_interface(client: &mut SpiClient<'_>, id: u32, if_id: u32) -> 
         .is_empty()
 }
 
+/// Sets the schemas the initial copy leaves out.
+pub fn set_skip_schema(client: &mut SpiClient<'_>, id: u32, schemas: &[String]) {
+    client
+        .update(
+            "UPDATE spock.subscription SET sub_skip_schema = $2 WHERE sub_id = $1",
+            None,
+            &[oid(id).into(), schemas.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"));
+}
+
 pub fn set_replication_sets(client: &mut SpiClient<'_>, id: u32, sets: &[String]) {
     client
         .update(

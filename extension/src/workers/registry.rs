@@ -180,6 +180,20 @@ impl Slot {
         self.exception_lsn != 0 && !self.exception_retrying
     }
 
+    /// The state `spock.get_apply_worker_status()` shows (sql-api.md §4.8):
+    /// a process that was asked to stop is `stopping`; one that streams
+    /// (and is not paused) `running`; one that starts, connects or is paused
+    /// `idle`; without a process, `failed` after an error, else `stopped`.
+    pub fn status(&self) -> &'static str {
+        match (self.pid != 0, self.stop_requested, self.streaming && !self.paused, self.failed_at != 0) {
+            (true, true, _, _) => "stopping",
+            (true, false, true, _) => "running",
+            (true, false, false, _) => "idle",
+            (false, _, _, true) => "failed",
+            (false, _, _, false) => "stopped",
+        }
+    }
+
     /// Whether a backend holds off new workers for this slot at `now`.
     pub fn held(&self, now: i64) -> bool {
         now < self.hold_until && process_alive(self.held_by)
@@ -506,6 +520,14 @@ pub fn apply_slot(dboid: u32, subid: u32) -> Option<Slot> {
         return None;
     }
     REGISTRY.share().slots.iter().find(|s| s.is_apply(dboid, subid)).copied()
+}
+
+/// Copies of every apply worker slot in use, in every database.
+pub fn apply_slots() -> Vec<Slot> {
+    if !available() {
+        return Vec::new();
+    }
+    REGISTRY.share().slots.iter().filter(|s| s.kind == Kind::Apply).copied().collect()
 }
 
 /// Whether a process currently runs the apply worker of a subscription.

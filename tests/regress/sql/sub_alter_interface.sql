@@ -60,3 +60,35 @@ BEGIN
     END LOOP;
 END $$;
 SELECT host(client_addr) AS walsender_client FROM pg_stat_replication WHERE application_name = 'sub_n2_n1';
+
+-- sub_alter_options changes several options at once (sql-api.md §4.7).
+\c :n2
+SELECT spock.sub_alter_options('sub_n2_n1', '{}') AS changed;
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '[1]')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_dalay": "1s"}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": 5}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": "soon"}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"skip_schema": ["audit", 1]}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": "5 minutes"}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"forward_origins": ["all"]}')$$);
+SELECT try($$SELECT spock.sub_alter_options('no_such_sub', '{}')$$);
+SELECT sub_skip_schema FROM spock.subscription;
+SELECT spock.sub_alter_options('sub_n2_n1',
+    '{"skip_schema": ["audit"], "apply_delay": "0 seconds", "forward_origins": []}') AS changed;
+SELECT sub_skip_schema FROM spock.subscription;
+\c :n1
+INSERT INTO t VALUES (4, 'after the options changed');
+SELECT spock.sync_event() AS lsn \gset
+\c :n2
+CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
+SELECT * FROM t ORDER BY id;
+
+-- get_apply_worker_status: this database's worker streams, then is stopped.
+SELECT worker_pid > 0 AS has_pid, worker_subid = (SELECT sub_id FROM spock.subscription) AS this_sub,
+       worker_status
+  FROM spock.get_apply_worker_status()
+ WHERE worker_dboid = (SELECT oid FROM pg_database WHERE datname = current_database());
+SELECT spock.sub_disable('sub_n2_n1', immediate := true);
+SELECT worker_pid, worker_status
+  FROM spock.get_apply_worker_status()
+ WHERE worker_dboid = (SELECT oid FROM pg_database WHERE datname = current_database());
