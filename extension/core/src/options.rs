@@ -45,7 +45,9 @@ pub fn parse_sub_options(value: &Value) -> Result<SubOptions, String> {
             "apply_delay" => match v {
                 Value::String(s) => out.apply_delay = Some(s.clone()),
                 other => {
-                    return Err(format!("apply_delay must be a JSON string holding an interval, not {other}"));
+                    return Err(format!(
+                        "apply_delay must be a JSON string holding an interval, not {other}"
+                    ));
                 }
             },
             "skip_schema" => out.skip_schema = Some(string_array(key, v)?),
