@@ -16,6 +16,7 @@ REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA spock FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     spock.spock_version(),
     spock.spock_version_num(),
+    spock.get_country(),
     spock.spock_max_proto_version(),
     spock.spock_min_proto_version(),
     spock.spock_gen_slot_name(name, name, name),

@@ -20,3 +20,8 @@ CREATE FUNCTION spock.get_apply_worker_status(OUT worker_pid bigint, OUT worker_
     OUT worker_subid bigint, OUT worker_status text)
     RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'get_apply_worker_status_wrapper';
 REVOKE EXECUTE ON FUNCTION spock.get_apply_worker_status() FROM PUBLIC;
+
+-- Revoked, then granted, as sql/privileges.sql does, so the ACL is the same.
+CREATE FUNCTION spock.get_country() RETURNS text STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'get_country_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.get_country() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION spock.get_country() TO PUBLIC;

@@ -18,6 +18,8 @@ pub static EXTRA_CONNECTION_OPTIONS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 /// `spock.restart_delay_default` (ms): delay before a failed apply worker is restarted.
 pub static TEMP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// `spock.country`: a free label of this node, returned by `spock.get_country()`.
+pub static COUNTRY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"??"));
 
 pub static PAUSE_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 
@@ -335,6 +337,14 @@ pub fn init() {
         GucContext::Sighup,
         // It may hold credentials (sslpassword, passfile, ...).
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"spock.country",
+        c"A free label for this node (for example its country), returned by spock.get_country().",
+        c"",
+        &COUNTRY,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"spock.temp_directory",

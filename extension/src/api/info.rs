@@ -1,5 +1,6 @@
 //! Information functions (sql-api.md §4.1): `node_info`, the protocol version
-//! range, the slot-name rule, commit timestamps and origins of rows.
+//! range, the slot-name rule, commit timestamps and origins of rows,
+//! `get_country`.
 
 use std::ffi::CStr;
 
@@ -79,4 +80,12 @@ fn spock_gen_slot_name(dbname: &CStr, provider_node: &CStr, subscription: &CStr)
         &provider_node.to_string_lossy(),
         &subscription.to_string_lossy(),
     )
+}
+
+/// `spock.get_country()`: the value of `spock.country` (sql-api.md §4.1).
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.get_country() RETURNS text STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'get_country_wrapper';
+"#)]
+fn get_country() -> Option<String> {
+    crate::guc::COUNTRY.get().map(|c| c.to_string_lossy().into_owned())
 }

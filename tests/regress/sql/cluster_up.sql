@@ -12,6 +12,12 @@ SELECT n.nspname, e.extrelocatable
  WHERE e.extname = 'spock';
 SELECT spock.spock_version() = extversion AS version_matches_catalog
   FROM pg_extension WHERE extname = 'spock';
+-- spock.country, for everyone to read.
+CREATE ROLE reader;
+SET ROLE reader;
+SELECT spock.get_country() AS country_seen_by_a_plain_role;
+RESET ROLE;
+DROP ROLE reader;
 -- The build carries the core patches, and the extension found them.
 SELECT patch, present, abi FROM spock.core_patches ORDER BY patch;
 SELECT spock.spock_version() AS v1, spock.spock_version_num() AS num1 \gset
