@@ -58,11 +58,6 @@ fn parse(text: &str) -> Result<Vec<Release>> {
     Ok(file.release)
 }
 
-/// The version the checkout builds (`extension/Cargo.toml`).
-pub fn current_version() -> Result<String> {
-    extension::version()
-}
-
 /// The update scripts of the checkout (`extension/sql/spock--<from>--<to>.sql`),
 /// by file name, sorted: what `cargo pgrx install` installs beside the
 /// install script and the packages ship.
@@ -101,7 +96,7 @@ pub fn install_release_scripts(installed: &Installed) -> Result<Vec<Release>> {
 
 /// The latest release before the checkout's version.
 pub fn previous() -> Result<Release> {
-    let current = current_version()?;
+    let current = extension::version()?;
     let releases = list()?;
     releases
         .into_iter()
@@ -253,7 +248,7 @@ mod tests {
         for r in &releases {
             assert!(install_script(&r.version).exists(), "no frozen script for {}", r.version);
         }
-        let current = current_version().unwrap();
+        let current = extension::version().unwrap();
         assert!(
             releases.iter().all(|r| r.version != current) || releases.last().unwrap().version == current,
             "the checkout's version {current} is a release, so it must be the last one"

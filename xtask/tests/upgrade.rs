@@ -52,7 +52,7 @@ fn difference(left: &[String], right: &[String]) -> String {
 fn updates_lead_to_the_objects_of_a_fresh_install_and_the_manager_runs_them() {
     let installed = installed();
     let releases = releases::install_release_scripts(&installed).unwrap();
-    let current = releases::current_version().unwrap();
+    let current = xtask::extension::version().unwrap();
     let cluster = cluster("upgrade-catalog", 1, "fsync = off\n");
     let n1 = &cluster.nodes[0];
 
@@ -217,7 +217,7 @@ fn upgrade_node_under_load(
 #[ignore = "needs a server built by cargo xtask; run by cargo xtask test-cluster"]
 fn a_two_node_cluster_is_upgraded_node_by_node_under_writes() {
     let installed = installed();
-    let current = releases::current_version().unwrap();
+    let current = xtask::extension::version().unwrap();
     let previous = releases::previous().unwrap();
     let old = releases::server_with(&installed, &previous).unwrap();
     // The release's library really is the release's: it reports its version,
