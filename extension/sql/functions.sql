@@ -73,22 +73,34 @@ CREATE FUNCTION spock.delta_apply(old money, new money, local money) RETURNS mon
 -- whatever dropped them (DROP TABLE ... CASCADE, DROP SCHEMA ... CASCADE, a
 -- replicated DROP executed by an apply worker), their rows in
 -- spock.replication_set_table, replication_set_seq and sequence_state are
--- deleted in the same transaction. Enabled ALWAYS so that it also fires in
--- apply workers, which run with session_replication_role = replica.
+-- deleted in the same transaction. A dropped column leaves the column
+-- lists, and a membership whose row filter read it goes as if the table
+-- had been dropped. Enabled ALWAYS so that it also fires in apply workers,
+-- which run with session_replication_role = replica.
 CREATE FUNCTION spock.drop_memberships_of_dropped_tables() RETURNS event_trigger
     SECURITY DEFINER SET search_path = pg_catalog
     LANGUAGE plpgsql AS $$
 DECLARE
     gone oid[];
+    col record;
 BEGIN
     SELECT array_agg(objid) INTO gone FROM pg_event_trigger_dropped_objects()
      WHERE classid = 'pg_class'::regclass AND objsubid = 0;
-    IF gone IS NULL THEN
-        RETURN;
+    IF gone IS NOT NULL THEN
+        DELETE FROM spock.replication_set_table WHERE set_reloid::oid = ANY (gone);
+        DELETE FROM spock.replication_set_seq WHERE set_seqoid::oid = ANY (gone);
+        DELETE FROM spock.sequence_state WHERE seqoid = ANY (gone);
     END IF;
-    DELETE FROM spock.replication_set_table WHERE set_reloid::oid = ANY (gone);
-    DELETE FROM spock.replication_set_seq WHERE set_seqoid::oid = ANY (gone);
-    DELETE FROM spock.sequence_state WHERE seqoid = ANY (gone);
+    FOR col IN SELECT objid, objsubid::int2 AS attnum, address_names[3] AS attname
+                 FROM pg_event_trigger_dropped_objects()
+                WHERE classid = 'pg_class'::regclass AND objsubid > 0
+                  AND objid IN (SELECT set_reloid::oid FROM spock.replication_set_table) LOOP
+        DELETE FROM spock.replication_set_table
+         WHERE set_reloid::oid = col.objid AND set_row_filter IS NOT NULL
+           AND spock.row_filter_uses_column(set_row_filter::text, col.attnum);
+        UPDATE spock.replication_set_table SET set_att_list = array_remove(set_att_list, col.attname)
+         WHERE set_reloid::oid = col.objid AND col.attname = ANY (set_att_list);
+    END LOOP;
 END
 $$;
 CREATE EVENT TRIGGER spock_drop_memberships ON sql_drop
@@ -121,3 +133,28 @@ CREATE AGGREGATE spock.md5_agg(anyelement) (
     STYPE = text,
     INITCOND = ''
 );
+
+-- The rows of a table that pass the row filters of the named sets of this
+-- node (sql-api.md §4.3): the same condition the initial copy applies.
+CREATE FUNCTION spock.table_data_filtered(reltyp anyelement, relation regclass, repsets text[])
+    RETURNS SETOF anyelement STABLE SET search_path = pg_catalog
+    LANGUAGE plpgsql AS $$
+DECLARE
+    rowtype regtype;
+    kind "char";
+BEGIN
+    IF relation IS NULL OR repsets IS NULL THEN
+        RAISE EXCEPTION 'spock.table_data_filtered: relation and repsets must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    SELECT c.reltype, c.relkind INTO rowtype, kind FROM pg_class c WHERE c.oid = relation;
+    IF pg_typeof(reltyp) IS DISTINCT FROM rowtype THEN
+        RAISE EXCEPTION 'spock.table_data_filtered: reltyp is of type %, not the row type of %',
+            pg_typeof(reltyp), relation
+            USING ERRCODE = '42804', HINT = format('Pass NULL::%s.', relation);
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT * FROM %s %s WHERE %s',
+        CASE WHEN kind = 'p' THEN '' ELSE 'ONLY' END, relation,
+        spock.row_filter_condition(relation, repsets));
+END
+$$;

@@ -27,6 +27,8 @@ GRANT EXECUTE ON FUNCTION
     spock.node_info_rows(),
     spock.repset_show_table_rows(regclass, text[]),
     spock.repset_show_table(regclass, text[]),
+    spock.row_filter_condition(regclass, text[]),
+    spock.table_data_filtered(anyelement, regclass, text[]),
     spock.delta_apply(int2, int2, int2),
     spock.delta_apply(int4, int4, int4),
     spock.delta_apply(int8, int8, int8),

@@ -25,3 +25,77 @@ REVOKE EXECUTE ON FUNCTION spock.get_apply_worker_status() FROM PUBLIC;
 CREATE FUNCTION spock.get_country() RETURNS text STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'get_country_wrapper';
 REVOKE EXECUTE ON FUNCTION spock.get_country() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION spock.get_country() TO PUBLIC;
+
+-- Column lists and row filters (behaviour.md §15).
+CREATE FUNCTION spock.row_filter_condition(relation regclass, repsets text[]) RETURNS text
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'row_filter_condition_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.row_filter_condition(regclass, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION spock.row_filter_condition(regclass, text[]) TO PUBLIC;
+
+CREATE FUNCTION spock.row_filter_uses_column(row_filter text, attnum int2) RETURNS boolean
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'row_filter_uses_column_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.row_filter_uses_column(text, int2) FROM PUBLIC;
+
+CREATE FUNCTION spock.table_data_filtered(reltyp anyelement, relation regclass, repsets text[])
+    RETURNS SETOF anyelement STABLE SET search_path = pg_catalog
+    LANGUAGE plpgsql AS $$
+DECLARE
+    rowtype regtype;
+    kind "char";
+BEGIN
+    IF relation IS NULL OR repsets IS NULL THEN
+        RAISE EXCEPTION 'spock.table_data_filtered: relation and repsets must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    SELECT c.reltype, c.relkind INTO rowtype, kind FROM pg_class c WHERE c.oid = relation;
+    IF pg_typeof(reltyp) IS DISTINCT FROM rowtype THEN
+        RAISE EXCEPTION 'spock.table_data_filtered: reltyp is of type %, not the row type of %',
+            pg_typeof(reltyp), relation
+            USING ERRCODE = '42804', HINT = format('Pass NULL::%s.', relation);
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT * FROM %s %s WHERE %s',
+        CASE WHEN kind = 'p' THEN '' ELSE 'ONLY' END, relation,
+        spock.row_filter_condition(relation, repsets));
+END
+$$;
+REVOKE EXECUTE ON FUNCTION spock.table_data_filtered(anyelement, regclass, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION spock.table_data_filtered(anyelement, regclass, text[]) TO PUBLIC;
+
+-- A dropped column leaves column lists; a row filter that read it takes its
+-- membership with it.
+CREATE OR REPLACE FUNCTION spock.drop_memberships_of_dropped_tables() RETURNS event_trigger
+    SECURITY DEFINER SET search_path = pg_catalog
+    LANGUAGE plpgsql AS $$
+DECLARE
+    gone oid[];
+    col record;
+BEGIN
+    SELECT array_agg(objid) INTO gone FROM pg_event_trigger_dropped_objects()
+     WHERE classid = 'pg_class'::regclass AND objsubid = 0;
+    IF gone IS NOT NULL THEN
+        DELETE FROM spock.replication_set_table WHERE set_reloid::oid = ANY (gone);
+        DELETE FROM spock.replication_set_seq WHERE set_seqoid::oid = ANY (gone);
+        DELETE FROM spock.sequence_state WHERE seqoid = ANY (gone);
+    END IF;
+    FOR col IN SELECT objid, objsubid::int2 AS attnum, address_names[3] AS attname
+                 FROM pg_event_trigger_dropped_objects()
+                WHERE classid = 'pg_class'::regclass AND objsubid > 0
+                  AND objid IN (SELECT set_reloid::oid FROM spock.replication_set_table) LOOP
+        DELETE FROM spock.replication_set_table
+         WHERE set_reloid::oid = col.objid AND set_row_filter IS NOT NULL
+           AND spock.row_filter_uses_column(set_row_filter::text, col.attnum);
+        UPDATE spock.replication_set_table SET set_att_list = array_remove(set_att_list, col.attname)
+         WHERE set_reloid::oid = col.objid AND col.attname = ANY (set_att_list);
+    END LOOP;
+END
+$$;
+
+-- Partitions joining and leaving their parent's sets.
+CREATE FUNCTION spock.repset_add_partition(parent regclass, partition regclass DEFAULT NULL,
+    row_filter text DEFAULT NULL) RETURNS integer
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_add_partition_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.repset_add_partition(regclass, regclass, text) FROM PUBLIC;
+
+CREATE FUNCTION spock.repset_remove_partition(parent regclass, partition regclass DEFAULT NULL) RETURNS integer
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_remove_partition_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.repset_remove_partition(regclass, regclass) FROM PUBLIC;

@@ -22,6 +22,7 @@ mod apply;
 mod catalog;
 mod core_patches;
 mod errors;
+mod filters;
 mod guc;
 mod hooks;
 mod output;

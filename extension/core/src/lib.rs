@@ -10,6 +10,7 @@ pub mod ddl;
 pub mod delta;
 pub mod dsn;
 pub mod exception;
+pub mod filters;
 pub mod naming;
 pub mod options;
 pub mod progress;

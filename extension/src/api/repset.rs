@@ -13,8 +13,9 @@ use spock_core::protocol::QueueRow;
 use super::{name_arg, relation_names, required};
 use crate::catalog::node::{self, LocalNode};
 use crate::catalog::queue;
-use crate::catalog::repset::{self, Set};
+use crate::catalog::repset::{self, MemberFilter, Set};
 use crate::errors::{raise, raise_hint, require_superuser};
+use crate::filters;
 
 pub(super) fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, name: &str) -> Set {
     repset::find_set(client, node.node_id, name).unwrap_or_else(|| {
@@ -259,12 +260,6 @@ fn repset_add_table(
     let set_name = required(name_arg(set_name), "set_name", "spock.repset_add_table");
     let reloid = required(relation, "relation", "spock.repset_add_table");
     let synchronize_data = required(synchronize_data, "synchronize_data", "spock.repset_add_table");
-    if columns.is_some() || row_filter.is_some() {
-        raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "column lists and row filters (columns, row_filter) are not supported yet",
-        );
-    }
     lock_table(reloid);
     Spi::connect_mut(|client| {
         let node = node::require_local_node(client, "spock.repset_add_table");
@@ -278,13 +273,20 @@ fn repset_add_table(
             );
         }
         for table in with_partitions(reloid, include_partitions.unwrap_or(true)) {
+            let facts = table_facts(table);
             if table != reloid {
-                refuse_if_disqualified(&table_facts(table), &set_name, &set);
+                refuse_if_disqualified(&facts, &set_name, &set);
                 if repset::is_member(client, &set, table) {
                     continue;
                 }
             }
-            repset::add_member(client, &set, table);
+            // Checked on each partition: its columns may be numbered
+            // differently from the parent's.
+            let filter = MemberFilter {
+                att_list: columns.as_deref().map(|c| filters::column_list(table, &facts.qualified_name, c)),
+                row_filter: row_filter.map(|f| filters::row_filter(table, &facts.qualified_name, f)),
+            };
+            repset::add_filtered_member(client, &set, table, &filter);
         }
         if synchronize_data {
             queue_table_sync(client, &set_name, reloid);
@@ -415,13 +417,14 @@ fn repset_show_table(
 > {
     super::require_replication_privilege("spock.repset_show_table");
     // Replication roles may call this, but not read the catalogs.
-    let member_of = crate::catalog::with_catalog_owner_rights(|| {
+    let (member_of, (att_list, has_row_filter)) = crate::catalog::with_catalog_owner_rights(|| {
         Spi::connect(|client| {
             let local = node::require_local_node(client, "spock.repset_show_table");
-            repset::memberships(client, local.node_id, relation)
+            let member_of = repset::memberships(client, local.node_id, relation)
                 .into_iter()
                 .map(|(n, _)| n)
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (member_of, repset::effective_filter(client, local.node_id, relation, &repsets))
         })
     });
     let facts = table_facts(relation);
@@ -439,12 +442,146 @@ fn repset_show_table(
             .iter()
             .filter(|a| !a.attisdropped && a.attgenerated == 0)
             .map(|a| CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned())
+            .filter(|name| att_list.as_ref().is_none_or(|list| list.contains(name)))
             .collect::<Vec<_>>();
         let relispartition = (*(*rel).rd_rel).relispartition;
         pg_sys::RelationClose(rel);
         (columns, relispartition)
     };
     let (nspname, relname) = super::relation_names(relation);
-    // Row filters are not supported yet: no set filters rows.
-    TableIterator::once((relation, nspname, relname, columns, false, facts.relkind as i8, relispartition))
+    TableIterator::once((
+        relation,
+        nspname,
+        relname,
+        columns,
+        has_row_filter,
+        facts.relkind as i8,
+        relispartition,
+    ))
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.row_filter_condition(relation regclass, repsets text[]) RETURNS text
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'row_filter_condition_wrapper';
+"#)]
+/// The condition a row of `relation` must meet to pass the row filters of
+/// the named sets of the local node (`true` when none filters rows): what
+/// `spock.table_data_filtered` (sql/functions.sql) selects with.
+fn row_filter_condition(relation: pg_sys::Oid, repsets: Vec<String>) -> String {
+    super::require_replication_privilege("spock.table_data_filtered");
+    let filters = crate::catalog::with_catalog_owner_rights(|| {
+        Spi::connect(|client| {
+            let local = node::require_local_node(client, "spock.table_data_filtered");
+            repset::row_filters_sql(client, local.node_id, relation, &repsets)
+        })
+    });
+    spock_core::filters::conjunction(&filters).unwrap_or_else(|| "true".to_string())
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.row_filter_uses_column(row_filter text, attnum int2) RETURNS boolean
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'row_filter_uses_column_wrapper';
+"#)]
+/// Whether a stored row filter (`set_row_filter::text`) reads column
+/// `attnum`: for the event trigger that removes the memberships whose
+/// filter lost a column. Superusers only (it parses a stored tree).
+fn row_filter_uses_column(row_filter: &str, attnum: i16) -> bool {
+    require_superuser("spock.row_filter_uses_column");
+    filters::uses_column(row_filter, attnum)
+}
+
+/// The partitions (at any depth) of a partitioned table, or the one given
+/// after checking it is one of them.
+fn partitions_of(parent: pg_sys::Oid, partition: Option<pg_sys::Oid>) -> Vec<pg_sys::Oid> {
+    let all: Vec<pg_sys::Oid> = with_partitions(parent, true).into_iter().filter(|r| *r != parent).collect();
+    match partition {
+        None => all,
+        Some(p) if all.contains(&p) => vec![p],
+        Some(p) => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "{} is not a partition of {}",
+                table_facts(p).qualified_name,
+                table_facts(parent).qualified_name
+            ),
+        ),
+    }
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_add_partition(parent regclass, partition regclass DEFAULT NULL,
+    row_filter text DEFAULT NULL) RETURNS integer
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_add_partition_wrapper';
+"#)]
+/// Adds partitions of `parent` to every set of the local node that has
+/// `parent`, with the parent's column list and `row_filter` (the parent's
+/// when NULL); returns how many memberships were added.
+fn repset_add_partition(
+    parent: Option<pg_sys::Oid>,
+    partition: Option<pg_sys::Oid>,
+    row_filter: Option<&str>,
+) -> i32 {
+    require_superuser("spock.repset_add_partition");
+    let parent = required(parent, "parent", "spock.repset_add_partition");
+    lock_table(parent);
+    if !table_facts(parent).is_partitioned {
+        return 0;
+    }
+    let partitions = partitions_of(parent, partition);
+    Spi::connect_mut(|client| {
+        let node = node::require_local_node(client, "spock.repset_add_partition");
+        let mut added = 0;
+        for (set_name, set) in repset::memberships(client, node.node_id, parent) {
+            let (att_list, parent_filter) = repset::member_definition(client, &set, parent);
+            let filter_text = row_filter.map(str::to_string).or(parent_filter);
+            for &table in &partitions {
+                if repset::is_member(client, &set, table) {
+                    continue;
+                }
+                lock_table(table);
+                let facts = table_facts(table);
+                refuse_if_disqualified(&facts, &set_name, &set);
+                let filter = MemberFilter {
+                    att_list: att_list
+                        .as_deref()
+                        .map(|c| filters::column_list(table, &facts.qualified_name, c)),
+                    row_filter: filter_text
+                        .as_deref()
+                        .map(|f| filters::row_filter(table, &facts.qualified_name, f)),
+                };
+                repset::add_filtered_member(client, &set, table, &filter);
+                added += 1;
+            }
+        }
+        added
+    })
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repset_remove_partition(parent regclass, partition regclass DEFAULT NULL) RETURNS integer
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_remove_partition_wrapper';
+"#)]
+/// Removes partitions of `parent` from every set of the local node that
+/// has `parent`; returns how many memberships were removed.
+fn repset_remove_partition(parent: Option<pg_sys::Oid>, partition: Option<pg_sys::Oid>) -> i32 {
+    require_superuser("spock.repset_remove_partition");
+    let parent = required(parent, "parent", "spock.repset_remove_partition");
+    lock_table(parent);
+    if !table_facts(parent).is_partitioned {
+        return 0;
+    }
+    let partitions = partitions_of(parent, partition);
+    Spi::connect_mut(|client| {
+        let node = node::require_local_node(client, "spock.repset_remove_partition");
+        let mut removed = 0;
+        for (_, set) in repset::memberships(client, node.node_id, parent) {
+            for &table in &partitions {
+                if repset::is_member(client, &set, table) {
+                    repset::remove_member(client, &set, table);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    })
 }

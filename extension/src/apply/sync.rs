@@ -467,14 +467,20 @@ impl Source {
     fn copy_sql(&mut self, table: &provider::SyncTable) -> String {
         let only = if table.partitioned { "" } else { "ONLY " };
         let since = self.conn.literal(&self.recent_since);
+        // Row filters (behaviour.md §15) are deparsed over the table's own
+        // column names, which the alias x does not hide.
+        let filter = table.where_clause();
         match self.versions {
             Some(_) => format!(
                 "COPY (SELECT {}, CASE WHEN pg_catalog.pg_xact_commit_timestamp(x.xmin) >= {since}::timestamptz \
-                 THEN x.xmin END FROM {only}{} x) TO STDOUT",
+                 THEN x.xmin END FROM {only}{} x{filter}) TO STDOUT",
                 table.columns_of_x, table.qualified
             ),
-            None if table.partitioned => {
-                format!("COPY (SELECT {} FROM {}) TO STDOUT", table.columns, table.qualified)
+            None if table.partitioned || !filter.is_empty() => {
+                format!(
+                    "COPY (SELECT {} FROM {only}{} x{filter}) TO STDOUT",
+                    table.columns_of_x, table.qualified
+                )
             }
             None => format!("COPY {} ({}) TO STDOUT", table.qualified, table.columns),
         }

@@ -70,10 +70,22 @@ fn name_at(values: &[pg_sys::Datum], nulls: &[bool], i: usize) -> String {
     unsafe { CStr::from_ptr(values[i].cast_mut_ptr::<std::ffi::c_char>()) }.to_string_lossy().into_owned()
 }
 
-/// The actions the subscribed sets of the local node carry for `relid`
-/// (0: the relation is not sent). Errors when the database is not a node or
-/// a subscribed set does not exist.
-pub fn actions_for(relid: u32, replication_sets: &[String]) -> u8 {
+/// What the subscribed sets of the local node send of one relation.
+#[derive(Default)]
+pub struct Membership {
+    /// Bit set of `ACTION_*` (0: the relation is not sent).
+    pub actions: u8,
+    /// The union of the sets' column lists; `None` when a set sends every
+    /// column.
+    pub columns: Option<Vec<String>>,
+    /// The row filters (expression trees) of the sets that have one; a
+    /// change is sent only if it passes all of them.
+    pub filters: Vec<String>,
+}
+
+/// What the subscribed sets of the local node send of `relid`. Errors when
+/// the database is not a node or a subscribed set does not exist.
+pub fn membership(relid: u32, replication_sets: &[String]) -> Membership {
     let mut local_node = 0u32;
     scan("local_node", |v, n| local_node = oid_at(v, n, 0));
     if local_node == 0 {
@@ -104,16 +116,26 @@ pub fn actions_for(relid: u32, replication_sets: &[String]) -> u8 {
             "replication set \"{missing}\" does not exist on this node; remove it from the subscription with spock.sub_remove_repset()"
         );
     }
-    // spock.replication_set_table: set_id, set_reloid, ...
-    let mut actions = 0;
+    // spock.replication_set_table: set_id, set_reloid, set_att_list, set_row_filter
+    let mut out = Membership::default();
+    let mut lists = Vec::new();
     scan("replication_set_table", |v, n| {
         if oid_at(v, n, 1) != relid {
             return;
         }
         let set = oid_at(v, n, 0);
-        if let Some((_, a)) = sets.iter().find(|(id, _)| *id == set) {
-            actions |= a;
+        let Some((_, a)) = sets.iter().find(|(id, _)| *id == set) else { return };
+        out.actions |= a;
+        // SAFETY: a text[] datum of the row being scanned.
+        lists.push(unsafe { Vec::<String>::from_datum(v[2], n[2]) });
+        // SAFETY: a pg_node_tree datum (text's representation) of the row.
+        if let Some(tree) = unsafe { String::from_datum(v[3], n[3]) } {
+            out.filters.push(tree);
         }
     });
-    actions
+    if out.actions == 0 {
+        return Membership::default();
+    }
+    out.columns = spock_core::filters::union_of_lists(lists);
+    out
 }

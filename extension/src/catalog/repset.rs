@@ -3,6 +3,7 @@
 //! relation cache invalidation of the tables it affects, so that walsenders
 //! see it in stream order (at the changing transaction's commit).
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use spock_core::naming;
@@ -164,14 +165,86 @@ pub fn is_member(client: &SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) -> bool
 }
 
 pub fn add_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
+    add_filtered_member(client, set, reloid, &MemberFilter::default());
+}
+
+/// What a membership sends of its table: the column list (all columns when
+/// `None`) and the row filter (an expression tree, `filters::row_filter`).
+#[derive(Clone, Debug, Default)]
+pub struct MemberFilter {
+    pub att_list: Option<Vec<String>>,
+    pub row_filter: Option<String>,
+}
+
+pub fn add_filtered_member(
+    client: &mut SpiClient<'_>,
+    set: &Set,
+    reloid: pg_sys::Oid,
+    filter: &MemberFilter,
+) {
+    // A pg_node_tree cannot be written from text (its input function
+    // refuses); the tree is passed as a parameter of that type, which has
+    // text's representation.
+    // SAFETY: a text datum passed with the binary-compatible pg_node_tree oid.
+    let tree = unsafe { DatumWithOid::new(filter.row_filter.clone(), pg_sys::PG_NODE_TREEOID) };
     client
         .update(
-            "INSERT INTO spock.replication_set_table (set_id, set_reloid) VALUES ($1, $2)",
+            "INSERT INTO spock.replication_set_table (set_id, set_reloid, set_att_list, set_row_filter)
+             VALUES ($1, $2, $3, $4)",
             None,
-            &[set.id.into(), reloid.into()],
+            &[set.id.into(), reloid.into(), filter.att_list.clone().into(), tree],
         )
         .unwrap_or_else(spi_failed("add a table to a replication set"));
     invalidate(reloid);
+}
+
+/// The column list and row filter of a membership, the filter as SQL
+/// over the table's columns (`pg_get_expr`), to be checked again for
+/// another table (a partition) with `filters::row_filter`.
+pub fn member_definition(
+    client: &SpiClient<'_>,
+    set: &Set,
+    reloid: pg_sys::Oid,
+) -> (Option<Vec<String>>, Option<String>) {
+    client
+        .select(
+            "SELECT set_att_list, pg_catalog.pg_get_expr(set_row_filter, set_reloid)
+               FROM spock.replication_set_table WHERE set_id = $1 AND set_reloid = $2",
+            None,
+            &[set.id.into(), reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .next()
+        .map(|r| (r.get(1).unwrap(), r.get(2).unwrap()))
+        .unwrap_or_default()
+}
+
+/// The effective configuration of a table across the named sets of the
+/// local node `node_id` (sql-api.md `repset_show_table`): the union of the
+/// column lists (`None` when a set sends every column) and whether any set
+/// filters rows.
+pub fn effective_filter(
+    client: &SpiClient<'_>,
+    node_id: u32,
+    reloid: pg_sys::Oid,
+    sets: &[String],
+) -> (Option<Vec<String>>, bool) {
+    let mut lists = Vec::new();
+    let mut filtered = false;
+    let rows = client
+        .select(
+            "SELECT t.set_att_list, t.set_row_filter IS NOT NULL
+               FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE s.set_nodeid = $1 AND t.set_reloid = $2 AND s.set_name::text = ANY ($3)",
+            None,
+            &[oid(node_id).into(), reloid.into(), sets.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"));
+    for r in rows {
+        lists.push(r.get::<Vec<String>>(1).unwrap());
+        filtered |= r.get::<bool>(2).unwrap().unwrap_or(false);
+    }
+    (spock_core::filters::union_of_lists(lists), filtered)
 }
 
 pub fn remove_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid) {
@@ -183,6 +256,48 @@ pub fn remove_member(client: &mut SpiClient<'_>, set: &Set, reloid: pg_sys::Oid)
         )
         .unwrap_or_else(spi_failed("remove a table from a replication set"));
     invalidate(reloid);
+}
+
+/// The row filters of a table in the named sets of the local node
+/// `node_id`, as SQL over the table's columns (`pg_get_expr`).
+pub fn row_filters_sql(
+    client: &SpiClient<'_>,
+    node_id: u32,
+    reloid: pg_sys::Oid,
+    sets: &[String],
+) -> Vec<String> {
+    client
+        .select(
+            "SELECT pg_catalog.pg_get_expr(t.set_row_filter, t.set_reloid)
+               FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE s.set_nodeid = $1 AND t.set_reloid = $2 AND s.set_name::text = ANY ($3)
+                AND t.set_row_filter IS NOT NULL
+              ORDER BY s.set_name",
+            None,
+            &[oid(node_id).into(), reloid.into(), sets.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}
+
+/// The sets (of any node) whose row filter of `reloid` reads column
+/// `attnum`, by name.
+pub fn sets_filtering_on(client: &SpiClient<'_>, reloid: pg_sys::Oid, attnum: i16) -> Vec<String> {
+    client
+        .select(
+            "SELECT s.set_name::text, t.set_row_filter::text
+               FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE t.set_reloid = $1 AND t.set_row_filter IS NOT NULL ORDER BY 1",
+            None,
+            &[reloid.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .filter_map(|r| {
+            let tree = r.get::<String>(2).unwrap()?;
+            crate::filters::uses_column(&tree, attnum).then(|| r.get::<String>(1).unwrap()).flatten()
+        })
+        .collect()
 }
 
 /// The sets of the local node `node_id` a table belongs to, by name.

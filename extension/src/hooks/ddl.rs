@@ -658,11 +658,15 @@ fn place_table(relid: pg_sys::Oid, stmt: Statement) {
     });
 }
 
-/// Dropping a member table without CASCADE while automatic DDL is off
-/// (behaviour.md §10.6).
+/// Dropping a member table, or a column a row filter reads, without
+/// CASCADE while automatic DDL is off (behaviour.md §10.6).
 unsafe fn refuse_dropping_members(stmt: *mut pg_sys::Node) {
     // SAFETY: the statement's node.
     unsafe {
+        if is_tag(stmt, pg_sys::NodeTag::T_AlterTableStmt) {
+            refuse_dropping_filtered_columns(stmt as *mut pg_sys::AlterTableStmt);
+            return;
+        }
         if !is_tag(stmt, pg_sys::NodeTag::T_DropStmt) {
             return;
         }
@@ -689,6 +693,49 @@ unsafe fn refuse_dropping_members(stmt: *mut pg_sys::Node) {
                     PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
                     format!("table \"{name}\" is a member of replication set(s) {}", sets.join(", ")),
                     "Remove it with spock.repset_remove_table() first, or use DROP TABLE ... CASCADE, which also removes its memberships.",
+                );
+            }
+        }
+    }
+}
+
+/// `ALTER TABLE ... DROP COLUMN` (without CASCADE) of a column a member's
+/// row filter reads.
+unsafe fn refuse_dropping_filtered_columns(s: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: the statement's node and its commands.
+    unsafe {
+        let drops: Vec<*mut pg_sys::AlterTableCmd> = list_ptrs::<pg_sys::AlterTableCmd>((*s).cmds)
+            .into_iter()
+            .filter(|c| {
+                (**c).subtype == pg_sys::AlterTableType::AT_DropColumn
+                    && (**c).behavior != pg_sys::DropBehavior::DROP_CASCADE
+            })
+            .collect();
+        if drops.is_empty() || !spock_installed() {
+            return;
+        }
+        let relid = relid_of((*s).relation);
+        if relid == pg_sys::InvalidOid {
+            return;
+        }
+        for cmd in drops {
+            let attnum = pg_sys::get_attnum(relid, (*cmd).name);
+            if attnum == pg_sys::InvalidAttrNumber as i16 {
+                continue;
+            }
+            let sets = catalog::with_catalog_owner_rights(|| {
+                Spi::connect(|client| repset::sets_filtering_on(client, relid, attnum))
+            });
+            if !sets.is_empty() {
+                let table = CStr::from_ptr(pg_sys::get_rel_name(relid)).to_string_lossy().into_owned();
+                let column = CStr::from_ptr((*cmd).name).to_string_lossy().into_owned();
+                raise_hint(
+                    PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!(
+                        "column \"{column}\" of table \"{table}\" is used by the row filter of replication set(s) {}",
+                        sets.join(", ")
+                    ),
+                    "Remove the table from those sets with spock.repset_remove_table() first, or use DROP COLUMN ... CASCADE, which also removes those memberships.",
                 );
             }
         }

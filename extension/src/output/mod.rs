@@ -8,6 +8,7 @@
 //! origins), in the protocol of `spock_core::protocol` (docs/protocol.md).
 
 mod relcache;
+mod rowfilter;
 
 use std::ffi::{CStr, c_char};
 use std::rc::Rc;
@@ -338,16 +339,25 @@ unsafe extern "C-unwind" fn change(
         // The entry is ours (an Rc) for the whole change, whatever the
         // calls below do to the cache.
         let (entry, schema_sent) = relcache::entry(relation, &replication_sets);
-        if entry.actions & wanted != 0 {
+        let tp = (*change).data.tp;
+        let old = tuple_of(tp.oldtuple);
+        let new = tuple_of(tp.newtuple);
+        // Row filters (behaviour.md §15): the new row of an INSERT or
+        // UPDATE, the old key row of a DELETE.
+        let passes = || match &entry.filter {
+            None => true,
+            Some(filter) => {
+                let row = if wanted == ACTION_DELETE { old } else { new };
+                row.is_null() || filter.verdict(row) == rowfilter::Verdict::Send
+            }
+        };
+        if entry.actions & wanted != 0 && passes() {
             ensure_begin(ctx, txn);
             if !schema_sent {
                 send_relation(ctx, relation, &entry);
             }
             let relid = (*relation).rd_id.to_u32();
-            let tp = (*change).data.tp;
             let full = (*(*relation).rd_rel).relreplident as u8 == pg_sys::REPLICA_IDENTITY_FULL;
-            let old = tuple_of(tp.oldtuple);
-            let new = tuple_of(tp.newtuple);
             let msg = match wanted {
                 ACTION_INSERT => Some(Message::Insert { relid, new: values_of(relation, new, &entry) }),
                 ACTION_UPDATE => {

@@ -19,7 +19,9 @@ use pgrx::prelude::*;
 use pgrx::{PgTupleDesc, pg_guard};
 use spock_core::protocol::{Column, att_flags};
 
+use super::rowfilter::RowFilter;
 use crate::catalog::decoding;
+use crate::filters::identity_columns;
 use crate::hooks::column_options;
 
 /// A column's output function.
@@ -44,6 +46,8 @@ pub struct Entry {
     /// (attnum, column) of the columns sent.
     pub columns: Vec<(i16, Column)>,
     pub output: Vec<OutputFn>,
+    /// The sets' row filters, if any set has one.
+    pub filter: Option<RowFilter>,
     /// Where the output functions keep what they cache; freed with the entry.
     cxt: pg_sys::MemoryContext,
 }
@@ -153,9 +157,17 @@ pub fn mark_schema_sent(entry: &Rc<Entry>) {
 }
 
 fn build(relation: pg_sys::Relation, relid: u32, replication_sets: &[String]) -> Entry {
-    let actions = decoding::actions_for(relid, replication_sets);
+    let membership = decoding::membership(relid, replication_sets);
+    let actions = membership.actions;
     if actions == 0 {
-        return Entry { relid, actions, columns: Vec::new(), output: Vec::new(), cxt: std::ptr::null_mut() };
+        return Entry {
+            relid,
+            actions,
+            columns: Vec::new(),
+            output: Vec::new(),
+            filter: None,
+            cxt: std::ptr::null_mut(),
+        };
     }
     // SAFETY: a new memory context under TopMemoryContext, deleted by the
     // entry's Drop.
@@ -168,7 +180,12 @@ fn build(relation: pg_sys::Relation, relid: u32, replication_sets: &[String]) ->
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         )
     };
-    let columns = columns_of(relation, &identity_columns(relation), &log_old_value_columns(relation));
+    let columns = columns_of(
+        relation,
+        &identity_columns(relation),
+        &log_old_value_columns(relation),
+        membership.columns.as_deref(),
+    );
     let output = columns
         .iter()
         .map(|(_, c)| {
@@ -185,29 +202,10 @@ fn build(relation: pg_sys::Relation, relid: u32, replication_sets: &[String]) ->
             OutputFn { finfo, is_varlena }
         })
         .collect();
-    Entry { relid, actions, columns, output, cxt }
-}
-
-/// Attribute numbers of the replica identity key.
-fn identity_columns(relation: pg_sys::Relation) -> Vec<i16> {
-    let mut out = Vec::new();
-    // SAFETY: reads the relcache's identity-key bitmap (a copy).
-    unsafe {
-        let bms = pg_sys::RelationGetIndexAttrBitmap(
-            relation,
-            pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_IDENTITY_KEY,
-        );
-        let mut member = -1;
-        loop {
-            member = pg_sys::bms_next_member(bms, member);
-            if member < 0 {
-                break;
-            }
-            out.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
-        }
-        pg_sys::bms_free(bms);
-    }
-    out
+    // SAFETY: the relation being decoded is open; the filter lives in the
+    // entry's context.
+    let filter = unsafe { RowFilter::build(relation, &membership.filters, cxt) };
+    Entry { relid, actions, columns, output, filter, cxt }
 }
 
 /// Attribute numbers of the columns flagged `log_old_value` (patch 020).
@@ -217,9 +215,15 @@ fn log_old_value_columns(relation: pg_sys::Relation) -> Vec<i16> {
     (1..=natts).filter(|attnum| column_options::read(relid, *attnum).log_old_value).collect()
 }
 
-/// The columns sent for a relation: not dropped, not generated, flagged as
-/// replica identity key or `log_old_value`.
-fn columns_of(relation: pg_sys::Relation, key: &[i16], logold: &[i16]) -> Vec<(i16, Column)> {
+/// The columns sent for a relation: not dropped, not generated, in the
+/// sets' column lists (`listed`; all when `None`) or part of the replica
+/// identity key; flagged as key or `log_old_value`.
+fn columns_of(
+    relation: pg_sys::Relation,
+    key: &[i16],
+    logold: &[i16],
+    listed: Option<&[String]>,
+) -> Vec<(i16, Column)> {
     // SAFETY: the relation's descriptor, valid for the callback.
     let desc = unsafe { PgTupleDesc::from_pg_unchecked((*relation).rd_att) };
     let mut out = Vec::new();
@@ -237,6 +241,9 @@ fn columns_of(relation: pg_sys::Relation, key: &[i16], logold: &[i16]) -> Vec<(i
         }
         // SAFETY: attname is a NUL-terminated NameData.
         let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy().into_owned();
+        if flags & att_flags::KEY == 0 && listed.is_some_and(|l| !l.contains(&name)) {
+            continue;
+        }
         out.push((attnum, Column { flags, name, type_oid: att.atttypid.to_u32(), typmod: att.atttypmod }));
     }
     out

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use spock_core::filters;
 use spock_core::protocol;
 use spock_core::stream::parse_lsn;
 
@@ -241,13 +242,39 @@ pub struct SyncTable {
     pub qualified: String,
     /// A partitioned table: copied through a query on it.
     pub partitioned: bool,
-    /// The columns that travel (not dropped, not generated), quoted and
-    /// comma-separated, in the provider's order.
+    /// The columns that travel (not dropped, not generated, in a set's
+    /// column list or the replica identity), quoted and comma-separated,
+    /// in the provider's order.
     pub columns: String,
     /// The same, each prefixed with `x.`.
     pub columns_of_x: String,
+    /// The sets' row filters as SQL over the table's columns (a row is
+    /// copied only if it passes all of them).
+    pub filters: Vec<String>,
     /// The subscription's sets the table is a member of.
     pub sets: Vec<String>,
+}
+
+impl SyncTable {
+    /// ` WHERE (f1) AND (f2)` for a filtered table, else nothing.
+    pub fn where_clause(&self) -> String {
+        filters::conjunction(&self.filters).map(|c| format!(" WHERE {c}")).unwrap_or_default()
+    }
+}
+
+/// One (table, set) row of the provider's catalog.
+struct Membership {
+    nspname: String,
+    relname: String,
+    qualified: String,
+    partitioned: bool,
+    /// Live, non-generated columns in order.
+    all_columns: Vec<String>,
+    key_columns: Vec<String>,
+    set: String,
+    /// The set's column list (`None`: every column).
+    att_list: Option<Vec<String>>,
+    filter: Option<String>,
 }
 
 /// The tables of the provider's sets `sets`, except those in the schemas
@@ -266,13 +293,17 @@ pub fn sync_tables(
         "SELECT n.nspname::text, c.relname::text,
                 pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
                 c.relkind = 'p',
-                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum)
                    FROM pg_catalog.pg_attribute a
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
                 s.set_name::text,
-                (SELECT pg_catalog.string_agg('x.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-                   FROM pg_catalog.pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+                pg_catalog.array_to_json(t.set_att_list),
+                pg_catalog.pg_get_expr(t.set_row_filter, t.set_reloid),
+                (SELECT pg_catalog.json_agg(a.attname)
+                   FROM pg_catalog.pg_index i
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = c.oid
+                    AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
            FROM spock.replication_set s
            JOIN spock.local_node l ON l.node_id = s.set_nodeid
            JOIN spock.replication_set_table t ON t.set_id = s.set_id
@@ -281,22 +312,43 @@ pub fn sync_tables(
           WHERE s.set_name::text = ANY ({sets_sql}) AND n.nspname::text <> ALL ({skip_sql})
           ORDER BY 1, 2, 6"
     ))?;
-    let mut tables: Vec<SyncTable> = Vec::new();
-    for row in rows.rows {
-        let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        let (nspname, relname, set) = (get(0), get(1), get(5));
-        match tables.last_mut() {
-            Some(last) if last.nspname == nspname && last.relname == relname => last.sets.push(set),
-            _ => tables.push(SyncTable {
-                nspname,
-                relname,
-                qualified: get(2),
-                partitioned: get(3) == "t",
-                columns: get(4),
-                columns_of_x: get(6),
-                sets: vec![set],
-            }),
-        }
+    let names = |json: Option<String>| -> Option<Vec<String>> { serde_json::from_str(json.as_deref()?).ok() };
+    let memberships: Vec<Membership> = rows
+        .rows
+        .into_iter()
+        .map(|row| {
+            let get = |i: usize| row.get(i).cloned().flatten();
+            Membership {
+                nspname: get(0).unwrap_or_default(),
+                relname: get(1).unwrap_or_default(),
+                qualified: get(2).unwrap_or_default(),
+                partitioned: get(3).as_deref() == Some("t"),
+                all_columns: names(get(4)).unwrap_or_default(),
+                set: get(5).unwrap_or_default(),
+                att_list: names(get(6)),
+                filter: get(7),
+                key_columns: names(get(8)).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut tables = Vec::new();
+    for group in memberships.chunk_by(|a, b| a.nspname == b.nspname && a.relname == b.relname) {
+        let first = &group[0];
+        let lists: Vec<Option<Vec<String>>> = group.iter().map(|m| m.att_list.clone()).collect();
+        let columns: Vec<String> = filters::columns_sent(&first.all_columns, &first.key_columns, &lists)
+            .into_iter()
+            .map(|c| conn.ident(c))
+            .collect();
+        tables.push(SyncTable {
+            nspname: first.nspname.clone(),
+            relname: first.relname.clone(),
+            qualified: first.qualified.clone(),
+            partitioned: first.partitioned,
+            columns: columns.join(", "),
+            columns_of_x: columns.iter().map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", "),
+            filters: group.iter().filter_map(|m| m.filter.clone()).collect(),
+            sets: group.iter().map(|m| m.set.clone()).collect(),
+        });
     }
     Ok(tables)
 }

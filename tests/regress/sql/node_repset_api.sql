@@ -61,7 +61,6 @@ SELECT try($$SELECT spock.repset_add_table('default', 't_temp')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 't_unlogged')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 'v_pk')$$);
 SELECT try($$SELECT spock.repset_add_table('nosuch', 't_pk')$$);
-SELECT try($$SELECT spock.repset_add_table('default', 't_pk', columns := '{id}')$$);
 -- An insert-only set takes a table without a primary key.
 SELECT spock.repset_add_table('default_insert_only', 't_nopk') AS added;
 SELECT try($$SELECT spock.repset_alter('default_insert_only', replicate_update := true)$$);
