@@ -102,12 +102,11 @@ fn sub_create(
             "a subscription created disabled cannot synchronise structure or data",
         );
     }
+    if apply_delay.as_micros() < 0 {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "apply_delay must not be negative");
+    }
     for (set, what) in [
         (!forward_origins.is_empty(), "forward_origins = '{all}'"),
-        (
-            apply_delay.as_micros() != 0 || apply_delay.days() != 0 || apply_delay.months() != 0,
-            "a non-zero apply_delay",
-        ),
         (force_text_transfer, "force_text_transfer"),
     ] {
         if set {
@@ -238,6 +237,7 @@ fn sub_create(
                 slot_name: &slot,
                 replication_sets: &replication_sets,
                 skip_schema: &skip_schema,
+                apply_delay,
             },
         );
         // A subscription created disabled is ready at once, with its origin,
@@ -775,8 +775,11 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
             "forward_origins = [\"all\"] is not supported yet",
         );
     }
-    if wanted.apply_delay.as_deref().is_some_and(|delay| !interval_is_zero(delay)) {
-        raise(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "a non-zero apply_delay is not supported yet");
+    if wanted.apply_delay.as_deref().is_some_and(interval_is_negative) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what}: apply_delay must not be negative"),
+        );
     }
     if wanted.skip_schema.as_ref().is_some_and(|s| s.iter().any(String::is_empty)) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "skip_schema contains an empty schema name");
@@ -787,6 +790,9 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
         if let Some(schemas) = &wanted.skip_schema {
             subscription::set_skip_schema(client, sub.sub_id, schemas);
         }
+        if let Some(delay) = &wanted.apply_delay {
+            subscription::set_apply_delay(client, sub.sub_id, delay);
+        }
         sub.sub_id
     });
     // The worker reads its options when it starts.
@@ -794,11 +800,11 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
     true
 }
 
-/// Whether `text` is an interval of zero length; `22023` when it is no
-/// interval at all.
-fn interval_is_zero(text: &str) -> bool {
+/// Whether `text` is a negative interval; `22023` when it is no interval
+/// at all.
+fn interval_is_negative(text: &str) -> bool {
     PgTryBuilder::new(|| {
-        Spi::get_one_with_args::<bool>("SELECT $1::interval = '0'::interval", &[text.into()])
+        Spi::get_one_with_args::<bool>("SELECT $1::interval < '0'::interval", &[text.into()])
             .ok()
             .flatten()
             .unwrap_or(false)

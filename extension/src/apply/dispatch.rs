@@ -66,6 +66,8 @@ pub struct Dispatcher {
     /// Where the stream has been dispatched up to: the end of the last
     /// remote transaction or the last sync event handled.
     position: u64,
+    /// The subscription's apply delay in microseconds (0: none).
+    apply_delay_us: i64,
 }
 
 /// Where a table's copy stands for the changes the stream brings.
@@ -140,6 +142,7 @@ impl Dispatcher {
             copied: HashMap::new(),
             only_table: None,
             position: 0,
+            apply_delay_us: sub.apply_delay_us,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
                 pg_sys::AllocSetContextCreateExtended(
@@ -295,6 +298,11 @@ impl Dispatcher {
                 }
                 if self.only_table.is_none() {
                     super::pause::hold_if_asked(self.dboid, self.sub_id, &self.sub_name);
+                    // Apply delay (behaviour.md §18): not before the origin
+                    // commit plus the delay, by this server's clock.
+                    if self.apply_delay_us > 0 {
+                        super::wait::delay_until(commit_time.saturating_add(self.apply_delay_us));
+                    }
                 }
                 self.in_transaction = true;
                 super::sync::take_requests();

@@ -109,6 +109,32 @@ pub fn lock_table(relid: pg_sys::Oid) {
     });
 }
 
+/// Waits until the server clock reaches `until` (a PostgreSQL timestamp):
+/// the apply delay (behaviour.md §18). The stream is read meanwhile and
+/// feedback repeated, as during a lock wait, so that the provider neither
+/// times the connection out nor stops sending.
+pub fn delay_until(until: i64) {
+    let mut last_feedback = Instant::now();
+    loop {
+        // SAFETY: reads the server clock.
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        if now >= until {
+            return;
+        }
+        let left = Duration::from_micros((until - now) as u64).min(Duration::from_millis(100));
+        if CONN.with(|c| c.borrow().is_none()) {
+            nap(left.as_millis().max(1) as i64);
+            continue;
+        }
+        read_stream();
+        if last_feedback.elapsed() >= FEEDBACK_INTERVAL {
+            repeat_feedback();
+            last_feedback = Instant::now();
+        }
+        wait_for_provider(left.max(Duration::from_millis(1)), pg_sys::PG_WAIT_EXTENSION);
+    }
+}
+
 /// Sleeps on this process's latch for at most `ms` milliseconds, then
 /// handles interrupts (a SIGTERM ends the worker here).
 pub fn nap(ms: i64) {

@@ -27,13 +27,17 @@ pub struct Subscription {
     pub skip_lsn: u64,
     /// Schemas the initial copy leaves out (`sub_skip_schema`).
     pub skip_schema: Vec<String>,
+    /// `sub_apply_delay` in microseconds (as `extract(epoch ...)` counts:
+    /// a day is 24 hours, a month 30 days).
+    pub apply_delay_us: i64,
 }
 
 const SUBSCRIPTION_QUERY: &str = "SELECT s.sub_id, s.sub_name::text, s.sub_origin, o.node_name::text,
         i.if_dsn, s.sub_enabled, s.sub_slot_name::text,
         coalesce(s.sub_replication_sets, '{}'), coalesce(s.sub_forward_origins, '{}'),
         s.sub_target, t.node_name::text, s.sub_created_at, (s.sub_skip_lsn - '0/0')::int8,
-        coalesce(s.sub_skip_schema, '{}')
+        coalesce(s.sub_skip_schema, '{}'),
+        (extract(epoch FROM s.sub_apply_delay) * 1000000)::int8
    FROM spock.subscription s
    JOIN spock.node o ON o.node_id = s.sub_origin
    JOIN spock.node t ON t.node_id = s.sub_target
@@ -55,6 +59,7 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Subscription {
         created_at: row.get::<TimestampWithTimeZone>(12).unwrap().map(|t| t.into_inner()).unwrap_or(0),
         skip_lsn: row.get::<i64>(13).unwrap().unwrap_or(0) as u64,
         skip_schema: row.get::<Vec<String>>(14).unwrap().unwrap_or_default(),
+        apply_delay_us: row.get::<i64>(15).unwrap().unwrap_or(0),
     }
 }
 
@@ -102,6 +107,7 @@ pub struct NewSubscription<'a> {
     pub slot_name: &'a str,
     pub replication_sets: &'a [String],
     pub skip_schema: &'a [String],
+    pub apply_delay: pgrx::datum::Interval,
 }
 
 /// A fresh subscription id from `spock.sub_id_generator`.
@@ -120,8 +126,9 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
     client
         .update(
             "INSERT INTO spock.subscription (sub_id, sub_name, sub_origin, sub_target, sub_origin_if, sub_target_if,
-                sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10)",
+                sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema,
+                sub_apply_delay)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11)",
             None,
             &[
                 oid(id).into(),
@@ -134,6 +141,7 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
                 sub.slot_name.into(),
                 sub.replication_sets.to_vec().into(),
                 sub.skip_schema.to_vec().into(),
+                sub.apply_delay.into(),
             ],
         )
         .unwrap_or_else(spi_failed("insert into spock.subscription"));
@@ -205,6 +213,17 @@ pub fn set_skip_schema(client: &mut SpiClient<'_>, id: u32, schemas: &[String]) 
             "UPDATE spock.subscription SET sub_skip_schema = $2 WHERE sub_id = $1",
             None,
             &[oid(id).into(), schemas.to_vec().into()],
+        )
+        .unwrap_or_else(spi_failed("update spock.subscription"));
+}
+
+/// Sets the apply delay from an interval's text (checked by the caller).
+pub fn set_apply_delay(client: &mut SpiClient<'_>, id: u32, delay: &str) {
+    client
+        .update(
+            "UPDATE spock.subscription SET sub_apply_delay = $2::interval WHERE sub_id = $1",
+            None,
+            &[oid(id).into(), delay.into()],
         )
         .unwrap_or_else(spi_failed("update spock.subscription"));
 }

@@ -69,7 +69,7 @@ SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_dalay": "1s"}'
 SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": 5}')$$);
 SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": "soon"}')$$);
 SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"skip_schema": ["audit", 1]}')$$);
-SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": "5 minutes"}')$$);
+SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"apply_delay": "-5 minutes"}')$$);
 SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"forward_origins": ["all"]}')$$);
 SELECT try($$SELECT spock.sub_alter_options('no_such_sub', '{}')$$);
 SELECT sub_skip_schema FROM spock.subscription;
