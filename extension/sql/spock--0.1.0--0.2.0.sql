@@ -99,3 +99,55 @@ REVOKE EXECUTE ON FUNCTION spock.repset_add_partition(regclass, regclass, text) 
 CREATE FUNCTION spock.repset_remove_partition(parent regclass, partition regclass DEFAULT NULL) RETURNS integer
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repset_remove_partition_wrapper';
 REVOKE EXECUTE ON FUNCTION spock.repset_remove_partition(regclass, regclass) FROM PUBLIC;
+
+-- Statistics (sql-api.md §4.8, §6.20).
+CREATE FUNCTION spock.channel_stats_rows(OUT subid int8, OUT relid oid, OUT n_tup_ins bigint,
+    OUT n_tup_upd bigint, OUT n_tup_del bigint, OUT n_conflict bigint, OUT n_dca bigint)
+    RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'channel_stats_rows_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.channel_stats_rows() FROM PUBLIC;
+CREATE FUNCTION spock.get_channel_stats(OUT subid oid, OUT relid oid, OUT n_tup_ins bigint,
+    OUT n_tup_upd bigint, OUT n_tup_del bigint, OUT n_conflict bigint, OUT n_dca bigint)
+    RETURNS SETOF record VOLATILE LANGUAGE sql
+    AS 'SELECT subid::oid, relid, n_tup_ins, n_tup_upd, n_tup_del, n_conflict, n_dca FROM spock.channel_stats_rows()';
+REVOKE EXECUTE ON FUNCTION spock.get_channel_stats() FROM PUBLIC;
+
+CREATE FUNCTION spock.reset_channel_stats() RETURNS void
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'reset_channel_stats_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.reset_channel_stats() FROM PUBLIC;
+
+CREATE FUNCTION spock.subscription_stats_rows(subid oid, OUT subid oid, OUT confl_insert_exists bigint,
+    OUT confl_update_origin_differs bigint, OUT confl_update_exists bigint, OUT confl_update_missing bigint,
+    OUT confl_delete_origin_differs bigint, OUT confl_delete_missing bigint, OUT confl_delete_exists bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'subscription_stats_rows_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.subscription_stats_rows(oid) FROM PUBLIC;
+CREATE FUNCTION spock.get_subscription_stats(subid oid, OUT subid oid, OUT confl_insert_exists bigint,
+    OUT confl_update_origin_differs bigint, OUT confl_update_exists bigint, OUT confl_update_missing bigint,
+    OUT confl_delete_origin_differs bigint, OUT confl_delete_missing bigint, OUT confl_delete_exists bigint,
+    OUT stats_reset timestamptz)
+    RETURNS record STRICT VOLATILE LANGUAGE sql AS 'SELECT * FROM spock.subscription_stats_rows($1)';
+REVOKE EXECUTE ON FUNCTION spock.get_subscription_stats(oid) FROM PUBLIC;
+
+CREATE FUNCTION spock.reset_subscription_stats(subid oid DEFAULT NULL) RETURNS void
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'reset_subscription_stats_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.reset_subscription_stats(oid) FROM PUBLIC;
+-- Channel statistics (sql-api.md §6.20): per subscription and table, the
+-- rows applied (subid 0, '<output>': the rows this node's walsenders sent).
+CREATE VIEW spock.channel_table_stats AS
+    SELECT c.subid, c.relid,
+           CASE WHEN c.subid = 0 THEN '<output>' ELSE s.sub_name::text END AS sub_name,
+           pg_catalog.format('%I.%I', n.nspname, r.relname) AS table_name,
+           c.n_tup_ins, c.n_tup_upd, c.n_tup_del, c.n_conflict, c.n_dca
+      FROM spock.get_channel_stats() c
+      LEFT JOIN spock.subscription s ON s.sub_id = c.subid
+      LEFT JOIN pg_catalog.pg_class r ON r.oid = c.relid
+      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace;
+
+CREATE VIEW spock.channel_summary_stats AS
+    SELECT subid, sub_name,
+           sum(n_tup_ins)::bigint AS n_tup_ins, sum(n_tup_upd)::bigint AS n_tup_upd,
+           sum(n_tup_del)::bigint AS n_tup_del, sum(n_conflict)::bigint AS n_conflict,
+           sum(n_dca)::bigint AS n_dca
+      FROM spock.channel_table_stats
+     GROUP BY subid, sub_name;
+REVOKE ALL ON spock.channel_table_stats, spock.channel_summary_stats FROM PUBLIC;

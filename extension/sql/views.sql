@@ -69,3 +69,23 @@ CREATE FUNCTION spock.read_peer_progress(p_slot_name text, p_provider_node_id oi
       FROM spock.progress p
      WHERE p.remote_node_id IS DISTINCT FROM p_subscriber_node_id
 $$;
+
+-- Channel statistics (sql-api.md §6.20): per subscription and table, the
+-- rows applied (subid 0, '<output>': the rows this node's walsenders sent).
+CREATE VIEW spock.channel_table_stats AS
+    SELECT c.subid, c.relid,
+           CASE WHEN c.subid = 0 THEN '<output>' ELSE s.sub_name::text END AS sub_name,
+           pg_catalog.format('%I.%I', n.nspname, r.relname) AS table_name,
+           c.n_tup_ins, c.n_tup_upd, c.n_tup_del, c.n_conflict, c.n_dca
+      FROM spock.get_channel_stats() c
+      LEFT JOIN spock.subscription s ON s.sub_id = c.subid
+      LEFT JOIN pg_catalog.pg_class r ON r.oid = c.relid
+      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace;
+
+CREATE VIEW spock.channel_summary_stats AS
+    SELECT subid, sub_name,
+           sum(n_tup_ins)::bigint AS n_tup_ins, sum(n_tup_upd)::bigint AS n_tup_upd,
+           sum(n_tup_del)::bigint AS n_tup_del, sum(n_conflict)::bigint AS n_conflict,
+           sum(n_dca)::bigint AS n_dca
+      FROM spock.channel_table_stats
+     GROUP BY subid, sub_name;

@@ -133,6 +133,11 @@ pub static READONLY: GucSetting<ReadOnly> = GucSetting::<ReadOnly>::new(ReadOnly
 pub static CONFLICT_LOG_LEVEL: GucSetting<MessageLevel> = GucSetting::<MessageLevel>::new(MessageLevel::Log);
 /// `spock.save_resolutions`: record resolvable conflicts in `spock.resolutions`.
 pub static SAVE_RESOLUTIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.channel_counters`: collect channel statistics (`spock.get_channel_stats`).
+pub static CHANNEL_COUNTERS: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `spock.stats_max_entries`: capacity of the channel statistics (-1: 1000
+/// per `max_worker_processes`).
+pub static STATS_MAX_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(-1);
 /// `spock.resolutions_retention_days`: apply workers prune older resolutions daily; 0 disables.
 pub static RESOLUTIONS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// `spock.read_retry_count`: extra look-ups before a row to update or delete is missing.
@@ -272,6 +277,24 @@ pub fn init() {
         c"",
         &SAVE_RESOLUTIONS,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.channel_counters",
+        c"Count the rows each subscription applies and each walsender sends, per table.",
+        c"Read them with spock.get_channel_stats() or the view spock.channel_table_stats.",
+        &CHANNEL_COUNTERS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"spock.stats_max_entries",
+        c"How many (subscription, table) pairs the channel statistics can hold.",
+        c"-1 means 1000 per max_worker_processes; pairs beyond the capacity are not counted.",
+        &STATS_MAX_ENTRIES,
+        -1,
+        i32::MAX / 2,
+        GucContext::Postmaster,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -27,6 +27,7 @@ mod guc;
 mod hooks;
 mod output;
 mod remote;
+mod stats;
 mod version;
 mod workers;
 
@@ -43,6 +44,7 @@ pub extern "C-unwind" fn _PG_init() {
         pgrx::log!("spock {} loaded", version::VERSION);
         core_patches::init();
         workers::registry::init();
+        stats::init();
         hooks::install();
         workers::supervisor::register();
     }

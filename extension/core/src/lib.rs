@@ -15,6 +15,7 @@ pub mod naming;
 pub mod options;
 pub mod progress;
 pub mod protocol;
+pub mod stats;
 pub mod stream;
 pub mod sync;
 pub mod version;

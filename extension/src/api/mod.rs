@@ -16,6 +16,7 @@ pub mod readonly;
 pub mod repset;
 pub mod seq;
 pub mod slots;
+pub mod stats;
 pub mod sub;
 pub mod sync;
 

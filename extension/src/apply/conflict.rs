@@ -18,6 +18,7 @@ use spock_core::conflict::{
 use crate::catalog::subscription::Subscription;
 use crate::catalog::{self, node::KnownNode, resolutions};
 use crate::guc;
+use crate::workers::registry;
 
 /// The remote transaction being applied.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +45,7 @@ pub struct Conflicts {
     local_node_name: String,
     provider: u32,
     sub_created_at: i64,
+    sub_id: u32,
     /// Replication origin id → the node it applies from. Cleared when
     /// `pg_replication_origin` changes (an origin id can be reused).
     origins: HashMap<u16, LocalOrigin>,
@@ -95,6 +97,7 @@ impl Conflicts {
             local_node_name: sub.target_name.clone(),
             provider: sub.origin_id,
             sub_created_at: sub.created_at,
+            sub_id: sub.sub_id,
             origins: HashMap::new(),
         }
     }
@@ -273,7 +276,14 @@ impl Conflicts {
     /// Logs and records a conflict as behaviour.md §7.6-7.7 say.
     pub fn report(&self, c: &Conflict<'_>, remote: &RemoteXact) {
         let Some(kind) = c.outcome.conflict else { return };
-        let record = guc::SAVE_RESOLUTIONS.get() && conflict::recorded(kind, c.outcome.resolution);
+        // SAFETY: reads this backend's database.
+        let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        registry::count_conflict(dboid, self.sub_id, spock_core::stats::column_of(kind));
+        let resolvable = conflict::recorded(kind, c.outcome.resolution);
+        if resolvable {
+            crate::stats::count(c.relid, crate::stats::Counter::Conflict);
+        }
+        let record = guc::SAVE_RESOLUTIONS.get() && resolvable;
         let log = conflict::logged(
             &c.outcome,
             c.found.map(|f| &f.version),
@@ -379,6 +389,8 @@ impl Conflicts {
 
 /// One conflict to report.
 pub struct Conflict<'a> {
+    /// The local table.
+    pub relid: pg_sys::Oid,
     pub outcome: Outcome,
     pub relname: &'a str,
     /// The index the local row was looked up with.

@@ -349,6 +349,7 @@ impl Dispatcher {
                     pg_sys::pgstat_report_stat(false);
                     pg_sys::XactLastCommitEnd
                 };
+                crate::stats::flush();
                 self.in_transaction = false;
                 self.position = end_lsn;
                 exception::leave_transaction();

@@ -111,7 +111,13 @@ fn start_worker(arg: pg_sys::Datum, kind: Kind) -> Option<(catalog::subscription
     }
     let sub =
         BackgroundWorker::transaction(|| Spi::connect(|client| catalog::subscription::by_id(client, sub_id)));
-    sub.filter(|s| s.enabled).map(|s| (s, dboid))
+    let sub = sub.filter(|s| s.enabled)?;
+    if kind == Kind::Apply {
+        crate::stats::start_apply_worker(dboid, sub_id, sub.created_at);
+    } else {
+        crate::stats::set_subscription(sub_id);
+    }
+    Some((sub, dboid))
 }
 
 /// The session settings of apply and table-sync workers.

@@ -19,6 +19,7 @@ use super::relmap::{LocalMap, RelMap, RemoteRel};
 use crate::catalog::subscription::Subscription;
 use crate::errors::{raise, raise_hint};
 use crate::guc;
+use crate::stats::{self, Counter};
 
 /// Applies changes: the relation map, the local tables kept open for
 /// the current transaction, and what conflicts are resolved with.
@@ -96,6 +97,7 @@ impl Applier {
                     let relname = rr.qualified();
                     conflicts.report(
                         &Conflict {
+                            relid: (*t.rel).rd_id,
                             outcome,
                             relname: &relname,
                             index: Some(index),
@@ -120,6 +122,7 @@ impl Applier {
                 pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.row);
             }
         });
+        stats::count(map.relid, Counter::Insert);
     }
 
     /// An UPDATE of the row with the old key (or the new row's key):
@@ -141,6 +144,7 @@ impl Applier {
                     let relname = rr.qualified();
                     conflicts.report(
                         &Conflict {
+                            relid: (*t.rel).rd_id,
                             outcome,
                             relname: &relname,
                             index: Some(index),
@@ -167,6 +171,7 @@ impl Applier {
                     let relname = rr.qualified();
                     conflicts.report(
                         &Conflict {
+                            relid: (*t.rel).rd_id,
                             outcome,
                             relname: &relname,
                             index: Some(index),
@@ -188,6 +193,7 @@ impl Applier {
                 apply_resolved(t, map, &found, outcome.resolution.applies(), deltas.as_ref());
             }
         });
+        stats::count(map.relid, Counter::Update);
     }
 
     /// A DELETE of the row with the old key: applied when the local
@@ -212,6 +218,7 @@ impl Applier {
                     let relname = rr.qualified();
                     conflicts.report(
                         &Conflict {
+                            relid: (*t.rel).rd_id,
                             outcome,
                             relname: &relname,
                             index: Some(index),
@@ -230,6 +237,7 @@ impl Applier {
                 }
             }
         });
+        stats::count(map.relid, Counter::Delete);
     }
 
     /// The transaction ends: closes what it kept open.
@@ -634,6 +642,7 @@ unsafe fn refuse_update_exists(t: &Target, conflicts: &mut Conflicts, rr: &Remot
             let relname = rr.qualified();
             conflicts.report(
                 &Conflict {
+                    relid: (*t.rel).rd_id,
                     outcome: Outcome::update_exists(),
                     relname: &relname,
                     index: Some(index),
@@ -691,6 +700,7 @@ unsafe fn apply_resolved(
                 deltas.expect("changes come from deltas").write_into(t.row);
                 pg_sys::ExecStoreVirtualTuple(t.row);
                 delta::keeping_version(found, || update_found(t));
+                stats::count(map.relid, Counter::DeltaApply);
             }
             Action::Nothing => {}
         }

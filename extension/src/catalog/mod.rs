@@ -31,7 +31,8 @@ pgrx::extension_sql_file!(
         "catalog",
         core_patches::core_patches_status,
         api::progress::progress_published,
-        api::progress::copies_published
+        api::progress::copies_published,
+        api::stats::channel_stats_rows
     ]
 );
 pgrx::extension_sql_file!("../../sql/privileges.sql", name = "privileges", finalize);

@@ -18,6 +18,7 @@ use pgrx::prelude::*;
 use spock_core::protocol::{self, Encode, Message, OldRow, Tuple, Value};
 
 use crate::catalog::decoding::{ACTION_DELETE, ACTION_INSERT, ACTION_TRUNCATE, ACTION_UPDATE};
+use crate::stats::{self, Counter};
 
 /// Per-decoding-session state, owned by the logical decoding context.
 struct State {
@@ -225,6 +226,8 @@ unsafe extern "C-unwind" fn commit(
     let msg =
         unsafe { Message::Commit { commit_lsn, end_lsn: (*txn).end_lsn, commit_time: commit_time(txn) } };
     write(ctx, &msg, true);
+    // Rows sent, under subscription 0 (sql-api.md §4.8).
+    stats::flush();
 }
 
 #[pg_guard]
@@ -375,6 +378,12 @@ unsafe extern "C-unwind" fn change(
             };
             if let Some(msg) = msg {
                 write(ctx, &msg, false);
+                let counter = match wanted {
+                    ACTION_INSERT => Counter::Insert,
+                    ACTION_UPDATE => Counter::Update,
+                    _ => Counter::Delete,
+                };
+                stats::count((*relation).rd_id, counter);
             }
         }
         pg_sys::MemoryContextSwitchTo(old_cxt);

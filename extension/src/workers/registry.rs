@@ -132,6 +132,12 @@ pub struct Slot {
     /// The running table-sync worker copied a table and waits for the
     /// apply worker to hand it over.
     handover: bool,
+    /// The subscription's conflict counters (`spock_core::stats`
+    /// order), when they were last reset (0: never), and whether the saved
+    /// ones were read back since the server started.
+    pub conflicts: [u64; 7],
+    pub stats_reset: i64,
+    stats_loaded: bool,
 }
 
 impl Default for Slot {
@@ -159,6 +165,9 @@ impl Default for Slot {
             copy: CopyProgress::default(),
             paused: false,
             handover: false,
+            conflicts: [0; 7],
+            stats_reset: 0,
+            stats_loaded: false,
         }
     }
 }
@@ -333,6 +342,9 @@ pub fn claim(kind: Kind, dboid: u32, subid: u32) -> bool {
                     exception_error_len: slot.exception_error_len,
                     exception_retrying: slot.exception_retrying,
                     progress: slot.progress,
+                    conflicts: slot.conflicts,
+                    stats_reset: slot.stats_reset,
+                    stats_loaded: slot.stats_loaded,
                     ..Slot::default()
                 };
                 Outcome::Claimed
@@ -381,6 +393,62 @@ pub fn record_error(dboid: u32, subid: u32, message: &str) {
     if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
         slot.set_error(&masked);
     }
+}
+
+/// Counts a conflict of subscription `subid` (column `column` of
+/// `spock.get_subscription_stats`).
+pub fn count_conflict(dboid: u32, subid: u32, column: usize) {
+    if !available() {
+        return;
+    }
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid)) {
+        slot.conflicts[column] += 1;
+    }
+}
+
+/// The conflict counters of a subscription and when they were reset, if
+/// its slot exists.
+pub fn subscription_stats(dboid: u32, subid: u32) -> Option<([u64; 7], i64)> {
+    let reg = REGISTRY.share();
+    reg.slots.iter().find(|s| s.is_apply(dboid, subid)).map(|s| (s.conflicts, s.stats_reset))
+}
+
+/// Puts back the counters an earlier worker saved, once per server start
+/// (and not over counters a reset or this server's workers set since).
+pub fn load_subscription_stats(dboid: u32, subid: u32, conflicts: Option<([u64; 7], i64)>) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(slot) = reg.slots.iter_mut().find(|s| s.is_apply(dboid, subid))
+        && !slot.stats_loaded
+    {
+        if let Some((counts, reset)) = conflicts {
+            for (mine, saved) in slot.conflicts.iter_mut().zip(counts) {
+                *mine += saved;
+            }
+            slot.stats_reset = reset;
+        }
+        slot.stats_loaded = true;
+    }
+}
+
+/// Zeroes the conflict counters of the subscriptions `subids` of a
+/// database; returns those that have no slot (nothing ran for them since
+/// the server started).
+pub fn reset_subscription_stats(dboid: u32, subids: &[u32]) -> Vec<u32> {
+    let now = now();
+    let mut reg = REGISTRY.exclusive();
+    let mut missing = Vec::new();
+    for subid in subids {
+        match reg.slots.iter_mut().find(|s| s.is_apply(dboid, *subid)) {
+            Some(slot) => {
+                slot.conflicts = [0; 7];
+                slot.stats_reset = now;
+                slot.stats_loaded = true;
+            }
+            None => missing.push(*subid),
+        }
+    }
+    missing
 }
 
 /// Copies `message` into `buf`, cut at a character boundary; returns the length.

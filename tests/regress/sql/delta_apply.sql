@@ -100,3 +100,6 @@ SELECT spock.sync_event() AS lsn \gset
 \c :n2
 CALL spock.wait_for_sync_event(NULL, 'n1', :'lsn', 60);
 SELECT id, balance FROM acct WHERE id = 4;
+-- The rows whose local version won but took the incoming increments are
+-- counted as delta-apply overrides (n_dca) of n2's subscription.
+SELECT sub_name, table_name, n_dca FROM spock.channel_table_stats WHERE subid <> 0;
