@@ -151,3 +151,8 @@ CREATE VIEW spock.channel_summary_stats AS
       FROM spock.channel_table_stats
      GROUP BY subid, sub_name;
 REVOKE ALL ON spock.channel_table_stats, spock.channel_summary_stats FROM PUBLIC;
+
+-- Repair mode (sql-api.md §4.6).
+CREATE FUNCTION spock.repair_mode(enabled boolean) RETURNS pg_lsn
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repair_mode_wrapper';
+REVOKE EXECUTE ON FUNCTION spock.repair_mode(boolean) FROM PUBLIC;

@@ -133,6 +133,9 @@ pub static READONLY: GucSetting<ReadOnly> = GucSetting::<ReadOnly>::new(ReadOnly
 pub static CONFLICT_LOG_LEVEL: GucSetting<MessageLevel> = GucSetting::<MessageLevel>::new(MessageLevel::Log);
 /// `spock.save_resolutions`: record resolvable conflicts in `spock.resolutions`.
 pub static SAVE_RESOLUTIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `spock.replication_repair_mode` (internal, read-only): whether the
+/// session's transaction is in repair mode (`spock.repair_mode()`).
+pub static REPAIR_MODE: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `spock.channel_counters`: collect channel statistics (`spock.get_channel_stats`).
 pub static CHANNEL_COUNTERS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// `spock.stats_max_entries`: capacity of the channel statistics (-1: 1000
@@ -278,6 +281,14 @@ pub fn init() {
         &SAVE_RESOLUTIONS,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"spock.replication_repair_mode",
+        c"Whether the current transaction is in repair mode (set by spock.repair_mode()).",
+        c"",
+        &REPAIR_MODE,
+        GucContext::Internal,
+        GucFlags::DISALLOW_IN_FILE,
     );
     GucRegistry::define_bool_guc(
         c"spock.channel_counters",

@@ -81,6 +81,11 @@ impl OldRow {
 /// (`spock.sync_event()` writes them, the output plugin forwards them).
 pub const SYNC_EVENT_PREFIX: &str = "spock.sync_event";
 
+/// The prefix of the transactional logical messages `spock.repair_mode()`
+/// writes: `on` or `off`, read by the output plugin to leave out the data
+/// changes of a transaction while repair mode is on.
+pub const REPAIR_MODE_PREFIX: &str = "spock.repair_mode";
+
 /// Encodes a list of names (replication sets, origins) for a
 /// `START_REPLICATION` option or `node_info().replication_sets`: each name in
 /// double quotes, `"` and `\` escaped with a backslash, separated by commas.

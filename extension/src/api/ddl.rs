@@ -113,3 +113,38 @@ fn run_locally(command: &str, search_path: &str, role: pg_sys::Oid) {
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
     }
 }
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION spock.repair_mode(enabled boolean) RETURNS pg_lsn
+    STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repair_mode_wrapper';
+"#)]
+/// Turns repair mode on or off for the rest of the current transaction
+/// (sql-api.md §4.6): a transactional marker in the stream tells the output
+/// plugin to leave out the data changes that follow it, and the session
+/// setting `spock.replication_repair_mode` (reverted when the transaction
+/// ends) stops automatic DDL replication and set membership. Returns the
+/// marker's LSN. The marker gives the transaction an id, so it commits a
+/// record even if it writes nothing else. Called alone in autocommit mode
+/// it has no effect beyond that statement; a DO block or function may use
+/// it for the statements that follow in the same transaction.
+// pg_lsn is a pass-by-value 64-bit datum, returned as i64.
+fn repair_mode(enabled: bool) -> i64 {
+    require_superuser("spock.repair_mode");
+    let value = if enabled { c"on" } else { c"off" };
+    // SAFETY: sets an internal setting for the current transaction only
+    // (reverted at its end, like SET LOCAL).
+    unsafe {
+        pg_sys::set_config_option(
+            c"spock.replication_repair_mode".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_INTERNAL,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+    let payload = if enabled { "on" } else { "off" };
+    super::sync::log_message(spock_core::protocol::REPAIR_MODE_PREFIX, true, payload.as_bytes()) as i64
+}

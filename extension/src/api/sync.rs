@@ -30,7 +30,13 @@ unsafe extern "C-unwind" {
 /// Writes a logical message with spock's sync-event prefix; returns the LSN
 /// just past it. A non-transactional one is flushed at once.
 fn log_sync_event(transactional: bool, payload: &[u8]) -> u64 {
-    let prefix = std::ffi::CString::new(SYNC_EVENT_PREFIX).expect("no NUL");
+    log_message(SYNC_EVENT_PREFIX, transactional, payload)
+}
+
+/// Writes a logical decoding message; returns the LSN just past it. A
+/// non-transactional one is flushed at once.
+pub(crate) fn log_message(prefix: &str, transactional: bool, payload: &[u8]) -> u64 {
+    let prefix = std::ffi::CString::new(prefix).expect("no NUL");
     // SAFETY: writes a WAL record; the call is guarded against ERROR.
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {

@@ -105,7 +105,8 @@ pub unsafe fn before(
             "A superuser can set spock.deny_all_ddl = off for the session.",
         );
     }
-    if who != Executor::Client || !guc::ENABLE_DDL_REPLICATION.get() {
+    // Repair mode (sql-api.md §4.6): nothing queued, no set membership.
+    if who != Executor::Client || !guc::ENABLE_DDL_REPLICATION.get() || guc::REPAIR_MODE.get() {
         // SAFETY: the statement about to run.
         unsafe { refuse_dropping_members(stmt) };
         return None;

@@ -27,6 +27,9 @@ struct State {
     forward_all: bool,
     /// Whether the current transaction's Begin has been written.
     begin_sent: bool,
+    /// Whether the current transaction turned repair mode on: its data
+    /// changes from the marker on are not sent.
+    repair: bool,
     /// Whether a CopyData message is being filled (prepared, not yet sent).
     write_open: bool,
     /// Reused encoding buffer.
@@ -92,6 +95,7 @@ unsafe extern "C-unwind" fn startup(
             replication_sets: std::rc::Rc::from(Vec::new()),
             forward_all: false,
             begin_sent: false,
+            repair: false,
             write_open: false,
             encoded: Vec::with_capacity(256),
             scratch,
@@ -183,7 +187,9 @@ unsafe extern "C-unwind" fn begin(
     _txn: *mut pg_sys::ReorderBufferTXN,
 ) {
     // Begin is written lazily, with the first change that is sent.
-    state(ctx).begin_sent = false;
+    let st = state(ctx);
+    st.begin_sent = false;
+    st.repair = false;
 }
 
 unsafe fn commit_time(txn: *mut pg_sys::ReorderBufferTXN) -> i64 {
@@ -246,11 +252,20 @@ unsafe extern "C-unwind" fn message(
     _message_lsn: pg_sys::XLogRecPtr,
     transactional: bool,
     prefix: *const c_char,
-    _message_size: pg_sys::Size,
-    _message: *const c_char,
+    message_size: pg_sys::Size,
+    message_body: *const c_char,
 ) {
     // SAFETY: the prefix of a decoded logical message.
     let prefix = unsafe { CStr::from_ptr(prefix) };
+    if prefix.to_bytes() == protocol::REPAIR_MODE_PREFIX.as_bytes() {
+        // Decoded in order with the transaction's changes.
+        if transactional {
+            // SAFETY: the message's bytes.
+            let body = unsafe { std::slice::from_raw_parts(message_body as *const u8, message_size) };
+            state(ctx).repair = body == b"on";
+        }
+        return;
+    }
     if prefix.to_bytes() != protocol::SYNC_EVENT_PREFIX.as_bytes() {
         return;
     }
@@ -337,6 +352,11 @@ unsafe extern "C-unwind" fn change(
             queue_row(ctx, txn, relation, tuple_of((*change).data.tp.newtuple), &replication_sets);
             pg_sys::MemoryContextSwitchTo(old_cxt);
             pg_sys::MemoryContextReset(scratch);
+            return;
+        }
+        if state(ctx).repair {
+            // Repair mode: the node's own fix, not for the subscribers.
+            pg_sys::MemoryContextSwitchTo(old_cxt);
             return;
         }
         // The entry is ours (an Rc) for the whole change, whatever the
@@ -479,6 +499,9 @@ unsafe extern "C-unwind" fn truncate(
     relations: *mut pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
+    if state(ctx).repair {
+        return;
+    }
     // SAFETY: the relations and change of this callback.
     unsafe {
         let replication_sets = state(ctx).replication_sets.clone();
