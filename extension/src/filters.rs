@@ -184,12 +184,45 @@ unsafe extern "C-unwind" fn raw_walker(node: *mut pg_sys::Node, context: *mut c_
     }
 }
 
-/// What a walk over an analysed row filter found.
+/// What a walk over an analysed row filter found: the first thing a row
+/// filter may not contain.
 #[derive(Default)]
 struct Analysed {
     function: Option<pg_sys::Oid>,
     system_column: bool,
+    /// A node kind outside the allowed list (its tag).
+    construct: Option<pg_sys::NodeTag>,
+    /// A user-defined type or collation (its oid).
+    user_type: Option<pg_sys::Oid>,
+    user_collation: Option<pg_sys::Oid>,
 }
+
+/// The node kinds a row filter may contain: columns, constants, operators,
+/// built-in functions, boolean logic, NULL tests, casts, CASE, COALESCE,
+/// GREATEST/LEAST, arrays and collations. Everything else (subqueries,
+/// aggregates, domains with their constraints, SQL value functions such as
+/// CURRENT_DATE, parameters) is refused.
+const ALLOWED_NODES: [pg_sys::NodeTag; 19] = [
+    pg_sys::NodeTag::T_Var,
+    pg_sys::NodeTag::T_Const,
+    pg_sys::NodeTag::T_OpExpr,
+    pg_sys::NodeTag::T_DistinctExpr,
+    pg_sys::NodeTag::T_NullIfExpr,
+    pg_sys::NodeTag::T_ScalarArrayOpExpr,
+    pg_sys::NodeTag::T_BoolExpr,
+    pg_sys::NodeTag::T_NullTest,
+    pg_sys::NodeTag::T_BooleanTest,
+    pg_sys::NodeTag::T_FuncExpr,
+    pg_sys::NodeTag::T_RelabelType,
+    pg_sys::NodeTag::T_CoerceViaIO,
+    pg_sys::NodeTag::T_ArrayExpr,
+    pg_sys::NodeTag::T_CaseExpr,
+    pg_sys::NodeTag::T_CaseWhen,
+    pg_sys::NodeTag::T_CaseTestExpr,
+    pg_sys::NodeTag::T_CoalesceExpr,
+    pg_sys::NodeTag::T_MinMaxExpr,
+    pg_sys::NodeTag::T_CollateExpr,
+];
 
 #[pg_guard]
 unsafe extern "C-unwind" fn disallowed_function(funcid: pg_sys::Oid, context: *mut c_void) -> bool {
@@ -212,14 +245,56 @@ unsafe extern "C-unwind" fn analysed_walker(node: *mut pg_sys::Node, context: *m
     // SAFETY: `context` is the Analysed of `row_filter`; `node` a node of
     // an analysed expression.
     unsafe {
-        if (*node).type_ == pg_sys::NodeTag::T_Var && (*(node as *mut pg_sys::Var)).varattno < 0 {
-            (*(context as *mut Analysed)).system_column = true;
+        let found = &mut *(context as *mut Analysed);
+        let tag = (*node).type_;
+        if tag == pg_sys::NodeTag::T_List {
+            return pg_sys::expression_tree_walker(node, Some(analysed_walker), context);
+        }
+        if !ALLOWED_NODES.contains(&tag) {
+            found.construct = Some(tag);
             return true;
+        }
+        if tag == pg_sys::NodeTag::T_Var && (*(node as *mut pg_sys::Var)).varattno < 0 {
+            found.system_column = true;
+            return true;
+        }
+        let user = |oid: pg_sys::Oid| oid.to_u32() >= pg_sys::FirstNormalObjectId;
+        // A user-defined type brings its own operators and input and output
+        // functions; a user-defined collation its own comparisons.
+        if tag != pg_sys::NodeTag::T_CaseWhen {
+            let ty = pg_sys::exprType(node);
+            if user(ty) {
+                found.user_type = Some(ty);
+                return true;
+            }
+            let coll = pg_sys::exprCollation(node);
+            if user(coll) {
+                found.user_collation = Some(coll);
+                return true;
+            }
+            let input = pg_sys::exprInputCollation(node);
+            if user(input) {
+                found.user_collation = Some(input);
+                return true;
+            }
         }
         if pg_sys::check_functions_in_node(node, Some(disallowed_function), context) {
             return true;
         }
         pg_sys::expression_tree_walker(node, Some(analysed_walker), context)
+    }
+}
+
+/// How an error message names a refused node kind.
+fn construct_name(tag: pg_sys::NodeTag) -> String {
+    match tag {
+        pg_sys::NodeTag::T_SQLValueFunction => {
+            "CURRENT_DATE, CURRENT_USER or a similar SQL value function".into()
+        }
+        pg_sys::NodeTag::T_CoerceToDomain => "a cast to a domain".into(),
+        pg_sys::NodeTag::T_Param => "a parameter".into(),
+        pg_sys::NodeTag::T_NextValueExpr => "a sequence".into(),
+        other => format!("an expression of kind {}", format!("{other:?}").trim_start_matches("T_")),
     }
 }
 
@@ -378,6 +453,36 @@ pub fn row_filter(reloid: pg_sys::Oid, qualified: &str, text: &str) -> String {
                 ),
             );
         }
+        if let Some(ty) = found.user_type {
+            let name = CStr::from_ptr(pg_sys::format_type_be(ty)).to_string_lossy().into_owned();
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("the row filter of {qualified} uses the user-defined type {name}"),
+                "Row filters may use only built-in types, operators, functions and collations.",
+            );
+        }
+        if found.user_collation.is_some() {
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("the row filter of {qualified} uses a user-defined collation"),
+                "Row filters may use only built-in types, operators, functions and collations.",
+            );
+        }
+        if let Some(tag) = found.construct {
+            raise_hint(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "the row filter of {qualified} uses {}, which row filters do not allow",
+                    construct_name(tag)
+                ),
+                "Row filters may use columns, constants, operators, built-in immutable functions, AND/OR/NOT, \
+                 IS [NOT] NULL, casts, CASE, COALESCE, GREATEST/LEAST and arrays; not CURRENT_DATE, \
+                 CURRENT_USER and the like, domains or parameters.",
+            );
+        }
+        // What the walsender will evaluate, simplified as the executor does,
+        // so that an error there (a division by a constant zero) shows now.
+        pg_sys::expression_planner(expr as *mut pg_sys::Expr);
         let tree = pg_sys::nodeToString(expr as *const c_void);
         let stored = CStr::from_ptr(tree).to_string_lossy().into_owned();
         pg_sys::free_parsestate(pstate);

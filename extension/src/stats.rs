@@ -64,6 +64,10 @@ const TRANCHE: &CStr = c"spock_stats";
 thread_local! {
     /// This process's counts since its transaction began: (subid, relid).
     static PENDING: RefCell<HashMap<(u32, u32), [u64; COUNTERS]>> = RefCell::new(HashMap::new());
+    /// Conflicts and delta-apply overrides of the change being applied,
+    /// kept apart until the change succeeds (in exception mode a change
+    /// that fails is rolled back with its subtransaction).
+    static STAGED: RefCell<HashMap<(u32, u32), [u64; COUNTERS]>> = RefCell::new(HashMap::new());
     /// The subscription this apply or table-sync worker applies for.
     static SUBSCRIPTION: Cell<u32> = const { Cell::new(0) };
 }
@@ -200,13 +204,39 @@ pub fn set_subscription(subid: u32) {
 }
 
 /// Counts one row of `relid` for this worker's subscription, or as sent
-/// (subscription 0) in a walsender.
+/// (subscription 0) in a walsender; for an apply worker, the change
+/// succeeded, and what it staged counts too.
 pub fn count(relid: pg_sys::Oid, counter: Counter) {
     if !guc::CHANNEL_COUNTERS.get() || area().is_none() {
         return;
     }
     let subid = SUBSCRIPTION.with(|s| s.get());
-    PENDING.with(|p| p.borrow_mut().entry((subid, relid.to_u32())).or_default()[counter as usize] += 1);
+    let staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        for (key, counts) in staged {
+            let total = p.entry(key).or_default();
+            for (t, n) in total.iter_mut().zip(counts) {
+                *t += n;
+            }
+        }
+        p.entry((subid, relid.to_u32())).or_default()[counter as usize] += 1;
+    });
+}
+
+/// Notes a conflict or delta-apply override of the change being applied
+/// (counted when the change succeeds, with [`count`]).
+pub fn stage(relid: pg_sys::Oid, counter: Counter) {
+    if !guc::CHANNEL_COUNTERS.get() || area().is_none() {
+        return;
+    }
+    let subid = SUBSCRIPTION.with(|s| s.get());
+    STAGED.with(|s| s.borrow_mut().entry((subid, relid.to_u32())).or_default()[counter as usize] += 1);
+}
+
+/// A change starts: what a failed one before it staged is forgotten.
+pub fn drop_staged() {
+    STAGED.with(|s| s.borrow_mut().clear());
 }
 
 /// Adds what this process counted to the shared table: call when its
@@ -281,7 +311,8 @@ pub fn saved_subscription_stats(dboid: u32, subid: u32, created_at: i64) -> Opti
 /// Writes a subscription's counters to its file.
 pub fn save_subscription_stats(dboid: u32, subid: u32, stats: &SavedStats) {
     let path = stats_file(dboid, subid);
-    let tmp = path.with_extension("tmp");
+    // SAFETY: reads this process's pid.
+    let tmp = path.with_extension(format!("tmp.{}", unsafe { pg_sys::MyProcPid }));
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)

@@ -120,9 +120,10 @@ CREATE FUNCTION spock.repair_mode(enabled boolean) RETURNS pg_lsn
 "#)]
 /// Turns repair mode on or off for the rest of the current transaction
 /// (sql-api.md §4.6): a transactional marker in the stream tells the output
-/// plugin to leave out the data changes that follow it, and the session
-/// setting `spock.replication_repair_mode` (reverted when the transaction
-/// ends) stops automatic DDL replication and set membership. Returns the
+/// plugin to leave out the data changes that follow it, a flag of the
+/// session (cleared when the transaction ends) stops automatic DDL
+/// replication and set membership, and `spock.replication_repair_mode`
+/// shows it (a transaction-local setting). Returns the
 /// marker's LSN. The marker gives the transaction an id, so it commits a
 /// record even if it writes nothing else. Called alone in autocommit mode
 /// it has no effect beyond that statement; a DO block or function may use
@@ -145,6 +146,7 @@ fn repair_mode(enabled: bool) -> i64 {
             false,
         );
     }
+    crate::hooks::ddl::set_repair_mode(enabled);
     let payload = if enabled { "on" } else { "off" };
     super::sync::log_message(spock_core::protocol::REPAIR_MODE_PREFIX, true, payload.as_bytes()) as i64
 }

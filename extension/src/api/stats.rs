@@ -122,12 +122,13 @@ fn reset_subscription_stats(subid: Option<pg_sys::Oid>) {
     };
     let dboid = my_database();
     let ids: Vec<u32> = subs.iter().map(|s| s.sub_id).collect();
-    let idle = registry::reset_subscription_stats(dboid, &ids);
-    // Subscriptions no worker ran for since the server started: their saved
-    // counters are replaced, so that the next worker starts from zero.
+    registry::reset_subscription_stats(dboid, &ids);
+    // The saved counters are replaced too: a subscription no worker ran for
+    // since the server started, or one whose worker dies in a crash before
+    // it saves again, then starts from zero, not from what was saved before.
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    for sub in subs.iter().filter(|s| idle.contains(&s.sub_id)) {
+    for sub in &subs {
         let zero = SavedStats { created_at: sub.created_at, reset_at: now, conflicts: [0; 7] };
         stats::save_subscription_stats(dboid, sub.sub_id, &zero);
     }

@@ -281,7 +281,7 @@ impl Conflicts {
         registry::count_conflict(dboid, self.sub_id, spock_core::stats::column_of(kind));
         let resolvable = conflict::recorded(kind, c.outcome.resolution);
         if resolvable {
-            crate::stats::count(c.relid, crate::stats::Counter::Conflict);
+            crate::stats::stage(c.relid, crate::stats::Counter::Conflict);
         }
         let record = guc::SAVE_RESOLUTIONS.get() && resolvable;
         let log = conflict::logged(

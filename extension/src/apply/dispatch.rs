@@ -301,7 +301,11 @@ impl Dispatcher {
                     // Apply delay (behaviour.md §18): not before the origin
                     // commit plus the delay, by this server's clock.
                     if self.apply_delay_us > 0 {
-                        super::wait::delay_until(commit_time.saturating_add(self.apply_delay_us));
+                        let (dboid, sub_id, sub_name) = (self.dboid, self.sub_id, self.sub_name.clone());
+                        super::wait::delay_until(
+                            commit_time.saturating_add(self.apply_delay_us),
+                            &mut || super::pause::hold_if_asked(dboid, sub_id, &sub_name),
+                        );
                     }
                 }
                 self.in_transaction = true;

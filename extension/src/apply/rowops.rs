@@ -67,6 +67,7 @@ impl Applier {
     /// conflict that last-update-wins resolves (the INSERT then updates
     /// the row with the columns it sent, or is dropped).
     pub fn insert(&mut self, relid: u32, new: &Tuple) {
+        stats::drop_staged();
         let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
         let conflicts = &mut self.conflicts;
@@ -129,6 +130,7 @@ impl Applier {
     /// applied when the local version comes from the same origin or loses
     /// last-update-wins; a missing row is an `update_missing` error.
     pub fn update(&mut self, relid: u32, old: Option<&OldRow>, new: &Tuple) {
+        stats::drop_staged();
         let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
         let key_source = old.map(|o| o.tuple()).unwrap_or(new);
@@ -201,6 +203,7 @@ impl Applier {
     /// (`delete_origin_differs`); kept when it wins (`delete_exists`);
     /// nothing to do when the row is missing (`delete_missing`).
     pub fn delete(&mut self, relid: u32, old: &OldRow) {
+        stats::drop_staged();
         let remote = self.remote();
         let (map, rr) = self.relmap.resolve(relid);
         let conflicts = &mut self.conflicts;
@@ -700,7 +703,7 @@ unsafe fn apply_resolved(
                 deltas.expect("changes come from deltas").write_into(t.row);
                 pg_sys::ExecStoreVirtualTuple(t.row);
                 delta::keeping_version(found, || update_found(t));
-                stats::count(map.relid, Counter::DeltaApply);
+                stats::stage(map.relid, Counter::DeltaApply);
             }
             Action::Nothing => {}
         }

@@ -89,12 +89,11 @@ pub fn lock_table(relid: pg_sys::Oid) {
                     pg_sys::LockRelationOid(relid, mode);
                     break;
                 }
-                read_stream();
                 if last_feedback.elapsed() >= FEEDBACK_INTERVAL {
                     repeat_feedback();
                     last_feedback = Instant::now();
                 }
-                wait_for_provider(Duration::from_millis(100), pg_sys::PG_WAIT_LOCK);
+                read_or_nap(Duration::from_millis(100), pg_sys::PG_WAIT_LOCK);
                 if pg_sys::ConditionalLockRelationOid(relid, mode) {
                     break;
                 }
@@ -112,10 +111,12 @@ pub fn lock_table(relid: pg_sys::Oid) {
 /// Waits until the server clock reaches `until` (a PostgreSQL timestamp):
 /// the apply delay (behaviour.md §18). The stream is read meanwhile and
 /// feedback repeated, as during a lock wait, so that the provider neither
-/// times the connection out nor stops sending.
-pub fn delay_until(until: i64) {
+/// times the connection out nor stops sending; `between` runs at every
+/// turn (a pause request is honoured there).
+pub fn delay_until(until: i64, between: &mut dyn FnMut()) {
     let mut last_feedback = Instant::now();
     loop {
+        between();
         // SAFETY: reads the server clock.
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
         if now >= until {
@@ -126,13 +127,25 @@ pub fn delay_until(until: i64) {
             nap(left.as_millis().max(1) as i64);
             continue;
         }
-        read_stream();
         if last_feedback.elapsed() >= FEEDBACK_INTERVAL {
             repeat_feedback();
             last_feedback = Instant::now();
         }
-        wait_for_provider(left.max(Duration::from_millis(1)), pg_sys::PG_WAIT_EXTENSION);
+        read_or_nap(left.max(Duration::from_millis(1)), pg_sys::PG_WAIT_EXTENSION);
     }
+}
+
+/// Reads what the provider sent and waits for more, for at most
+/// `timeout`; once `PENDING_LIMIT` bytes wait to be dispatched, only
+/// sleeps: nothing more is taken off the connection, so libpq's buffer
+/// stays as it is and TCP makes the provider wait.
+fn read_or_nap(timeout: Duration, wait_event: u32) {
+    if PENDING_BYTES.with(|b| b.get()) >= PENDING_LIMIT {
+        nap(timeout.as_millis().max(1) as i64);
+        return;
+    }
+    read_stream();
+    wait_for_provider(timeout, wait_event);
 }
 
 /// Sleeps on this process's latch for at most `ms` milliseconds, then

@@ -281,6 +281,20 @@ pub fn row_filters_sql(
         .collect()
 }
 
+/// The sets (of any node) whose column list of `reloid` names `column`.
+pub fn sets_listing_column(client: &SpiClient<'_>, reloid: pg_sys::Oid, column: &str) -> Vec<String> {
+    client
+        .select(
+            "SELECT s.set_name::text FROM spock.replication_set_table t JOIN spock.replication_set s USING (set_id)
+              WHERE t.set_reloid = $1 AND $2 = ANY (t.set_att_list) ORDER BY 1",
+            None,
+            &[reloid.into(), column.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.replication_set_table"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect()
+}
+
 /// The sets (of any node) whose row filter of `reloid` reads column
 /// `attnum`, by name.
 pub fn sets_filtering_on(client: &SpiClient<'_>, reloid: pg_sys::Oid, attnum: i16) -> Vec<String> {

@@ -33,10 +33,23 @@ pub enum Executor {
 
 thread_local! {
     static EXECUTOR: Cell<Executor> = const { Cell::new(Executor::Client) };
+    /// Repair mode is on in this session's transaction.
+    static REPAIR: Cell<bool> = const { Cell::new(false) };
 }
 
 fn executor() -> Executor {
     EXECUTOR.with(|e| e.get())
+}
+
+/// `spock.repair_mode()`: automatic DDL replication stays off until
+/// `enabled` is false again or the transaction ends, however it ends (a
+/// session setting could be reverted earlier, by a function's SET clause).
+pub fn set_repair_mode(enabled: bool) {
+    if enabled && !REPAIR.with(|r| r.get()) {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || REPAIR.with(|r| r.set(false)));
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || REPAIR.with(|r| r.set(false)));
+    }
+    REPAIR.with(|r| r.set(enabled));
 }
 
 /// Runs `f` with statements marked as executed by `who` (on error too, the
@@ -84,6 +97,10 @@ pub unsafe fn before(
         return None;
     }
     let who = executor();
+    // Whoever runs it (also an apply worker): a statement that would leave
+    // a stored row filter or column list wrong is refused.
+    // SAFETY: the statement about to run.
+    unsafe { guard_filters(stmt) };
     // SAFETY: classifies a parse tree without catalog access.
     let is_ddl = unsafe { pg_sys::GetCommandLogLevel(stmt) } == pg_sys::LogStmtLevel::LOGSTMT_DDL;
     // SAFETY: reads the statement's node tags and fields.
@@ -106,7 +123,7 @@ pub unsafe fn before(
         );
     }
     // Repair mode (sql-api.md §4.6): nothing queued, no set membership.
-    if who != Executor::Client || !guc::ENABLE_DDL_REPLICATION.get() || guc::REPAIR_MODE.get() {
+    if who != Executor::Client || !guc::ENABLE_DDL_REPLICATION.get() || REPAIR.with(|r| r.get()) {
         // SAFETY: the statement about to run.
         unsafe { refuse_dropping_members(stmt) };
         return None;
@@ -701,7 +718,7 @@ unsafe fn refuse_dropping_members(stmt: *mut pg_sys::Node) {
 }
 
 /// `ALTER TABLE ... DROP COLUMN` (without CASCADE) of a column a member's
-/// row filter reads.
+/// row filter reads, in the table or (unless ONLY) one of its partitions.
 unsafe fn refuse_dropping_filtered_columns(s: *mut pg_sys::AlterTableStmt) {
     // SAFETY: the statement's node and its commands.
     unsafe {
@@ -715,21 +732,9 @@ unsafe fn refuse_dropping_filtered_columns(s: *mut pg_sys::AlterTableStmt) {
         if drops.is_empty() || !spock_installed() {
             return;
         }
-        let relid = relid_of((*s).relation);
-        if relid == pg_sys::InvalidOid {
-            return;
-        }
         for cmd in drops {
-            let attnum = pg_sys::get_attnum(relid, (*cmd).name);
-            if attnum == pg_sys::InvalidAttrNumber as i16 {
-                continue;
-            }
-            let sets = catalog::with_catalog_owner_rights(|| {
-                Spi::connect(|client| repset::sets_filtering_on(client, relid, attnum))
-            });
-            if !sets.is_empty() {
-                let table = CStr::from_ptr(pg_sys::get_rel_name(relid)).to_string_lossy().into_owned();
-                let column = CStr::from_ptr((*cmd).name).to_string_lossy().into_owned();
+            let column = CStr::from_ptr((*cmd).name).to_string_lossy().into_owned();
+            if let Some((table, sets)) = filters_reading((*s).relation, (*cmd).name) {
                 raise_hint(
                     PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
                     format!(
@@ -738,6 +743,97 @@ unsafe fn refuse_dropping_filtered_columns(s: *mut pg_sys::AlterTableStmt) {
                     ),
                     "Remove the table from those sets with spock.repset_remove_table() first, or use DROP COLUMN ... CASCADE, which also removes those memberships.",
                 );
+            }
+        }
+    }
+}
+
+/// The first table (the one named or, unless ONLY, a partition of it) one
+/// of whose memberships has a row filter that reads column `name`, with
+/// those sets.
+unsafe fn filters_reading(
+    rv: *mut pg_sys::RangeVar,
+    name: *const std::ffi::c_char,
+) -> Option<(String, Vec<String>)> {
+    // SAFETY: the statement's RangeVar and a column name; catalog lookups.
+    unsafe {
+        let relid = relid_of(rv);
+        if relid == pg_sys::InvalidOid {
+            return None;
+        }
+        let tables = if (*rv).inh { with_partitions(relid) } else { vec![relid] };
+        for table in tables {
+            let attnum = pg_sys::get_attnum(table, name);
+            if attnum == pg_sys::InvalidAttrNumber as i16 {
+                continue;
+            }
+            let sets = catalog::with_catalog_owner_rights(|| {
+                Spi::connect(|client| repset::sets_filtering_on(client, table, attnum))
+            });
+            if !sets.is_empty() {
+                let table = CStr::from_ptr(pg_sys::get_rel_name(table)).to_string_lossy().into_owned();
+                return Some((table, sets));
+            }
+        }
+        None
+    }
+}
+
+/// Statements that would leave a stored row filter or column list wrong:
+/// `ALTER COLUMN ... TYPE` of a column a row filter reads (the stored
+/// expression names the old type, and every walsender decoding the table
+/// would fail), and renaming a column a column list names (lists keep
+/// names: the column would silently stop being sent).
+unsafe fn guard_filters(stmt: *mut pg_sys::Node) {
+    // SAFETY: the statement's node and its fields.
+    unsafe {
+        if is_tag(stmt, pg_sys::NodeTag::T_AlterTableStmt) {
+            let s = stmt as *mut pg_sys::AlterTableStmt;
+            for cmd in list_ptrs::<pg_sys::AlterTableCmd>((*s).cmds) {
+                if (*cmd).subtype != pg_sys::AlterTableType::AT_AlterColumnType || !spock_installed() {
+                    continue;
+                }
+                let column = CStr::from_ptr((*cmd).name).to_string_lossy().into_owned();
+                if let Some((table, sets)) = filters_reading((*s).relation, (*cmd).name) {
+                    raise_hint(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "cannot change the type of column \"{column}\" of table \"{table}\": the row filter of replication set(s) {} reads it",
+                            sets.join(", ")
+                        ),
+                        "Remove the table from those sets with spock.repset_remove_table(), change the type, and add it again with its row filter.",
+                    );
+                }
+            }
+        } else if is_tag(stmt, pg_sys::NodeTag::T_RenameStmt) {
+            let s = stmt as *mut pg_sys::RenameStmt;
+            if (*s).renameType != pg_sys::ObjectType::OBJECT_COLUMN
+                || (*s).relation.is_null()
+                || !spock_installed()
+            {
+                return;
+            }
+            let relid = relid_of((*s).relation);
+            if relid == pg_sys::InvalidOid {
+                return;
+            }
+            let column = CStr::from_ptr((*s).subname).to_string_lossy().into_owned();
+            let tables = if (*(*s).relation).inh { with_partitions(relid) } else { vec![relid] };
+            for table in tables {
+                let sets = catalog::with_catalog_owner_rights(|| {
+                    Spi::connect(|client| repset::sets_listing_column(client, table, &column))
+                });
+                if !sets.is_empty() {
+                    let name = CStr::from_ptr(pg_sys::get_rel_name(table)).to_string_lossy().into_owned();
+                    raise_hint(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "cannot rename column \"{column}\" of table \"{name}\": it is in the column list of replication set(s) {}",
+                            sets.join(", ")
+                        ),
+                        "Column lists name their columns: remove the table from those sets with spock.repset_remove_table(), rename the column, and add the table again with the new name in columns.",
+                    );
+                }
             }
         }
     }

@@ -432,23 +432,19 @@ pub fn load_subscription_stats(dboid: u32, subid: u32, conflicts: Option<([u64; 
 }
 
 /// Zeroes the conflict counters of the subscriptions `subids` of a
-/// database; returns those that have no slot (nothing ran for them since
-/// the server started).
-pub fn reset_subscription_stats(dboid: u32, subids: &[u32]) -> Vec<u32> {
+/// database that have a slot.
+pub fn reset_subscription_stats(dboid: u32, subids: &[u32]) {
     let now = now();
     let mut reg = REGISTRY.exclusive();
-    let mut missing = Vec::new();
-    for subid in subids {
-        match reg.slots.iter_mut().find(|s| s.is_apply(dboid, *subid)) {
-            Some(slot) => {
-                slot.conflicts = [0; 7];
-                slot.stats_reset = now;
-                slot.stats_loaded = true;
-            }
-            None => missing.push(*subid),
-        }
+    for slot in reg
+        .slots
+        .iter_mut()
+        .filter(|s| s.kind == Kind::Apply && s.dboid == dboid && subids.contains(&s.subid))
+    {
+        slot.conflicts = [0; 7];
+        slot.stats_reset = now;
+        slot.stats_loaded = true;
     }
-    missing
 }
 
 /// Copies `message` into `buf`, cut at a character boundary; returns the length.

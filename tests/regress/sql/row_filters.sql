@@ -17,6 +17,8 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 CREATE FUNCTION my_check(int) RETURNS boolean IMMUTABLE LANGUAGE sql AS 'SELECT $1 > 0';
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE TYPE mood AS ENUM ('ok', 'not ok');
 CREATE TABLE f (id int PRIMARY KEY, v text);
 CREATE TABLE c (id int PRIMARY KEY, a text, b text);
 CREATE TABLE other (id int PRIMARY KEY);
@@ -36,6 +38,10 @@ SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'random
 SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'my_check(id)')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'count(*) > 1')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'xmin::text <> ''1''')$$);
+SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'v > CURRENT_USER')$$);
+SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'id > 1/0')$$);
+SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'id::posint > 1')$$);
+SELECT try($$SELECT spock.repset_add_table('default', 'f', row_filter := 'v::mood = ''ok''')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 'c', columns := '{a,b}')$$);
 SELECT try($$SELECT spock.repset_add_table('default', 'c', columns := '{id,nosuch}')$$);
 SELECT count(*) AS memberships FROM spock.replication_set_table;
@@ -103,6 +109,11 @@ ALTER TABLE c DROP COLUMN a;
 ALTER TABLE c ADD COLUMN a text;
 SELECT att_list FROM spock.repset_show_table('c', '{default}');
 SELECT try($$ALTER TABLE f DROP COLUMN id$$);
+-- Changes that would leave a filter or a list wrong are refused.
+SELECT try($$ALTER TABLE f ALTER COLUMN id TYPE bigint$$);
+SELECT try($$ALTER TABLE c RENAME COLUMN id TO key$$);
+ALTER TABLE f RENAME COLUMN v TO w;
+SELECT pg_get_expr(set_row_filter, set_reloid) FROM spock.replication_set_table WHERE set_reloid = 'f'::regclass;
 ALTER TABLE f ADD COLUMN k int;
 SELECT spock.repset_create('by_k') > 0 AS created;
 SELECT spock.repset_add_table('by_k', 'f', row_filter := 'k IS NOT NULL');

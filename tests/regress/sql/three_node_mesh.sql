@@ -98,3 +98,7 @@ SELECT e.id, coalesce(n.node_name, 'local') AS origin
   FROM events e LEFT JOIN spock.node n ON n.node_id = (spock.xact_commit_timestamp_origin(e.xmin)).roident
  ORDER BY e.id;
 SELECT subscription_name, status FROM spock.sub_show_status();
+-- n3's channel statistics: n1's two rows came through the n1 subscription,
+-- none through n2's (behaviour.md §5.3, acceptance 1).
+SELECT sub_name, table_name, n_tup_ins, n_tup_upd, n_tup_del
+  FROM spock.channel_table_stats WHERE table_name = 'public.events' ORDER BY sub_name;

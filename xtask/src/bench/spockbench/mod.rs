@@ -12,6 +12,7 @@
 
 mod checks;
 mod config;
+mod counters;
 mod driver;
 mod netns;
 mod plots;
@@ -595,6 +596,35 @@ fn wal_position(node: &Node) -> Result<u64> {
 /// Per-node conflict counters: resolutions by type and by outcome.
 type Resolutions = Vec<(String, String, u64)>;
 
+/// What the nodes' counters said before the measured run, per node.
+struct Baseline {
+    exceptions: Vec<u64>,
+    resolutions: Vec<Resolutions>,
+    wal: Vec<u64>,
+    /// The extension's statistics (spock mode only).
+    counters: Vec<Option<counters::Snapshot>>,
+}
+
+impl Baseline {
+    fn take(cluster: &Cluster, mode: Mode) -> Result<Baseline> {
+        let nodes = &cluster.nodes;
+        Ok(Baseline {
+            exceptions: nodes.iter().map(|n| checks::exception_rows(n, DB, mode)).collect::<Result<_>>()?,
+            resolutions: nodes.iter().map(|n| resolutions(n, mode)).collect::<Result<_>>()?,
+            wal: nodes.iter().map(wal_position).collect::<Result<_>>()?,
+            counters: nodes.iter().map(|n| statistics(n, mode)).collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// The extension's statistics of a node, in spock mode.
+fn statistics(node: &Node, mode: Mode) -> Result<Option<counters::Snapshot>> {
+    if mode != Mode::Spock {
+        return Ok(None);
+    }
+    counters::Snapshot::read(node, DB)
+}
+
 fn resolutions(node: &Node, mode: Mode) -> Result<Resolutions> {
     if mode != Mode::Spock {
         return Ok(Vec::new());
@@ -1041,12 +1071,7 @@ fn run(
         }
         step.done("");
     }
-    // Baseline snapshot.
-    let baseline_exceptions: Vec<u64> =
-        cluster.nodes.iter().map(|n| checks::exception_rows(n, DB, config.mode)).collect::<Result<_>>()?;
-    let baseline_resolutions: Vec<Resolutions> =
-        cluster.nodes.iter().map(|n| resolutions(n, config.mode)).collect::<Result<_>>()?;
-    let baseline_wal: Vec<u64> = cluster.nodes.iter().map(wal_position).collect::<Result<_>>()?;
+    let baseline = Baseline::take(&cluster, config.mode)?;
 
     let step = ui::Step::start(format!(
         "Measured run: {} s on {} nodes, mix {}, {}{}",
@@ -1088,7 +1113,7 @@ fn run(
     step.done("");
 
     let step = ui::Step::start("Consistency checks C1-C5");
-    let checks = checks::run_all(&cluster.nodes, DB, config, &state.ledger, Some(&baseline_exceptions))?;
+    let checks = checks::run_all(&cluster.nodes, DB, config, &state.ledger, Some(&baseline.exceptions))?;
     step.done("");
     let ended_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
 
@@ -1099,9 +1124,7 @@ fn run(
         &p,
         &samples,
         &checks,
-        &baseline_exceptions,
-        &baseline_resolutions,
-        &baseline_wal,
+        &baseline,
         t0,
         (&run_id, &label, &started_at, &report::utc(ended_wall).0, started_wall),
     )?;
@@ -1226,9 +1249,7 @@ fn assemble(
     p: &Phase,
     samples: &[Sample],
     checks: &[Check],
-    baseline_exceptions: &[u64],
-    baseline_resolutions: &[Resolutions],
-    baseline_wal: &[u64],
+    baseline: &Baseline,
     t0: Instant,
     (run_id, label, started_at, ended_at, started_wall): (&str, &str, &str, &str, u64),
 ) -> Result<Value> {
@@ -1279,13 +1300,23 @@ fn assemble(
             "schedule_lag_ms": config.rate.map(|_| json!({"avg": lag.avg, "max": lag.max})),
             "saturated": saturated,
             "wal_bytes": if cluster.nodes.len() == n || k == 0 {
-                json!(wal_position(node)?.saturating_sub(baseline_wal[k]))
+                json!(wal_position(node)?.saturating_sub(baseline.wal[k]))
             } else {
                 // Single mode: the one server's WAL is reported under n1.
                 Value::Null
             },
         }));
     }
+    // What the extension counted during the run, per node.
+    let grown: Vec<Option<counters::Snapshot>> = cluster
+        .nodes
+        .iter()
+        .zip(&baseline.counters)
+        .map(|(node, before)| {
+            let Some(before) = before else { return Ok(None) };
+            Ok(statistics(node, config.mode)?.map(|now| now.since(before)))
+        })
+        .collect::<Result<_>>()?;
     // Links and catch-up.
     let mut links = Vec::new();
     let mut timed_out = false;
@@ -1316,6 +1347,11 @@ fn assemble(
                 .collect();
             let (smax, sp95, sfin) = sampler::summary(&lag_s);
             let (bmax, bp95, bfin) = sampler::summary(&lag_b);
+            // Rows node j applied from node k, and delta-apply overrides.
+            let applied = grown
+                .get(j)
+                .and_then(Option::as_ref)
+                .map(|g| g.applied.get(origin).copied().unwrap_or((0, 0)));
             links.push(json!({
                 "origin": origin,
                 "target": target,
@@ -1324,6 +1360,8 @@ fn assemble(
                 "backlog_slope_bytes_per_s": sampler::slope(&backlog),
                 "catch_up_s": catch_up,
                 "apply_tps": Value::Null,
+                "applied_rows": applied.map(|a| a.0),
+                "delta_apply": applied.map(|a| a.1),
             }));
         }
     }
@@ -1342,28 +1380,35 @@ fn assemble(
     let mut conflicts_total = 0;
     for (k, node) in cluster.nodes.iter().enumerate() {
         let now = resolutions(node, config.mode)?;
+        // By type: every conflict the subscriptions counted (also the
+        // ordinary update_origin_differs of a remote win); by outcome: the
+        // recorded ones (spock.resolutions), which make the total.
         let mut by_type = serde_json::Map::new();
         let mut by_resolution = serde_json::Map::new();
         let mut node_total = 0;
         for (ty, res, count) in &now {
             let before =
-                baseline_resolutions[k].iter().find(|(t, r, _)| t == ty && r == res).map_or(0, |x| x.2);
+                baseline.resolutions[k].iter().find(|(t, r, _)| t == ty && r == res).map_or(0, |x| x.2);
             let d = count.saturating_sub(before);
             if d == 0 {
                 continue;
             }
             node_total += d;
-            *by_type.entry(ty.clone()).or_insert(json!(0)) =
-                json!(by_type.get(ty).and_then(Value::as_u64).unwrap_or(0) + d);
             *by_resolution.entry(res.clone()).or_insert(json!(0)) =
                 json!(by_resolution.get(res).and_then(Value::as_u64).unwrap_or(0) + d);
         }
+        if let Some(g) = &grown[k] {
+            for (ty, n) in g.by_type() {
+                by_type.insert(ty.to_string(), json!(n));
+            }
+        }
+        let delta_apply = grown[k].as_ref().map(counters::Snapshot::delta_apply);
         conflicts_total += node_total;
         let exceptions =
-            checks::exception_rows(node, DB, config.mode)?.saturating_sub(baseline_exceptions[k]);
+            checks::exception_rows(node, DB, config.mode)?.saturating_sub(baseline.exceptions[k]);
         conflicts.push(json!({
             "node": node.name, "by_type": by_type, "by_resolution": by_resolution,
-            "delta_apply": Value::Null, "exceptions": exceptions, "total": node_total,
+            "delta_apply": delta_apply, "exceptions": exceptions, "total": node_total,
         }));
     }
     if let Some(f) = p.faults.iter().find(|f| f["ok"] == false) {
