@@ -295,9 +295,7 @@ pub fn reset_channel_stats(dboid: u32) {
 
 /// Where an apply worker saves its subscription's conflict counters.
 fn stats_file(dboid: u32, subid: u32) -> PathBuf {
-    // SAFETY: DataDir is set at process start.
-    let data = unsafe { CStr::from_ptr(pg_sys::DataDir) }.to_string_lossy().into_owned();
-    PathBuf::from(data).join("pg_spock").join(format!("stats-{dboid}-{subid}"))
+    crate::workers::state_file(&format!("stats-{dboid}-{subid}"))
 }
 
 /// The counters saved for a subscription created at `created_at`.
@@ -311,14 +309,7 @@ pub fn saved_subscription_stats(dboid: u32, subid: u32, created_at: i64) -> Opti
 /// Writes a subscription's counters to its file.
 pub fn save_subscription_stats(dboid: u32, subid: u32, stats: &SavedStats) {
     let path = stats_file(dboid, subid);
-    // SAFETY: reads this process's pid.
-    let tmp = path.with_extension(format!("tmp.{}", unsafe { pg_sys::MyProcPid }));
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&tmp, stats.encode()))
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
+    if let Err(e) = crate::workers::write_state_file(&path, &stats.encode()) {
         pgrx::log!("spock: cannot save the statistics of subscription {subid} in {}: {e}", path.display());
     }
 }

@@ -8,7 +8,6 @@
 //! commit time and the subscription's origin.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -83,9 +82,7 @@ struct Tracker {
 }
 
 fn file_of(dboid: u32, subid: u32) -> PathBuf {
-    // SAFETY: DataDir is set at process start, before any worker runs.
-    let data = unsafe { CStr::from_ptr(pg_sys::DataDir) }.to_string_lossy().into_owned();
-    PathBuf::from(data).join("pg_spock").join(format!("progress-{dboid}-{subid}"))
+    crate::workers::state_file(&format!("progress-{dboid}-{subid}"))
 }
 
 impl Tracker {
@@ -166,13 +163,7 @@ unsafe extern "C-unwind" fn save_on_exit(_code: i32, _arg: pg_sys::Datum) {
     let Some((dboid, subid, progress, origin_lsn)) = LAST.with(|l| l.get()) else { return };
     let saved = Saved { origin_lsn, commit_ts: progress.commit_ts, updated_ts: progress.updated_ts };
     let path = file_of(dboid, subid);
-    let tmp = path.with_extension("tmp");
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&tmp, saved.encode()))
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
+    if let Err(e) = crate::workers::write_state_file(&path, &saved.encode()) {
         pgrx::log!("spock: cannot save the progress of subscription {subid} in {}: {e}", path.display());
     }
 }
