@@ -61,7 +61,7 @@ CREATE TABLE spock.subscription (
     sub_skip_lsn pg_lsn NOT NULL DEFAULT '0/0',
     sub_skip_schema text[],
     sub_created_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (user_catalog_table = true);
 ALTER SEQUENCE spock.sub_id_generator OWNED BY spock.subscription.sub_id;
 
 -- sync_status codes are spock_core::sync::SyncStatus; for the

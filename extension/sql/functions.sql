@@ -1,15 +1,23 @@
 -- Functions and procedures written in SQL (sql-api.md §4.1, §4.5).
 
 -- Commit timestamp and origin of a transaction, with the origin given as the
--- spock node id of the subscription whose replication origin applied it.
+-- spock node id it stands for: the provider of the subscription (or of its
+-- table-sync worker) whose replication origin applied it, or the node of a
+-- forwarding origin (behaviour.md §5.3).
 CREATE FUNCTION spock.xact_commit_timestamp_origin(xid xid, OUT "timestamp" timestamptz, OUT roident oid)
     RETURNS record STRICT STABLE SECURITY DEFINER SET search_path = pg_catalog
     LANGUAGE sql AS $$
     SELECT c.timestamp,
            CASE WHEN c.roident = 0 THEN 0::oid
                 ELSE coalesce((SELECT s.sub_origin FROM spock.subscription s
-                                 JOIN pg_catalog.pg_replication_origin o ON o.roname = s.sub_slot_name
-                                WHERE o.roident = c.roident), c.roident)
+                                 JOIN pg_catalog.pg_replication_origin o
+                                   ON o.roname IN (s.sub_slot_name, s.sub_slot_name || '_sync')
+                                WHERE o.roident = c.roident
+                                ORDER BY o.roname = s.sub_slot_name DESC LIMIT 1),
+                              (SELECT substring(o.roname FROM '^spkfwd_.*_([0-9]+)$')::oid
+                                 FROM pg_catalog.pg_replication_origin o
+                                WHERE o.roident = c.roident),
+                              c.roident)
            END
       FROM pg_catalog.pg_xact_commit_timestamp_origin($1) c
 $$;

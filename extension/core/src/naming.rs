@@ -41,6 +41,30 @@ pub fn slot_name(dbname: &str, provider: &str, subscription: &str) -> String {
         .collect()
 }
 
+/// What the name of a forwarding origin starts with.
+const FORWARD_PREFIX: &str = "spkfwd_";
+
+/// The replication origin that stands, in database `dbname`, for node
+/// `node_id` when this node receives that node's transactions forwarded by
+/// another provider and has no subscription from it (behaviour.md §5.3):
+/// `spkfwd_<db>_<node id>`. Slot names start with `spk_`, so the two never
+/// meet.
+pub fn forward_origin_name(dbname: &str, node_id: u32) -> String {
+    let db: String = slot_part(dbname)
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .collect();
+    format!("{FORWARD_PREFIX}{db}_{node_id}")
+}
+
+/// The node a forwarding origin stands for, from its name; `None` for
+/// any other origin.
+pub fn node_of_forward_origin(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(FORWARD_PREFIX)?;
+    let (_, id) = rest.rsplit_once('_')?;
+    id.parse().ok().filter(|id| *id != 0)
+}
+
 /// Checks a subscription name: 1 to 63 bytes of `[a-z0-9_]`. The error says
 /// which rule was broken (SQLSTATE 42602 or 42622 at the call site).
 pub fn check_subscription_name(name: &str) -> Result<(), NameError> {
@@ -113,6 +137,22 @@ mod tests {
         // Multi-byte characters are cut on a boundary and then replaced.
         let s = slot_name("ééééééééé", "n", "s");
         assert!(s.is_ascii() && s.starts_with("spk_____"), "{s}");
+    }
+
+    #[test]
+    fn forward_origins_name_their_node() {
+        let name = forward_origin_name("postgres", 4242);
+        assert_eq!(name, "spkfwd_postgres_4242");
+        assert_eq!(node_of_forward_origin(&name), Some(4242));
+        let long = forward_origin_name("A database-with a long name", 7);
+        assert!(long.starts_with("spkfwd_") && long.ends_with("_7"), "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{long}");
+        assert_eq!(node_of_forward_origin(&long), Some(7));
+        // Slot names and other origins are not forwarding origins.
+        assert_eq!(node_of_forward_origin(&slot_name("postgres", "n1", "sub_n2_n1")), None);
+        assert_eq!(node_of_forward_origin("pg_16384"), None);
+        assert_eq!(node_of_forward_origin("spkfwd_postgres_x"), None);
+        assert_eq!(node_of_forward_origin("spkfwd_postgres_0"), None);
     }
 
     #[test]

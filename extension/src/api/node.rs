@@ -161,6 +161,7 @@ fn node_drop(node_name: &CStr, ifexists: bool) -> bool {
         }
         if node::local_node(client).is_some_and(|l| l.node_id == node_id) {
             drop_local_slots(client);
+            crate::catalog::origin::drop_forwarding_origins(client);
             node::clear_local_node(client);
         }
         node::delete_node(client, node_id);

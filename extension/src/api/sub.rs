@@ -105,14 +105,6 @@ fn sub_create(
     if apply_delay.as_micros() < 0 {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "apply_delay must not be negative");
     }
-    for (set, what) in [
-        (!forward_origins.is_empty(), "forward_origins = '{all}'"),
-        (force_text_transfer, "force_text_transfer"),
-    ] {
-        if set {
-            raise(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{what} is not supported yet"));
-        }
-    }
     if replication_sets.is_empty() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "replication_sets must name at least one set");
     }
@@ -136,6 +128,11 @@ fn sub_create(
         }
         local
     });
+    // Checked again, under a lock, when the row is inserted; this early
+    // check spares a connection to the provider.
+    if enabled {
+        Spi::connect_mut(|client| check_forwarding_rule(client, 0, &name, !forward_origins.is_empty()));
+    }
 
     // Talk to the provider: a normal connection for its catalog, and a
     // replication connection to prove this role may stream from it.
@@ -221,6 +218,9 @@ fn sub_create(
     }
 
     let sub_id = Spi::connect_mut(|client| {
+        if enabled {
+            check_forwarding_rule(client, 0, &name, !forward_origins.is_empty());
+        }
         let provider_if = record_provider(client, &local, &provider, provider_dsn);
         let sub_id = subscription::next_id(client);
         let slot = naming::slot_name(&current_database(), &provider.node_name, &name);
@@ -236,6 +236,9 @@ fn sub_create(
                 enabled,
                 slot_name: &slot,
                 replication_sets: &replication_sets,
+                forward_origins: &forward_origins,
+                // Values travel as text whatever this says (docs/replication.md).
+                force_text_transfer,
                 skip_schema: &skip_schema,
                 apply_delay,
             },
@@ -260,6 +263,32 @@ fn sub_create(
     });
     registry::wake_after_commit();
     pg_sys::Oid::from(sub_id)
+}
+
+/// Raises `55000` when enabling subscription `name` (id `sub_id`, 0 for a
+/// new one) would break the forwarding rule (behaviour.md §5.3).
+fn check_forwarding_rule(client: &mut SpiClient<'_>, sub_id: u32, name: &str, forwards: bool) {
+    let Some(other) = subscription::forwarding_conflict(client, sub_id, forwards) else { return };
+    let (message, hint) = if forwards {
+        (
+            format!(
+                "subscription \"{name}\" forwards transactions from other nodes and cannot be enabled while \
+                 subscription \"{other}\" is enabled"
+            ),
+            "A forwarding subscription must be the node's only enabled one, or changes would arrive twice. \
+             Disable the other subscriptions first (spock.sub_disable), or do not forward.",
+        )
+    } else {
+        (
+            format!(
+                "subscription \"{name}\" cannot be enabled while subscription \"{other}\", which forwards \
+                 transactions from other nodes, is enabled"
+            ),
+            "Changes would arrive twice. Disable the forwarding subscription first (spock.sub_disable), or \
+             stop it forwarding (spock.sub_alter_options with forward_origins []).",
+        )
+    };
+    raise_hint(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message, hint);
 }
 
 /// Records the local copy of the provider's node and an interface for its
@@ -457,6 +486,9 @@ fn set_enabled(name: &str, enabled: bool, immediate: bool, what: &str) -> bool {
     let sub = Spi::connect_mut(|client| {
         node::require_local_node(client, what);
         let sub = require_subscription(client, name);
+        if enabled {
+            check_forwarding_rule(client, sub.sub_id, name, !sub.forward_origins.is_empty());
+        }
         subscription::set_enabled(client, sub.sub_id, enabled);
         // Enabling a subscription whose initial copy failed asks for a new
         // attempt (behaviour.md §6.6; nothing of the failed one was kept).
@@ -513,7 +545,7 @@ fn change_sets(name: &str, set: &str, add: bool, what: &str) -> bool {
         } else {
             sub.replication_sets.iter().filter(|s| s.as_str() != set).cloned().collect()
         };
-        subscription::set_replication_sets(client, sub.sub_id, &sets);
+        subscription::set_list(client, sub.sub_id, subscription::List::ReplicationSets, &sets);
         Some(sub.sub_id)
     });
     match changed {
@@ -769,12 +801,6 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
         Spi::connect(|client| require_subscription(client, &name));
         return false;
     }
-    if wanted.forward_origins.as_ref().is_some_and(|o| !o.is_empty()) {
-        raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "forward_origins = [\"all\"] is not supported yet",
-        );
-    }
     if wanted.apply_delay.as_deref().is_some_and(interval_is_negative) {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -787,8 +813,14 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
     let sub_id = Spi::connect_mut(|client| {
         node::require_local_node(client, what);
         let sub = require_subscription(client, &name);
+        if let Some(origins) = &wanted.forward_origins {
+            if sub.enabled {
+                check_forwarding_rule(client, sub.sub_id, &name, !origins.is_empty());
+            }
+            subscription::set_list(client, sub.sub_id, subscription::List::ForwardOrigins, origins);
+        }
         if let Some(schemas) = &wanted.skip_schema {
-            subscription::set_skip_schema(client, sub.sub_id, schemas);
+            subscription::set_list(client, sub.sub_id, subscription::List::SkipSchema, schemas);
         }
         if let Some(delay) = &wanted.apply_delay {
             subscription::set_apply_delay(client, sub.sub_id, delay);

@@ -222,8 +222,8 @@ thread_local! {
 
 /// The local replication origin that stands for node `node_id`: this node's
 /// own (`InvalidRepOriginId`) for itself, the origin of a subscription to
-/// that node, or `fallback` (the provider's) for a node this one does not
-/// subscribe to.
+/// that node, the forwarding origin of a node whose transactions arrived
+/// forwarded, or `fallback` (the provider's) for any other node.
 fn origin_of_node(node_id: u32, fallback: pg_sys::RepOriginId) -> pg_sys::RepOriginId {
     if let Some(found) = NODE_ORIGINS.with(|m| m.borrow().get(&node_id).copied()) {
         return found;
@@ -237,13 +237,10 @@ fn origin_of_node(node_id: u32, fallback: pg_sys::RepOriginId) -> pg_sys::RepOri
     });
     let found = match slot {
         Some(None) => pg_sys::InvalidRepOriginId as pg_sys::RepOriginId,
-        Some(Some(name)) => {
-            let c = std::ffi::CString::new(name).expect("slot names have no NUL byte");
-            // SAFETY: a lookup in pg_replication_origin, missing_ok.
-            let id = unsafe { pg_sys::replorigin_by_name(c.as_ptr(), true) };
-            if id == pg_sys::InvalidRepOriginId as pg_sys::RepOriginId { fallback } else { id }
-        }
-        None => fallback,
+        Some(Some(name)) => crate::catalog::origin::by_name(&name).unwrap_or(fallback),
+        // A node whose transactions came forwarded has a forwarding origin.
+        None => crate::catalog::origin::by_name(&crate::catalog::origin::forward_origin_name(node_id))
+            .unwrap_or(fallback),
     };
     NODE_ORIGINS.with(|m| m.borrow_mut().insert(node_id, found));
     found

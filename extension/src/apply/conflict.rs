@@ -218,13 +218,9 @@ impl Conflicts {
             // SAFETY: a NUL-terminated name returned just above.
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
             catalog::with_catalog_owner_rights(|| {
-                Spi::connect(|client| {
-                    catalog::origin::slot_of_origin(&name)
-                        .into_iter()
-                        .find_map(|slot| catalog::subscription::by_slot_name(client, slot))
-                })
+                Spi::connect(|client| catalog::origin::node_of(client, &name))
             })
-            .map_or(LocalOrigin::Unknown, |sub| LocalOrigin::Node(sub.origin_id))
+            .map_or(LocalOrigin::Unknown, LocalOrigin::Node)
         } else {
             LocalOrigin::Unknown
         };

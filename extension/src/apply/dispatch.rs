@@ -14,6 +14,7 @@ use spock_core::stream::{FlushTracker, format_lsn};
 
 use super::conflict::InvolvedRow;
 use super::exception::{self, FailedXact};
+use super::forward::Arrival;
 use super::rowops::Applier;
 use super::subxact;
 use crate::catalog::origin;
@@ -27,6 +28,9 @@ enum XactMode {
     Normal,
     /// Skipped as `sub_alter_skiplsn` asked: nothing applied.
     Skip,
+    /// A forwarded transaction applied here before (`forward`): nothing
+    /// applied, the subscription's origin moves past it.
+    AlreadyApplied,
     /// A transaction that failed before, handled as
     /// `spock.exception_behaviour` says (behaviour.md §8.3).
     Exception {
@@ -68,6 +72,10 @@ pub struct Dispatcher {
     position: u64,
     /// The subscription's apply delay in microseconds (0: none).
     apply_delay_us: i64,
+    /// The local origins of nodes whose transactions arrive forwarded.
+    forwarding: super::forward::Forwarding,
+    /// The current remote transaction, when forwarded from another node.
+    forwarded: Option<super::forward::Forwarded>,
 }
 
 /// Where a table's copy stands for the changes the stream brings.
@@ -143,6 +151,8 @@ impl Dispatcher {
             only_table: None,
             position: 0,
             apply_delay_us: sub.apply_delay_us,
+            forwarding: super::forward::Forwarding::new(sub.origin_id),
+            forwarded: None,
             // SAFETY: a process-lifetime memory context under TopMemoryContext.
             change_cxt: unsafe {
                 pg_sys::AllocSetContextCreateExtended(
@@ -289,7 +299,7 @@ impl Dispatcher {
 
     pub fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Begin { final_lsn, commit_time, xid, origin_node, .. } => {
+            Message::Begin { final_lsn, commit_time, xid, origin_node, origin_lsn } => {
                 if self.in_transaction {
                     raise(
                         PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
@@ -325,6 +335,32 @@ impl Dispatcher {
                 } else {
                     self.mode_for(final_lsn, commit_time, origin_node, xid)
                 };
+                // The table-sync worker commits what it applies under its
+                // own origin: its catch-up comes after the apply worker
+                // went further on the originating node.
+                self.forwarded = None;
+                if self.only_table.is_none() {
+                    match self.forwarding.arrival(origin_node, origin_lsn) {
+                        Arrival::Own => {}
+                        Arrival::Forwarded(f) => self.forwarded = Some(f),
+                        Arrival::AlreadyApplied { node, origin_lsn } => {
+                            pgrx::ereport!(
+                                PgLogLevel::LOG,
+                                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                                format!(
+                                    "spock: subscription {} passes over a transaction forwarded from node {node}: \
+                                     it was applied here before",
+                                    self.sub_name
+                                ),
+                                format!(
+                                    "Transaction {xid} of the provider, at {} on node {node}.",
+                                    format_lsn(origin_lsn)
+                                )
+                            );
+                            self.mode = XactMode::AlreadyApplied;
+                        }
+                    }
+                }
                 exception::enter_transaction(final_lsn, matches!(self.mode, XactMode::Exception { .. }));
                 super::wait::begin_transaction(matches!(self.mode, XactMode::Normal));
             }
@@ -333,26 +369,32 @@ impl Dispatcher {
                 self.applier.end_transaction();
                 let mode = std::mem::replace(&mut self.mode, XactMode::Normal);
                 let moves_progress = self.finish(&mode);
-                if moves_progress {
-                    origin::stamp_commit(end_lsn, commit_time);
-                    // A transaction that wrote nothing (every change kept
-                    // local, skipped or discarded) has no xid and would
-                    // commit without a record, leaving the origin behind.
-                    // SAFETY: assigns the transaction id of the open transaction.
-                    unsafe { pg_sys::GetCurrentTransactionId() };
+                let forwarded = self.forwarded.take().filter(|_| moves_progress);
+                let local_end = if let Some(fwd) = forwarded {
+                    super::forward::commit(fwd, end_lsn, commit_time)
                 } else {
-                    // Not the origin's position, and the commit time of the
-                    // last transaction applied (what progress recovery reads
-                    // from the commit timestamps of this origin).
-                    origin::stamp_commit(0, super::progress::last_commit_ts());
-                }
-                // SAFETY: commits the local transaction started at Begin.
-                let local_end = unsafe {
-                    pg_sys::PopActiveSnapshot();
-                    pg_sys::CommitTransactionCommand();
-                    pg_sys::pgstat_report_stat(false);
-                    pg_sys::XactLastCommitEnd
+                    if moves_progress {
+                        origin::stamp_commit(end_lsn, commit_time);
+                        // A transaction that wrote nothing (every change kept
+                        // local, skipped or discarded) has no xid and would
+                        // commit without a record, leaving the origin behind.
+                        // SAFETY: assigns the transaction id of the open transaction.
+                        unsafe { pg_sys::GetCurrentTransactionId() };
+                    } else {
+                        // Not the origin's position, and the commit time of the
+                        // last transaction applied (what progress recovery reads
+                        // from the commit timestamps of this origin).
+                        origin::stamp_commit(0, super::progress::last_commit_ts());
+                    }
+                    // SAFETY: commits the local transaction started at Begin.
+                    unsafe {
+                        pg_sys::PopActiveSnapshot();
+                        pg_sys::CommitTransactionCommand();
+                        pg_sys::XactLastCommitEnd
+                    }
                 };
+                // SAFETY: reports the statistics of the transaction just committed.
+                unsafe { pg_sys::pgstat_report_stat(false) };
                 crate::stats::flush();
                 self.in_transaction = false;
                 self.position = end_lsn;
@@ -462,7 +504,7 @@ impl Dispatcher {
         let counter = exception::next_operation();
         match &self.mode {
             XactMode::Normal => self.in_change_context(|a| change.apply(a)),
-            XactMode::Skip => {}
+            XactMode::Skip | XactMode::AlreadyApplied => {}
             XactMode::Exception { failed, mode, logging, xact } => {
                 let (failed, mode, logging, xact) = (failed.clone(), *mode, *logging, *xact);
                 match rules::verdict(mode, logging, counter, failed.counter, &failed.error) {
@@ -556,7 +598,7 @@ impl Dispatcher {
     /// and catalog changes. Returns whether progress moves past it.
     fn finish(&mut self, mode: &XactMode) -> bool {
         match mode {
-            XactMode::Normal => true,
+            XactMode::Normal | XactMode::AlreadyApplied => true,
             XactMode::Skip => {
                 self.set_skip_lsn(0);
                 true
@@ -592,7 +634,7 @@ impl Dispatcher {
     /// After the commit of a transaction handled specially.
     fn after_commit(&mut self, mode: XactMode) {
         match mode {
-            XactMode::Normal => {}
+            XactMode::Normal | XactMode::AlreadyApplied => {}
             XactMode::Skip => {
                 registry::forget_exception(self.dboid, self.sub_id);
                 pgrx::log!(

@@ -9,11 +9,14 @@
 //! (`repset_add_table(..., synchronize_data := true)`, `sub_resync_table`)
 //! are copied and caught up by the subscription's table-sync worker
 //! (`tablesync`) while the apply worker streams on, and handed over to it.
+//! Transactions a forwarding provider sends from other nodes are committed
+//! under the local origin of the node they came from (`forward`).
 
 mod conflict;
 mod delta;
 mod dispatch;
 mod exception;
+mod forward;
 mod owner;
 mod pause;
 mod progress;

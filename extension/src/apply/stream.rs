@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
-use spock_core::protocol::{self, encode_name_list};
+use spock_core::protocol;
 use spock_core::stream::{self, FromProvider, format_lsn};
 use spock_core::sync::{SlotPlan, SyncKind, SyncStatus, needs_initial_copy, slot_plan};
 
@@ -161,11 +161,12 @@ impl Stream {
         // SAFETY: reads the origin `prepare` set up for this session.
         let origin = unsafe { pg_sys::replorigin_session_origin };
         super::progress::start(self.dboid, self.sub.sub_id, origin, start);
-        let options = [
-            ("proto_version", version.to_string()),
-            ("replication_sets", encode_name_list(&self.sub.replication_sets)),
-            ("forward_origins", encode_name_list(&self.sub.forward_origins)),
-        ];
+        let options = provider::stream_options(
+            version,
+            &self.sub.replication_sets,
+            &self.sub.forward_origins,
+            self.sub.target_id,
+        );
         provider::start_replication(&mut conn, &self.sub.slot_name, start, &options).unwrap_or_else(|e| {
             connect_error(e, &format!("cannot start streaming from provider \"{}\"", self.sub.origin_name))
         });

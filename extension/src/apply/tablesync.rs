@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
-use spock_core::protocol::{self, Message, encode_name_list};
+use spock_core::protocol::{self, Message};
 use spock_core::stream::{self, FromProvider, format_lsn};
 use spock_core::sync::SyncStatus;
 
@@ -162,11 +162,8 @@ fn catch_up(
     dispatcher.provider_sends_old_values(&sub.origin_name, old_values);
     dispatcher.start_at(copy.snapshot_at);
     BackgroundWorker::transaction(move || origin::setup_session(origin_id));
-    let options = [
-        ("proto_version", version.to_string()),
-        ("replication_sets", encode_name_list(&sub.replication_sets)),
-        ("forward_origins", encode_name_list(&sub.forward_origins)),
-    ];
+    let options =
+        provider::stream_options(version, &sub.replication_sets, &sub.forward_origins, sub.target_id);
     provider::start_replication(repl, &copy.slot, copy.snapshot_at, &options)
         .unwrap_or_else(|e| provider_failed(sub, "cannot stream the copy's temporary slot", e));
     wait::attach(copy.repl);

@@ -139,3 +139,35 @@ pub fn membership(relid: u32, replication_sets: &[String]) -> Membership {
     out.columns = spock_core::filters::union_of_lists(lists);
     out
 }
+
+/// The node a replication origin of this database stands for, and whether
+/// its progress is a position on that node (a subscription's or forwarding
+/// origin; not a table-sync worker's, whose commits come in another order):
+/// for a provider forwarding transactions it applied (behaviour.md §5.3).
+/// `None` for an origin that is not spock's.
+pub fn origin_node(roident: pg_sys::RepOriginId) -> Option<(u32, bool)> {
+    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: a lookup in pg_replication_origin (a shared catalog), its name
+    // palloc'd in the current memory context and copied at once.
+    let name = unsafe {
+        if !pg_sys::replorigin_by_oid(roident, true, &mut name) || name.is_null() {
+            return None;
+        }
+        CStr::from_ptr(name).to_string_lossy().into_owned()
+    };
+    if let Some(node) = spock_core::naming::node_of_forward_origin(&name) {
+        return Some((node, true));
+    }
+    let [own, of_sync] = super::origin::slot_of_origin(&name);
+    // spock.subscription: sub_id, sub_name, sub_origin, ..., sub_slot_name (8th)
+    let (mut subscription, mut sync_worker) = (None, None);
+    scan("subscription", |v, n| {
+        let slot = name_at(v, n, 7);
+        if slot == own {
+            subscription = Some(oid_at(v, n, 2));
+        } else if slot == of_sync {
+            sync_worker = Some(oid_at(v, n, 2));
+        }
+    });
+    subscription.map(|node| (node, true)).or(sync_worker.map(|node| (node, false)))
+}

@@ -1,9 +1,13 @@
-//! The replication origin of a subscription (named like its slot): where
-//! its stream has been applied up to.
+//! Replication origins: a subscription's (named like its slot), where its
+//! stream has been applied up to; its table-sync worker's; and the
+//! forwarding origins that stand for nodes whose transactions arrive
+//! through another provider (behaviour.md §5.3).
 
 use std::ffi::CString;
 
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use spock_core::naming;
 
 fn c_name(name: &str) -> CString {
     CString::new(name).expect("slot names have no NUL byte")
@@ -23,6 +27,14 @@ pub fn ensure(name: &str) -> pg_sys::RepOriginId {
             pg_sys::replorigin_create(c.as_ptr())
         }
     }
+}
+
+/// The origin of this name, if it exists.
+pub fn by_name(name: &str) -> Option<pg_sys::RepOriginId> {
+    let c = c_name(name);
+    // SAFETY: a lookup in pg_replication_origin, missing_ok.
+    let id = unsafe { pg_sys::replorigin_by_name(c.as_ptr(), true) };
+    (id != pg_sys::InvalidRepOriginId as pg_sys::RepOriginId).then_some(id)
 }
 
 /// Drops the origin if it exists. Its progress is forgotten at once (not
@@ -86,4 +98,80 @@ pub fn sync_origin_name(slot: &str) -> String {
 /// or that of the subscription whose table-sync worker it is.
 pub fn slot_of_origin(name: &str) -> [&str; 2] {
     [name, name.strip_suffix(SYNC_SUFFIX).unwrap_or(name)]
+}
+
+/// The node a replication origin of this database stands for, from its
+/// name: a subscription's provider (also for its table-sync worker's
+/// origin), or the node of a forwarding origin. `None` for origins that
+/// are not spock's.
+pub fn node_of(client: &SpiClient<'_>, name: &str) -> Option<u32> {
+    if let Some(node) = naming::node_of_forward_origin(name) {
+        return Some(node);
+    }
+    slot_of_origin(name)
+        .into_iter()
+        .find_map(|slot| super::subscription::by_slot_name(client, slot))
+        .map(|sub| sub.origin_id)
+}
+
+/// The origin that commits of transactions originated on `node` carry when
+/// they arrive forwarded: the origin of a subscription from that node if
+/// this node has one (enabled or not, so that enabling it later resumes
+/// where the forwarded stream got to), else the forwarding origin of that
+/// node, created if missing (a transactional catalog change).
+pub fn for_forwarded(client: &SpiClient<'_>, node: u32) -> pg_sys::RepOriginId {
+    let direct = super::subscription::from_provider(client, node).into_iter().next();
+    match direct {
+        Some(sub) => ensure(&sub.slot_name),
+        None => ensure(&forward_origin_name(node)),
+    }
+}
+
+/// The name of this database's forwarding origin for `node`.
+pub fn forward_origin_name(node: u32) -> String {
+    // SAFETY: MyDatabaseId is set in a process connected to a database; the
+    // name is palloc'd and copied at once.
+    let db = unsafe {
+        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if name.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    };
+    naming::forward_origin_name(&db, node)
+}
+
+/// How far an origin has applied (its remote LSN), without holding it.
+pub fn progress(origin: pg_sys::RepOriginId) -> u64 {
+    // SAFETY: reads an origin's progress from shared memory under its lock.
+    unsafe { pg_sys::replorigin_get_progress(origin, false) }
+}
+
+/// Moves an origin that no process holds forward to `remote_lsn` (never
+/// backward). Not WAL-logged: a crash can take it back to its last
+/// checkpointed or committed position, which the forwarding path makes
+/// harmless (`apply::forward`).
+pub fn advance(origin: pg_sys::RepOriginId, remote_lsn: u64, local_lsn: u64) {
+    // SAFETY: updates the origin's slot in shared memory under its lock; an
+    // error if another process holds it.
+    unsafe { pg_sys::replorigin_advance(origin, remote_lsn, local_lsn, false, false) };
+}
+
+/// Drops this database's forwarding origins (its local node is going away).
+pub fn drop_forwarding_origins(client: &SpiClient<'_>) {
+    let names: Vec<String> = client
+        .select(
+            "SELECT roname::text FROM pg_catalog.pg_replication_origin WHERE roname LIKE 'spkfwd\\_%'",
+            None,
+            &[],
+        )
+        .unwrap_or_else(super::spi_failed("read pg_replication_origin"))
+        .filter_map(|r| r.get::<String>(1).unwrap())
+        .collect();
+    for name in names {
+        if naming::node_of_forward_origin(&name).is_some_and(|node| forward_origin_name(node) == name) {
+            drop_if_exists(&name);
+        }
+    }
 }

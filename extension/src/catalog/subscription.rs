@@ -106,6 +106,8 @@ pub struct NewSubscription<'a> {
     pub enabled: bool,
     pub slot_name: &'a str,
     pub replication_sets: &'a [String],
+    pub forward_origins: &'a [String],
+    pub force_text_transfer: bool,
     pub skip_schema: &'a [String],
     pub apply_delay: pgrx::datum::Interval,
 }
@@ -127,8 +129,8 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
         .update(
             "INSERT INTO spock.subscription (sub_id, sub_name, sub_origin, sub_target, sub_origin_if, sub_target_if,
                 sub_enabled, sub_slot_name, sub_replication_sets, sub_forward_origins, sub_skip_schema,
-                sub_apply_delay)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11)",
+                sub_apply_delay, sub_force_text_transfer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             None,
             &[
                 oid(id).into(),
@@ -140,8 +142,10 @@ pub fn insert(client: &mut SpiClient<'_>, id: u32, sub: &NewSubscription<'_>) {
                 sub.enabled.into(),
                 sub.slot_name.into(),
                 sub.replication_sets.to_vec().into(),
+                sub.forward_origins.to_vec().into(),
                 sub.skip_schema.to_vec().into(),
                 sub.apply_delay.into(),
+                sub.force_text_transfer.into(),
             ],
         )
         .unwrap_or_else(spi_failed("insert into spock.subscription"));
@@ -206,15 +210,55 @@ pub fn set_origin_interface(client: &mut SpiClient<'_>, id: u32, if_id: u32) -> 
         .is_empty()
 }
 
-/// Sets the schemas the initial copy leaves out.
-pub fn set_skip_schema(client: &mut SpiClient<'_>, id: u32, schemas: &[String]) {
+/// The list-valued settings of a subscription.
+#[derive(Clone, Copy)]
+pub enum List {
+    /// `sub_replication_sets`: the sets it receives.
+    ReplicationSets,
+    /// `sub_forward_origins`: `{}` or `{all}`.
+    ForwardOrigins,
+    /// `sub_skip_schema`: schemas the initial copy leaves out.
+    SkipSchema,
+}
+
+/// Sets one of a subscription's lists.
+pub fn set_list(client: &mut SpiClient<'_>, id: u32, list: List, values: &[String]) {
+    let column = match list {
+        List::ReplicationSets => "sub_replication_sets",
+        List::ForwardOrigins => "sub_forward_origins",
+        List::SkipSchema => "sub_skip_schema",
+    };
     client
         .update(
-            "UPDATE spock.subscription SET sub_skip_schema = $2 WHERE sub_id = $1",
+            &format!("UPDATE spock.subscription SET {column} = $2 WHERE sub_id = $1"),
             None,
-            &[oid(id).into(), schemas.to_vec().into()],
+            &[oid(id).into(), values.to_vec().into()],
         )
         .unwrap_or_else(spi_failed("update spock.subscription"));
+}
+
+/// The forwarding rule (behaviour.md §5.3): an enabled subscription of this
+/// node other than `except` that stops a subscription from being enabled,
+/// any one if that subscription forwards, else a forwarding one (the same
+/// change would arrive twice, by two paths). `spock.subscription` is
+/// locked against other sessions changing the answer until commit.
+pub fn forwarding_conflict(client: &mut SpiClient<'_>, except: u32, forwards: bool) -> Option<String> {
+    client
+        .update("LOCK TABLE spock.subscription IN SHARE ROW EXCLUSIVE MODE", None, &[])
+        .unwrap_or_else(spi_failed("lock spock.subscription"));
+    client
+        .select(
+            "SELECT sub_name::text FROM spock.subscription
+              WHERE sub_enabled AND sub_id::int8 <> $1
+                AND ($2 OR coalesce(cardinality(sub_forward_origins), 0) > 0)
+              ORDER BY sub_name LIMIT 1",
+            None,
+            // As int8: an oid argument of 0 would arrive as NULL.
+            &[i64::from(except).into(), forwards.into()],
+        )
+        .unwrap_or_else(spi_failed("read spock.subscription"))
+        .next()
+        .and_then(|row| row.get::<String>(1).unwrap())
 }
 
 /// Sets the apply delay from an interval's text (checked by the caller).
@@ -224,16 +268,6 @@ pub fn set_apply_delay(client: &mut SpiClient<'_>, id: u32, delay: &str) {
             "UPDATE spock.subscription SET sub_apply_delay = $2::interval WHERE sub_id = $1",
             None,
             &[oid(id).into(), delay.into()],
-        )
-        .unwrap_or_else(spi_failed("update spock.subscription"));
-}
-
-pub fn set_replication_sets(client: &mut SpiClient<'_>, id: u32, sets: &[String]) {
-    client
-        .update(
-            "UPDATE spock.subscription SET sub_replication_sets = $2 WHERE sub_id = $1",
-            None,
-            &[oid(id).into(), sets.to_vec().into()],
         )
         .unwrap_or_else(spi_failed("update spock.subscription"));
 }

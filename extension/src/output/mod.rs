@@ -10,6 +10,7 @@
 mod relcache;
 mod rowfilter;
 
+use std::collections::HashMap;
 use std::ffi::{CStr, c_char};
 use std::rc::Rc;
 
@@ -24,7 +25,20 @@ use crate::stats::{self, Counter};
 struct State {
     /// Shared so that a callback can hold the list while writing.
     replication_sets: std::rc::Rc<[String]>,
+    /// Transactions applied from other nodes are sent too (behaviour.md §5.3).
     forward_all: bool,
+    /// The subscriber's node id, when it forwards: its own transactions
+    /// are never sent back to it.
+    subscriber_node: u32,
+    /// Replication origin → the node it stands for and whether its
+    /// progress is a position on that node; `None`: not spock's.
+    origins: HashMap<pg_sys::RepOriginId, Option<(u32, bool)>>,
+    /// The current transaction's origin node and position there, when it
+    /// is forwarded (0, 0 for this node's own).
+    origin_node: u32,
+    origin_lsn: u64,
+    /// The current transaction came from the subscriber: nothing of it is sent.
+    loops_back: bool,
     /// Whether the current transaction's Begin has been written.
     begin_sent: bool,
     /// Whether the current transaction turned repair mode on: its data
@@ -94,6 +108,11 @@ unsafe extern "C-unwind" fn startup(
         let mut state = State {
             replication_sets: std::rc::Rc::from(Vec::new()),
             forward_all: false,
+            subscriber_node: 0,
+            origins: HashMap::new(),
+            origin_node: 0,
+            origin_lsn: 0,
+            loops_back: false,
             begin_sent: false,
             repair: false,
             write_open: false,
@@ -122,6 +141,11 @@ unsafe extern "C-unwind" fn startup(
                             error!("spock_output: the option forward_origins is malformed: {e}")
                         });
                         state.forward_all = origins.iter().any(|o| o == "all");
+                    }
+                    "subscriber_node" => {
+                        state.subscriber_node = value.parse().unwrap_or_else(|_| {
+                            error!("spock_output: the option subscriber_node is not a node id: \"{value}\"")
+                        })
                     }
                     "binary" => {}
                     other => error!("spock_output does not know the option \"{other}\""),
@@ -184,12 +208,64 @@ fn write(ctx: *mut pg_sys::LogicalDecodingContext, msg: &Message, flush: bool) {
 #[pg_guard]
 unsafe extern "C-unwind" fn begin(
     ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+    txn: *mut pg_sys::ReorderBufferTXN,
 ) {
     // Begin is written lazily, with the first change that is sent.
     let st = state(ctx);
     st.begin_sent = false;
     st.repair = false;
+    st.origin_node = 0;
+    st.origin_lsn = 0;
+    st.loops_back = false;
+    // SAFETY: the transaction being decoded.
+    let (origin_id, origin_lsn) = unsafe { ((*txn).origin_id, (*txn).origin_lsn) };
+    if origin_id == pg_sys::InvalidRepOriginId as pg_sys::RepOriginId {
+        return;
+    }
+    // Only a forwarding subscriber gets here (`filter_by_origin`). An origin
+    // that is not spock's, or one without a position on its node (a
+    // table-sync worker's), is sent as this node's own: the subscriber
+    // then applies it under its subscription's origin, exactly once.
+    if let Some((node, positioned)) = forwarded_origin(st, origin_id) {
+        if node == st.subscriber_node {
+            st.loops_back = true;
+        } else if positioned {
+            st.origin_node = node;
+            st.origin_lsn = origin_lsn;
+        }
+    }
+}
+
+static mut ORIGINS_CHANGED: bool = false;
+static mut ORIGINS_CALLBACK: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    // SAFETY: a flag of this single-threaded process, read before each use
+    // of the cache.
+    unsafe { ORIGINS_CHANGED = true };
+}
+
+/// The node behind a replication origin, cached for the session and
+/// forgotten when `pg_replication_origin` changes (ids are reused).
+fn forwarded_origin(st: &mut State, origin_id: pg_sys::RepOriginId) -> Option<(u32, bool)> {
+    // SAFETY: process-local flags; the callback is registered once per
+    // process (a backend may decode several times) and lives as long.
+    unsafe {
+        if !ORIGINS_CALLBACK {
+            pg_sys::CacheRegisterSyscacheCallback(
+                pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
+                Some(origins_changed),
+                pg_sys::Datum::from(0),
+            );
+            ORIGINS_CALLBACK = true;
+        }
+        if ORIGINS_CHANGED {
+            ORIGINS_CHANGED = false;
+            st.origins.clear();
+        }
+    }
+    *st.origins.entry(origin_id).or_insert_with(|| crate::catalog::decoding::origin_node(origin_id))
 }
 
 unsafe fn commit_time(txn: *mut pg_sys::ReorderBufferTXN) -> i64 {
@@ -210,8 +286,8 @@ fn ensure_begin(ctx: *mut pg_sys::LogicalDecodingContext, txn: *mut pg_sys::Reor
             final_lsn: (*txn).final_lsn,
             commit_time: commit_time(txn),
             xid: (*txn).xid.into_inner(),
-            origin_node: 0,
-            origin_lsn: 0,
+            origin_node: st.origin_node,
+            origin_lsn: st.origin_lsn,
         }
     };
     write(ctx, &msg, false);
@@ -266,7 +342,10 @@ unsafe extern "C-unwind" fn message(
         }
         return;
     }
-    if prefix.to_bytes() != protocol::SYNC_EVENT_PREFIX.as_bytes() {
+    // A transactional event goes with its transaction; a non-transactional
+    // one is always this node's own.
+    if prefix.to_bytes() != protocol::SYNC_EVENT_PREFIX.as_bytes() || (transactional && state(ctx).loops_back)
+    {
         return;
     }
     // The event's position is the end of its record (what sync_event()
@@ -347,6 +426,9 @@ unsafe extern "C-unwind" fn change(
             let st = state(ctx);
             (st.scratch, st.replication_sets.clone())
         };
+        if state(ctx).loops_back {
+            return;
+        }
         let old_cxt = pg_sys::MemoryContextSwitchTo(scratch);
         if wanted == ACTION_INSERT && is_queue(ctx, relation) {
             queue_row(ctx, txn, relation, tuple_of((*change).data.tp.newtuple), &replication_sets);
@@ -499,7 +581,7 @@ unsafe extern "C-unwind" fn truncate(
     relations: *mut pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
-    if state(ctx).repair {
+    if state(ctx).repair || state(ctx).loops_back {
         return;
     }
     // SAFETY: the relations and change of this callback.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use spock_core::filters;
+use spock_core::naming;
 use spock_core::protocol;
 use spock_core::stream::parse_lsn;
 
@@ -226,11 +227,28 @@ pub fn origin_nodes(conn: &mut Conn) -> Result<HashMap<String, u32>, PqError> {
         "SELECT r.roident::text, s.sub_origin::int8 FROM pg_catalog.pg_replication_origin r
            JOIN spock.subscription s ON r.roname IN (s.sub_slot_name, s.sub_slot_name || '_sync')",
     )?;
-    Ok(rows
+    let mut nodes: HashMap<String, u32> = rows
         .rows
         .into_iter()
         .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?)))
-        .collect())
+        .collect();
+    // Forwarding origins of the provider's database (behaviour.md §5.3)
+    // name their node.
+    let forwarding = conn.query(
+        "SELECT r.roident::text, r.roname::text, pg_catalog.current_database()::text
+           FROM pg_catalog.pg_replication_origin r WHERE r.roname LIKE 'spkfwd\\_%'",
+    )?;
+    for r in forwarding.rows {
+        let (Some(Some(id)), Some(Some(name)), Some(Some(db))) = (r.first(), r.get(1), r.get(2)) else {
+            continue;
+        };
+        if let Some(node) = naming::node_of_forward_origin(name)
+            && naming::forward_origin_name(db, node) == *name
+        {
+            nodes.insert(id.clone(), node);
+        }
+    }
+    Ok(nodes)
 }
 
 /// A table of the provider that the initial copy copies.
@@ -355,6 +373,27 @@ pub fn sync_tables(
 
 /// Starts streaming from a slot at `start` with the output plugin options
 /// `options`; the connection is then in COPY BOTH mode.
+/// The output plugin's options for a subscription's stream. A forwarding
+/// subscriber also names its node, whose own transactions the provider then
+/// never sends back; the option is left out otherwise, so that providers
+/// that predate it serve other subscribers as before.
+pub fn stream_options(
+    proto_version: u32,
+    replication_sets: &[String],
+    forward_origins: &[String],
+    subscriber_node: u32,
+) -> Vec<(&'static str, String)> {
+    let mut options = vec![
+        ("proto_version", proto_version.to_string()),
+        ("replication_sets", protocol::encode_name_list(replication_sets)),
+        ("forward_origins", protocol::encode_name_list(forward_origins)),
+    ];
+    if !forward_origins.is_empty() {
+        options.push(("subscriber_node", subscriber_node.to_string()));
+    }
+    options
+}
+
 pub fn start_replication(
     conn: &mut Conn,
     slot: &str,
