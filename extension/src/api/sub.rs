@@ -131,7 +131,9 @@ fn sub_create(
     // Checked again, under a lock, when the row is inserted; this early
     // check spares a connection to the provider.
     if enabled {
-        Spi::connect_mut(|client| check_forwarding_rule(client, 0, &name, !forward_origins.is_empty()));
+        Spi::connect_mut(|client| {
+            check_forwarding_rule(client, 0, &name, !forward_origins.is_empty(), false)
+        });
     }
 
     // Talk to the provider: a normal connection for its catalog, and a
@@ -219,7 +221,7 @@ fn sub_create(
 
     let sub_id = Spi::connect_mut(|client| {
         if enabled {
-            check_forwarding_rule(client, 0, &name, !forward_origins.is_empty());
+            check_forwarding_rule(client, 0, &name, !forward_origins.is_empty(), true);
         }
         let provider_if = record_provider(client, &local, &provider, provider_dsn);
         let sub_id = subscription::next_id(client);
@@ -266,9 +268,10 @@ fn sub_create(
 }
 
 /// Raises `55000` when enabling subscription `name` (id `sub_id`, 0 for a
-/// new one) would break the forwarding rule (behaviour.md §5.3).
-fn check_forwarding_rule(client: &mut SpiClient<'_>, sub_id: u32, name: &str, forwards: bool) {
-    let Some(other) = subscription::forwarding_conflict(client, sub_id, forwards) else { return };
+/// new one) would break the forwarding rule (behaviour.md §5.3); with
+/// `lock`, the answer holds until the transaction ends.
+fn check_forwarding_rule(client: &mut SpiClient<'_>, sub_id: u32, name: &str, forwards: bool, lock: bool) {
+    let Some(other) = subscription::forwarding_conflict(client, sub_id, forwards, lock) else { return };
     let (message, hint) = if forwards {
         (
             format!(
@@ -487,7 +490,7 @@ fn set_enabled(name: &str, enabled: bool, immediate: bool, what: &str) -> bool {
         node::require_local_node(client, what);
         let sub = require_subscription(client, name);
         if enabled {
-            check_forwarding_rule(client, sub.sub_id, name, !sub.forward_origins.is_empty());
+            check_forwarding_rule(client, sub.sub_id, name, !sub.forward_origins.is_empty(), true);
         }
         subscription::set_enabled(client, sub.sub_id, enabled);
         // Enabling a subscription whose initial copy failed asks for a new
@@ -815,7 +818,7 @@ fn sub_alter_options(subscription_name: &CStr, options: pgrx::JsonB) -> bool {
         let sub = require_subscription(client, &name);
         if let Some(origins) = &wanted.forward_origins {
             if sub.enabled {
-                check_forwarding_rule(client, sub.sub_id, &name, !origins.is_empty());
+                check_forwarding_rule(client, sub.sub_id, &name, !origins.is_empty(), true);
             }
             subscription::set_list(client, sub.sub_id, subscription::List::ForwardOrigins, origins);
         }

@@ -240,12 +240,20 @@ pub fn set_list(client: &mut SpiClient<'_>, id: u32, list: List, values: &[Strin
 /// The forwarding rule (behaviour.md §5.3): an enabled subscription of this
 /// node other than `except` that stops a subscription from being enabled,
 /// any one if that subscription forwards, else a forwarding one (the same
-/// change would arrive twice, by two paths). `spock.subscription` is
-/// locked against other sessions changing the answer until commit.
-pub fn forwarding_conflict(client: &mut SpiClient<'_>, except: u32, forwards: bool) -> Option<String> {
-    client
-        .update("LOCK TABLE spock.subscription IN SHARE ROW EXCLUSIVE MODE", None, &[])
-        .unwrap_or_else(spi_failed("lock spock.subscription"));
+/// change would arrive twice, by two paths). With `lock`,
+/// `spock.subscription` is locked against other sessions changing the
+/// answer until commit.
+pub fn forwarding_conflict(
+    client: &mut SpiClient<'_>,
+    except: u32,
+    forwards: bool,
+    lock: bool,
+) -> Option<String> {
+    if lock {
+        client
+            .update("LOCK TABLE spock.subscription IN SHARE ROW EXCLUSIVE MODE", None, &[])
+            .unwrap_or_else(spi_failed("lock spock.subscription"));
+    }
     client
         .select(
             "SELECT sub_name::text FROM spock.subscription
