@@ -161,7 +161,7 @@ fn node_drop(node_name: &CStr, ifexists: bool) -> bool {
         }
         if node::local_node(client).is_some_and(|l| l.node_id == node_id) {
             drop_local_slots(client);
-            crate::catalog::origin::drop_forwarding_origins(client);
+            drop_forwarding_origins(client);
             node::clear_local_node(client);
         }
         node::delete_node(client, node_id);
@@ -171,6 +171,24 @@ fn node_drop(node_name: &CStr, ifexists: bool) -> bool {
         registry::wake_after_commit();
     }
     dropped
+}
+
+/// Drops this database's forwarding origins (the local node is going away)
+/// when the transaction commits: a dropped origin forgets its progress at
+/// once, which a rollback could not undo.
+fn drop_forwarding_origins(client: &pgrx::spi::SpiClient<'_>) {
+    let names = crate::catalog::origin::forwarding_origins(client);
+    if names.is_empty() {
+        return;
+    }
+    before_commit(move || {
+        if Spi::connect(node::local_node).is_some() {
+            return;
+        }
+        for name in &names {
+            crate::catalog::origin::drop_if_exists(name);
+        }
+    });
 }
 
 /// Drops every spock slot of this database (the local node is going away).

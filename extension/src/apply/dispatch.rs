@@ -357,7 +357,15 @@ impl Dispatcher {
                                     format_lsn(origin_lsn)
                                 )
                             );
-                            self.mode = XactMode::AlreadyApplied;
+                            // A skip armed for it, or a failure remembered
+                            // for it, is settled: it is not applied again.
+                            match std::mem::replace(&mut self.mode, XactMode::AlreadyApplied) {
+                                XactMode::Skip => self.set_skip_lsn(0),
+                                XactMode::Exception { .. } => {
+                                    registry::forget_exception(self.dboid, self.sub_id)
+                                }
+                                XactMode::Normal | XactMode::AlreadyApplied => {}
+                            }
                         }
                     }
                 }

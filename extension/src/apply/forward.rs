@@ -47,12 +47,16 @@ pub enum Arrival {
 /// The forwarding origins one apply worker has looked up.
 pub struct Forwarding {
     provider: u32,
-    /// Originating node → local origin. Cleared when
+    /// Originating node → the local origin its transactions are committed
+    /// under, and every origin standing for it. Cleared when
     /// `pg_replication_origin` changes.
-    origins: HashMap<u32, pg_sys::RepOriginId>,
+    origins: HashMap<u32, (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>)>,
 }
 
 static mut ORIGINS_CHANGED: bool = false;
+/// Whether this process registered `origins_changed` (once: a table-sync
+/// worker makes a dispatcher per table, and callback slots are few).
+static mut CALLBACK_REGISTERED: bool = false;
 
 #[pg_guard]
 unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
@@ -64,13 +68,16 @@ unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _h
 impl Forwarding {
     pub fn new(provider: u32) -> Forwarding {
         // SAFETY: registers a syscache invalidation callback for the life of
-        // the worker process.
+        // the worker process, once.
         unsafe {
-            pg_sys::CacheRegisterSyscacheCallback(
-                pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
-                Some(origins_changed),
-                pg_sys::Datum::from(0),
-            );
+            if !CALLBACK_REGISTERED {
+                pg_sys::CacheRegisterSyscacheCallback(
+                    pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
+                    Some(origins_changed),
+                    pg_sys::Datum::from(0),
+                );
+                CALLBACK_REGISTERED = true;
+            }
         }
         Forwarding { provider, origins: HashMap::new() }
     }
@@ -81,14 +88,15 @@ impl Forwarding {
         if origin_node == 0 || origin_node == self.provider || origin_lsn == 0 {
             return Arrival::Own;
         }
-        let origin = self.origin_of(origin_node);
-        if origin_lsn <= origin::progress(origin) {
+        let (origin, all) = self.origins_of(origin_node);
+        let applied = all.iter().map(|o| origin::progress(*o)).max().unwrap_or(0);
+        if origin_lsn <= applied {
             return Arrival::AlreadyApplied { node: origin_node, origin_lsn };
         }
         Arrival::Forwarded(Forwarded { origin, origin_lsn })
     }
 
-    fn origin_of(&mut self, node: u32) -> pg_sys::RepOriginId {
+    fn origins_of(&mut self, node: u32) -> (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>) {
         // SAFETY: reads and resets the flag set by the invalidation callback.
         unsafe {
             if ORIGINS_CHANGED {
@@ -96,13 +104,13 @@ impl Forwarding {
                 self.origins.clear();
             }
         }
-        if let Some(origin) = self.origins.get(&node) {
-            return *origin;
+        if let Some(found) = self.origins.get(&node) {
+            return found.clone();
         }
-        let origin =
+        let found =
             catalog::with_catalog_owner_rights(|| Spi::connect(|client| origin::for_forwarded(client, node)));
-        self.origins.insert(node, origin);
-        origin
+        self.origins.insert(node, found.clone());
+        found
     }
 }
 
@@ -116,6 +124,13 @@ pub fn commit(fwd: Forwarded, end_lsn: u64, commit_time: i64) -> u64 {
     // commit writes a record (an xid is assigned), so the originating
     // node's origin moves with it.
     unsafe {
+        if !origin::hold(fwd.origin) {
+            pgrx::error!(
+                "spock: the replication origin {} was dropped while a transaction was applied under it; \
+                 the transaction is received again",
+                fwd.origin
+            );
+        }
         let own = pg_sys::replorigin_session_origin;
         origin::reset_session();
         origin::setup_session(fwd.origin);

@@ -141,8 +141,10 @@ pub fn membership(relid: u32, replication_sets: &[String]) -> Membership {
 }
 
 /// The node a replication origin of this database stands for, and whether
-/// its progress is a position on that node (a subscription's or forwarding
-/// origin; not a table-sync worker's, whose commits come in another order):
+/// its progress is a position on that node that grows in this node's
+/// commit order (a forwarding origin, or the origin of this node's only
+/// subscription from that node; not a table-sync worker's, nor one of
+/// several subscriptions from the same node, whose commits interleave):
 /// for a provider forwarding transactions it applied (behaviour.md §5.3).
 /// `None` for an origin that is not spock's.
 pub fn origin_node(roident: pg_sys::RepOriginId) -> Option<(u32, bool)> {
@@ -161,13 +163,17 @@ pub fn origin_node(roident: pg_sys::RepOriginId) -> Option<(u32, bool)> {
     let [own, of_sync] = super::origin::slot_of_origin(&name);
     // spock.subscription: sub_id, sub_name, sub_origin, ..., sub_slot_name (8th)
     let (mut subscription, mut sync_worker) = (None, None);
+    let mut per_node: Vec<u32> = Vec::new();
     scan("subscription", |v, n| {
         let slot = name_at(v, n, 7);
+        let node = oid_at(v, n, 2);
+        per_node.push(node);
         if slot == own {
-            subscription = Some(oid_at(v, n, 2));
+            subscription = Some(node);
         } else if slot == of_sync {
-            sync_worker = Some(oid_at(v, n, 2));
+            sync_worker = Some(node);
         }
     });
-    subscription.map(|node| (node, true)).or(sync_worker.map(|node| (node, false)))
+    let only_one = |node: u32| per_node.iter().filter(|n| **n == node).count() == 1;
+    subscription.map(|node| (node, only_one(node))).or(sync_worker.map(|node| (node, false)))
 }

@@ -40,6 +40,18 @@ pub fn by_name(name: &str) -> Option<pg_sys::RepOriginId> {
 /// Drops the origin if it exists. Its progress is forgotten at once (not
 /// transactionally), so callers do this only when nothing can roll back.
 pub fn drop_if_exists(name: &str) {
+    if let Some(id) = by_name(name) {
+        // SAFETY: locks the origin as an object until the transaction ends;
+        // a worker committing under it holds the lock shared (`hold`).
+        unsafe {
+            pg_sys::LockSharedObject(
+                pg_sys::ReplicationOriginRelationId,
+                pg_sys::Oid::from(u32::from(id)),
+                0,
+                pg_sys::AccessExclusiveLock as i32,
+            )
+        };
+    }
     let c = c_name(name);
     // SAFETY: drops an origin by name; missing_ok, and waits if a worker
     // still holds it (nowait = false).
@@ -119,12 +131,26 @@ pub fn node_of(client: &SpiClient<'_>, name: &str) -> Option<u32> {
 /// this node has one (enabled or not, so that enabling it later resumes
 /// where the forwarded stream got to), else the forwarding origin of that
 /// node, created if missing (a transactional catalog change).
-pub fn for_forwarded(client: &SpiClient<'_>, node: u32) -> pg_sys::RepOriginId {
-    let direct = super::subscription::from_provider(client, node).into_iter().next();
-    match direct {
+/// Returns that origin, and every existing origin that stands for `node`
+/// (it included): what was applied from `node` is what the furthest of
+/// them has applied, whichever of them was in use when.
+pub fn for_forwarded(client: &SpiClient<'_>, node: u32) -> (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>) {
+    let forwarding = forward_origin_name(node);
+    let direct = super::subscription::from_provider(client, node);
+    let mut all: Vec<pg_sys::RepOriginId> = direct
+        .iter()
+        .map(|s| s.slot_name.as_str())
+        .chain([forwarding.as_str()])
+        .filter_map(by_name)
+        .collect();
+    let chosen = match direct.first() {
         Some(sub) => ensure(&sub.slot_name),
-        None => ensure(&forward_origin_name(node)),
+        None => ensure(&forwarding),
+    };
+    if !all.contains(&chosen) {
+        all.push(chosen);
     }
+    (chosen, all)
 }
 
 /// The name of this database's forwarding origin for `node`.
@@ -140,6 +166,23 @@ pub fn forward_origin_name(node: u32) -> String {
         }
     };
     naming::forward_origin_name(&db, node)
+}
+
+/// Keeps the origin from being dropped until the transaction ends (`false`
+/// when it is gone already).
+pub fn hold(origin: pg_sys::RepOriginId) -> bool {
+    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: a shared lock on the origin as an object (the one
+    // `drop_if_exists` takes exclusively), then a lookup by id.
+    unsafe {
+        pg_sys::LockSharedObject(
+            pg_sys::ReplicationOriginRelationId,
+            pg_sys::Oid::from(u32::from(origin)),
+            0,
+            pg_sys::AccessShareLock as i32,
+        );
+        pg_sys::replorigin_by_oid(origin, true, &mut name)
+    }
 }
 
 /// How far an origin has applied (its remote LSN), without holding it.
@@ -158,8 +201,8 @@ pub fn advance(origin: pg_sys::RepOriginId, remote_lsn: u64, local_lsn: u64) {
     unsafe { pg_sys::replorigin_advance(origin, remote_lsn, local_lsn, false, false) };
 }
 
-/// Drops this database's forwarding origins (its local node is going away).
-pub fn drop_forwarding_origins(client: &SpiClient<'_>) {
+/// This database's forwarding origins.
+pub fn forwarding_origins(client: &SpiClient<'_>) -> Vec<String> {
     let names: Vec<String> = client
         .select(
             "SELECT roname::text FROM pg_catalog.pg_replication_origin WHERE roname LIKE 'spkfwd\\_%'",
@@ -169,9 +212,10 @@ pub fn drop_forwarding_origins(client: &SpiClient<'_>) {
         .unwrap_or_else(super::spi_failed("read pg_replication_origin"))
         .filter_map(|r| r.get::<String>(1).unwrap())
         .collect();
-    for name in names {
-        if naming::node_of_forward_origin(&name).is_some_and(|node| forward_origin_name(node) == name) {
-            drop_if_exists(&name);
-        }
-    }
+    names
+        .into_iter()
+        .filter(|name| {
+            naming::node_of_forward_origin(name).is_some_and(|node| forward_origin_name(node) == *name)
+        })
+        .collect()
 }

@@ -141,9 +141,18 @@ SELECT spock.sync_event() AS lsn2 \gset
 \c :n3
 CALL spock.wait_for_sync_event(NULL, 'n2', :'lsn2', 60);
 SELECT op, id, count(*) FROM seen WHERE id >= 7 GROUP BY op, id ORDER BY id, op;
--- Switch n3 from the chain to the direct subscription: it resumes from
--- that position, so row 9 arrives once and nothing arrives twice.
+-- Switch n3 from the chain to the direct subscription. Its slot is made on
+-- n1 first (as adding a node does), so the rows n1 writes while the switch
+-- happens (row 85) are kept for it; it streams from its origin's position, so
+-- they and row 9 arrive once and nothing arrives twice.
+SELECT sub_slot_name AS direct_slot FROM spock.subscription WHERE sub_name = 'sub_n3_n1' \gset
+\c :n1
+SELECT count(*) AS slot_made FROM pg_create_logical_replication_slot(:'direct_slot', 'spock_output');
+\c :n3
 SELECT spock.sub_disable('sub_n3_n2', immediate := true);
+\c :n1
+INSERT INTO t VALUES (85, 'n1', 'during the switch');
+\c :n3
 SELECT spock.sub_enable('sub_n3_n1');
 DO $$
 BEGIN
