@@ -158,3 +158,19 @@ CREATE TABLE spock.queue (
     message json NOT NULL
 );
 CREATE INDEX queue_queued_at ON spock.queue (queued_at);
+
+-- Reserved schemas and extensions (sql-api.md §6.15): node-local, never
+-- replicated. Built-in rows (the spock schema and extension) are protected
+-- by spock.reserved_object_guard; user rows survive pg_dump/pg_restore.
+CREATE TABLE spock.reserved_object (
+    name name NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('schema', 'extension')),
+    exclude_from_dump boolean NOT NULL DEFAULT true,
+    block_in_repset boolean NOT NULL DEFAULT true,
+    replicate_ddl boolean,
+    builtin boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (name, kind)
+);
+INSERT INTO spock.reserved_object (name, kind, exclude_from_dump, block_in_repset, replicate_ddl, builtin)
+VALUES ('spock', 'schema', true, true, true, true), ('spock', 'extension', true, true, NULL, true);
+SELECT pg_catalog.pg_extension_config_dump('spock.reserved_object', 'WHERE NOT builtin');

@@ -182,3 +182,102 @@ CREATE OR REPLACE FUNCTION spock.xact_commit_timestamp_origin(xid xid, OUT "time
            END
       FROM pg_catalog.pg_xact_commit_timestamp_origin($1) c
 $$;
+
+-- Reserved schemas and extensions (sql-api.md §6.15): node-local, never
+-- replicated. Built-in rows (the spock schema and extension) are protected
+-- by spock.reserved_object_guard; user rows survive pg_dump/pg_restore.
+CREATE TABLE spock.reserved_object (
+    name name NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('schema', 'extension')),
+    exclude_from_dump boolean NOT NULL DEFAULT true,
+    block_in_repset boolean NOT NULL DEFAULT true,
+    replicate_ddl boolean,
+    builtin boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (name, kind)
+);
+INSERT INTO spock.reserved_object (name, kind, exclude_from_dump, block_in_repset, replicate_ddl, builtin)
+VALUES ('spock', 'schema', true, true, true, true), ('spock', 'extension', true, true, NULL, true);
+SELECT pg_catalog.pg_extension_config_dump('spock.reserved_object', 'WHERE NOT builtin');
+
+-- Reserved objects (sql-api.md §4.3, §6.15).
+CREATE FUNCTION spock.reserved_object_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF OLD.builtin THEN
+        RAISE EXCEPTION 'the reserved % "%" is built in and cannot be changed or removed', OLD.kind, OLD.name
+            USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.builtin THEN
+        RAISE EXCEPTION 'a reserved object cannot be made built in' USING ERRCODE = '42501';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+CREATE TRIGGER reserved_object_guard BEFORE UPDATE OR DELETE ON spock.reserved_object
+    FOR EACH ROW EXECUTE FUNCTION spock.reserved_object_guard();
+
+CREATE FUNCTION spock.reserved_object_add(p_name name, p_kind text, p_exclude_from_dump boolean DEFAULT true,
+    p_block_in_repset boolean DEFAULT true, p_replicate_ddl boolean DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'spock.reserved_object_add is for superusers only' USING ERRCODE = '42501';
+    END IF;
+    IF p_name IS NULL OR p_kind IS NULL THEN
+        RAISE EXCEPTION 'spock.reserved_object_add needs p_name and p_kind' USING ERRCODE = '22004';
+    END IF;
+    IF p_kind NOT IN ('schema', 'extension') THEN
+        RAISE EXCEPTION 'p_kind must be ''schema'' or ''extension'', not "%"', p_kind USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM spock.reserved_object WHERE name = p_name AND kind = p_kind AND builtin) THEN
+        RAISE EXCEPTION 'the reserved % "%" is built in and cannot be changed', p_kind, p_name
+            USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO spock.reserved_object AS r (name, kind, exclude_from_dump, block_in_repset, replicate_ddl)
+    VALUES (p_name, p_kind, coalesce(p_exclude_from_dump, true), coalesce(p_block_in_repset, true),
+            CASE WHEN p_kind = 'schema' THEN coalesce(p_replicate_ddl, true) END)
+    ON CONFLICT (name, kind) DO UPDATE
+       SET exclude_from_dump = excluded.exclude_from_dump, block_in_repset = excluded.block_in_repset,
+           replicate_ddl = excluded.replicate_ddl;
+END
+$$;
+
+CREATE FUNCTION spock.reserved_object_remove(p_name name, p_kind text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'spock.reserved_object_remove is for superusers only' USING ERRCODE = '42501';
+    END IF;
+    IF p_name IS NULL OR p_kind IS NULL THEN
+        RAISE EXCEPTION 'spock.reserved_object_remove needs p_name and p_kind' USING ERRCODE = '22004';
+    END IF;
+    IF p_kind NOT IN ('schema', 'extension') THEN
+        RAISE EXCEPTION 'p_kind must be ''schema'' or ''extension'', not "%"', p_kind USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM spock.reserved_object WHERE name = p_name AND kind = p_kind;
+END
+$$;
+REVOKE ALL ON spock.reserved_object FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION spock.reserved_object_guard(), spock.reserved_object_add(name, text, boolean, boolean, boolean), spock.reserved_object_remove(name, text) FROM PUBLIC;
+
+-- The schemas of the objects a DDL statement created, changed or dropped,
+-- noted for the statement's automatic replication: a schema reserved with
+-- replicate_ddl = false keeps it local (sql-api.md §6.15). The notes go to
+-- spock.note_ddl_schemas (api/ddl.rs).
+CREATE FUNCTION spock.note_ddl_schemas(schemas text[]) RETURNS void
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'note_ddl_schemas_wrapper';
+CREATE FUNCTION spock.ddl_schemas_of_statement() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT schema_name::text))
+           FROM pg_event_trigger_dropped_objects() WHERE schema_name IS NOT NULL;
+    ELSE
+        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT schema_name::text))
+           FROM pg_event_trigger_ddl_commands() WHERE schema_name IS NOT NULL;
+    END IF;
+END
+$$;
+CREATE EVENT TRIGGER spock_ddl_schemas ON ddl_command_end EXECUTE FUNCTION spock.ddl_schemas_of_statement();
+CREATE EVENT TRIGGER spock_ddl_dropped_schemas ON sql_drop EXECUTE FUNCTION spock.ddl_schemas_of_statement();
+REVOKE EXECUTE ON FUNCTION spock.note_ddl_schemas(text[]), spock.ddl_schemas_of_statement() FROM PUBLIC;

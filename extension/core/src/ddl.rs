@@ -150,7 +150,8 @@ pub struct TableState {
     /// Permanent (neither unlogged nor temporary).
     pub permanent: bool,
     /// In a schema whose tables cannot join sets (`pg_*`,
-    /// `information_schema`, `spock`).
+    /// `information_schema`, a reserved schema such as `spock`), or a
+    /// table of a reserved extension.
     pub blocked_schema: bool,
     /// Has a replica identity index (or is partitioned: its partitions
     /// carry the key).

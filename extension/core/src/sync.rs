@@ -178,10 +178,11 @@ pub const OWN_EXTENSION: &str = "spock";
 
 /// Whether an entry of `pg_restore --list` is restored on the subscriber.
 /// The list has comment lines (`;`) and entries `<id>; <catalog> <oid>
-/// <description> <schema> <name> <owner>`; the `spock` extension and its
-/// comment are left out (the schema `spock` is already excluded from the
-/// dump itself).
-pub fn keep_in_restore(line: &str) -> bool {
+/// <description> <schema> <name> <owner>`; the `spock` extension, the
+/// extensions in `excluded` (reserved on the subscriber with
+/// `exclude_from_dump`) and their comments are left out (excluded schemas
+/// are left out of the dump itself).
+pub fn keep_in_restore<S: AsRef<str>>(line: &str, excluded: &[S]) -> bool {
     let Some((id, rest)) = line.split_once(';') else { return true };
     if id.trim().parse::<u64>().is_err() {
         return true;
@@ -189,7 +190,9 @@ pub fn keep_in_restore(line: &str) -> bool {
     // Skip the catalog and object ids.
     let mut words = rest.split_whitespace().skip(2);
     let entry: Vec<&str> = words.by_ref().take(4).collect();
-    let own = |w: &[&str]| w.first() == Some(&OWN_EXTENSION);
+    let own = |w: &[&str]| {
+        w.first().is_some_and(|name| *name == OWN_EXTENSION || excluded.iter().any(|e| e.as_ref() == *name))
+    };
     match entry.as_slice() {
         ["EXTENSION", "-", tail @ ..] if own(tail) => false,
         ["COMMENT", "-", "EXTENSION", tail @ ..] if own(tail) => false,
@@ -372,13 +375,19 @@ mod tests {
 216; 1259 16387 TABLE public spock postgres
 3301; 2606 16400 CONSTRAINT public t t_pkey postgres
 ";
-        let kept: Vec<&str> = list.lines().filter(|l| keep_in_restore(l)).collect();
+        let none: [&str; 0] = [];
+        let kept: Vec<&str> = list.lines().filter(|l| keep_in_restore(l, &none)).collect();
         assert!(kept.iter().all(|l| !l.contains("EXTENSION - spock ") && !l.contains("EXTENSION spock")));
         assert!(kept.iter().any(|l| l.contains("EXTENSION - spockish")));
         assert!(kept.iter().any(|l| l.contains("EXTENSION - vector")));
         assert!(kept.iter().any(|l| l.contains("TABLE public spock")), "a table named spock stays");
         assert!(kept.iter().any(|l| l.contains("t_pkey")));
         assert_eq!(kept.len(), list.lines().count() - 2);
+        // A reserved extension is left out too, and only it.
+        let kept: Vec<&str> = list.lines().filter(|l| keep_in_restore(l, &["vector"])).collect();
+        assert!(kept.iter().all(|l| !l.contains("EXTENSION - vector")));
+        assert!(kept.iter().any(|l| l.contains("EXTENSION - spockish")));
+        assert_eq!(kept.len(), list.lines().count() - 3);
     }
 
     #[test]

@@ -115,6 +115,18 @@ fn run_locally(command: &str, search_path: &str, role: pg_sys::Oid) {
 }
 
 #[pg_extern(sql = r#"
+CREATE FUNCTION spock.note_ddl_schemas(schemas text[]) RETURNS void
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'note_ddl_schemas_wrapper';
+"#)]
+/// Called by the event triggers of `spock.ddl_schemas_of_statement` (not
+/// by users: revoked from PUBLIC, the trigger function runs as the
+/// extension's owner): the schemas of the objects the running DDL
+/// statement touched.
+fn note_ddl_schemas(schemas: Option<Vec<Option<String>>>) {
+    crate::hooks::ddl::note_schemas(schemas.unwrap_or_default().into_iter().flatten());
+}
+
+#[pg_extern(sql = r#"
 CREATE FUNCTION spock.repair_mode(enabled boolean) RETURNS pg_lsn
     STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'repair_mode_wrapper';
 "#)]

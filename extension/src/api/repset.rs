@@ -25,6 +25,7 @@ pub(super) fn require_set(client: &pgrx::spi::SpiClient<'_>, node: &LocalNode, n
 
 /// Facts about a table that decide whether it can join a set.
 struct TableFacts {
+    reloid: pg_sys::Oid,
     qualified_name: String,
     relkind: u8,
     persistence: u8,
@@ -50,6 +51,7 @@ fn table_facts(reloid: pg_sys::Oid) -> TableFacts {
         let relname = CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned();
         let has_identity_index = pg_sys::RelationGetReplicaIndex(rel) != pg_sys::InvalidOid;
         let facts = TableFacts {
+            reloid,
             qualified_name: format!(
                 "{}.{}",
                 pgrx::spi::quote_identifier(&schema),
@@ -87,11 +89,18 @@ fn disqualification(
             None,
         ));
     }
-    if facts.schema.starts_with("pg_") || facts.schema == "information_schema" || facts.schema == "spock" {
+    if facts.schema.starts_with("pg_") || facts.schema == "information_schema" {
         return Some((
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("{name} is in the reserved schema {}; its tables cannot be replicated", facts.schema),
             None,
+        ));
+    }
+    if let Some(reserved) = crate::catalog::reserved::blocking(facts.reloid) {
+        return Some((
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{name} belongs to the reserved {reserved}; its tables cannot be replicated"),
+            Some("See spock.reserved_object; spock.reserved_object_add(..., p_block_in_repset := false) lifts the block for an object you reserved.".into()),
         ));
     }
     if (set.update || set.delete) && !facts.has_identity_index && !facts.is_partitioned {
@@ -331,7 +340,10 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
                     format!("schema \"{schema}\" does not exist"),
                 );
             }
-            if schema.starts_with("pg_") || schema == "information_schema" || schema == "spock" {
+            if schema.starts_with("pg_")
+                || schema == "information_schema"
+                || crate::catalog::reserved::blocks_schema(schema)
+            {
                 pgrx::warning!("skipping reserved schema {schema}: its tables cannot be replicated");
                 continue;
             }

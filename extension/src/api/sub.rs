@@ -938,7 +938,10 @@ fn sub_alter_sync(subscription_name: &CStr, truncate: bool) -> bool {
         let mut conn = connect_provider(&sub.origin_dsn, Purpose::Query);
         conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .unwrap_or_else(provider_failed("start a transaction"));
-        let tables = provider::sync_tables(&mut conn, &sub.replication_sets, &sub.skip_schema)
+        // Tables of schemas reserved here are not copied either (sql-api.md §6.15).
+        let mut not_copied = sub.skip_schema.clone();
+        not_copied.extend(crate::catalog::reserved::blocked_schemas());
+        let tables = provider::sync_tables(&mut conn, &sub.replication_sets, &not_copied)
             .unwrap_or_else(provider_failed("list the tables of the subscribed sets"));
         let _ = conn.query("COMMIT");
         tables

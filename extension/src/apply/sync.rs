@@ -143,21 +143,23 @@ fn attempt(sub: &Subscription, kind: SyncKind, dboid: u32, repl: &mut Conn) -> R
         format_lsn(start)
     );
     let (sub_id, first) = (sub.sub_id, if structure { SyncStatus::Structure } else { SyncStatus::Data });
-    let local_dsn = BackgroundWorker::transaction(|| {
+    let (local_dsn, reserved) = BackgroundWorker::transaction(|| {
         origin::ensure(&slot);
-        Spi::connect_mut(|client| {
+        let dsn = Spi::connect_mut(|client| {
             sync_status::set_subscription_status(client, sub_id, first);
             catalog::node::local_node(client).map(|n| n.dsn)
-        })
-    })
-    .ok_or_else(|| SyncError::permanent("this database", "is no spock node any more"))?;
+        });
+        (dsn, Reserved::read())
+    });
+    let local_dsn =
+        local_dsn.ok_or_else(|| SyncError::permanent("this database", "is no spock node any more"))?;
 
     // The snapshot lives while `repl` runs no other command: the dump and
     // the copying transaction take it first.
-    let scripts = if structure { Some(dump_structure(sub, &snapshot)?) } else { None };
+    let scripts = if structure { Some(dump_structure(sub, &snapshot, &reserved)?) } else { None };
     let mut source = Source::open(&sub.origin_dsn, &snapshot, &times.recent_since)?;
     let tables = if data || structure {
-        provider::sync_tables(&mut source.conn, &sub.replication_sets, &sub.skip_schema)
+        provider::sync_tables(&mut source.conn, &sub.replication_sets, &reserved.not_copied(&sub.skip_schema))
             .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?
     } else {
         Vec::new()
@@ -266,7 +268,8 @@ fn copy_table_at(
     let (snapshot_at, snapshot) = provider::create_temporary_slot_exported(&mut repl, &temp_slot)
         .map_err(|e| SyncError::retry("creating a temporary slot on the provider", e.message))?;
     let mut source = Source::open(&sub.origin_dsn, &snapshot, &times.recent_since)?;
-    let offered = provider::sync_tables(&mut source.conn, &sub.replication_sets, &sub.skip_schema)
+    let not_copied = BackgroundWorker::transaction(Reserved::read).not_copied(&sub.skip_schema);
+    let offered = provider::sync_tables(&mut source.conn, &sub.replication_sets, &not_copied)
         .map_err(|e| SyncError::retry("listing the tables of the subscribed sets", e.message))?;
     let (sub_id, nspname, relname) = (sub.sub_id, request.nspname.clone(), request.relname.clone());
     let name = format!("{nspname}.{relname}");
@@ -839,11 +842,37 @@ impl Drop for DumpFiles {
     }
 }
 
+/// What this node's reserved objects (sql-api.md §6.15) keep out of an
+/// initial copy.
+struct Reserved {
+    /// Schemas and extensions reserved with `exclude_from_dump`.
+    dump_schemas: Vec<String>,
+    dump_extensions: Vec<String>,
+    /// Schemas reserved with `block_in_repset`: their tables are not copied.
+    blocked_schemas: Vec<String>,
+}
+
+impl Reserved {
+    /// Reads them, in a transaction.
+    fn read() -> Reserved {
+        let (dump_schemas, dump_extensions) = catalog::reserved::excluded_from_dump();
+        Reserved { dump_schemas, dump_extensions, blocked_schemas: catalog::reserved::blocked_schemas() }
+    }
+
+    /// The schemas whose tables are not copied: `skip_schema` and the
+    /// blocked ones.
+    fn not_copied(&self, skip_schema: &[String]) -> Vec<String> {
+        let mut all = skip_schema.to_vec();
+        all.extend(self.blocked_schemas.iter().filter(|s| !skip_schema.contains(s)).cloned());
+        all
+    }
+}
+
 /// Dumps the provider's schema as of `snapshot` with this server's own
 /// `pg_dump` (so the provider's major must not be newer), without the
 /// `spock` schema and extension and the `skip_schema` schemas, and turns it
 /// into the pre-data and post-data scripts.
-fn dump_structure(sub: &Subscription, snapshot: &str) -> Result<Scripts, SyncError> {
+fn dump_structure(sub: &Subscription, snapshot: &str, reserved: &Reserved) -> Result<Scripts, SyncError> {
     let bindir = bindir();
     let dir = guc::temp_directory().join(format!("spock-sync-{}-{}", sub.sub_id, std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -862,7 +891,7 @@ fn dump_structure(sub: &Subscription, snapshot: &str) -> Result<Scripts, SyncErr
         format!("--snapshot={snapshot}").into(),
         format!("--exclude-schema={}", sync_rules::exact_pattern(sync_rules::OWN_EXTENSION)).into(),
     ];
-    for schema in &sub.skip_schema {
+    for schema in sub.skip_schema.iter().chain(&reserved.dump_schemas) {
         args.push(format!("--exclude-schema={}", sync_rules::exact_pattern(schema)).into());
     }
     args.push("--file".into());
@@ -881,8 +910,11 @@ fn dump_structure(sub: &Subscription, snapshot: &str) -> Result<Scripts, SyncErr
     )
     .map_err(|e| SyncError::retry("listing the structure dump", e))?;
     let entries = fs::read_to_string(&list).map_err(|e| SyncError::retry("reading the dump's list", e))?;
-    let kept: String =
-        entries.lines().filter(|l| sync_rules::keep_in_restore(l)).map(|l| format!("{l}\n")).collect();
+    let kept: String = entries
+        .lines()
+        .filter(|l| sync_rules::keep_in_restore(l, &reserved.dump_extensions))
+        .map(|l| format!("{l}\n"))
+        .collect();
     fs::write(&list, kept).map_err(|e| SyncError::retry("writing the dump's list", e))?;
 
     let section = |name: &str| -> Result<String, SyncError> {

@@ -12,6 +12,7 @@ pub mod node;
 pub mod origin;
 pub mod queue;
 pub mod repset;
+pub mod reserved;
 pub mod resolutions;
 pub mod subscription;
 pub mod sync_status;

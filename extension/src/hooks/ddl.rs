@@ -65,6 +65,24 @@ pub fn executing<R>(who: Executor, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+thread_local! {
+    /// The schemas of the objects the statement being replicated touched,
+    /// as its event triggers reported them (`note_schemas`).
+    static TOUCHED_SCHEMAS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes schemas a DDL statement touched (from its event triggers).
+pub fn note_schemas(schemas: impl IntoIterator<Item = String>) {
+    TOUCHED_SCHEMAS.with(|t| {
+        let mut t = t.borrow_mut();
+        for s in schemas {
+            if !t.contains(&s) {
+                t.push(s);
+            }
+        }
+    });
+}
+
 /// What to do once the statement has run.
 pub struct After {
     /// The statement's text, when it is to be queued.
@@ -147,6 +165,7 @@ pub unsafe fn before(
     }
     // SAFETY: the hook's statement and its query string.
     let text = unsafe { statement_text(pstmt, query_string) };
+    TOUCHED_SCHEMAS.with(|t| t.borrow_mut().clear());
     let mut after = if guc::INCLUDE_DDL_REPSET.get() {
         // SAFETY: the statement about to run.
         unsafe { placement_targets(stmt) }
@@ -178,7 +197,22 @@ impl After {
         if !has_node {
             return;
         }
-        if let Some(text) = &self.queue {
+        let touched = TOUCHED_SCHEMAS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        let local_schema = if self.queue.is_some() && !touched.is_empty() {
+            catalog::with_catalog_owner_rights(|| catalog::reserved::keeps_ddl_local(&touched))
+        } else {
+            None
+        };
+        if let Some(schema) = &local_schema {
+            report(
+                PgLogLevel::WARNING,
+                &format!(
+                    "spock: this statement is not replicated (it changes objects in schema \"{schema}\", reserved \
+                     with replicate_ddl = false)"
+                ),
+            );
+        }
+        if let Some(text) = self.queue.as_ref().filter(|_| local_schema.is_none()) {
             let role = current_role();
             let search_path = current_search_path();
             let message =
@@ -585,7 +619,7 @@ fn with_partitions(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 /// Puts one table where behaviour.md §10.5 says.
 fn place_table(relid: pg_sys::Oid, stmt: Statement) {
     // SAFETY: relcache and syscache reads of an existing relation.
-    let (name, state) = unsafe {
+    let (name, mut state) = unsafe {
         let rel = pg_sys::RelationIdGetRelation(relid);
         if rel.is_null() {
             return;
@@ -602,12 +636,19 @@ fn place_table(relid: pg_sys::Oid, stmt: Statement) {
         let relname = CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned();
         let state = TableState {
             permanent: (*form).relpersistence as u8 == pg_sys::RELPERSISTENCE_PERMANENT,
-            blocked_schema: schema.starts_with("pg_") || schema == "information_schema" || schema == "spock",
+            blocked_schema: schema.starts_with("pg_") || schema == "information_schema",
             has_key: pg_sys::RelationGetReplicaIndex(rel) != pg_sys::InvalidOid,
         };
         pg_sys::RelationClose(rel);
         (format!("{}.{}", pgrx::spi::quote_identifier(&schema), pgrx::spi::quote_identifier(&relname)), state)
     };
+    // Reserved schemas and extensions (sql-api.md §6.15), the spock
+    // schema among them, keep their tables out of every set.
+    if !state.blocked_schema
+        && catalog::with_catalog_owner_rights(|| catalog::reserved::blocking(relid)).is_some()
+    {
+        state.blocked_schema = true;
+    }
     catalog::with_catalog_owner_rights(|| {
         Spi::connect_mut(|client| {
             let Some(local) = node::local_node(client) else { return };
