@@ -201,12 +201,17 @@ BEGIN
         RAISE EXCEPTION 'the reserved % "%" is built in and cannot be changed', p_kind, p_name
             USING ERRCODE = '42501';
     END IF;
-    INSERT INTO spock.reserved_object AS r (name, kind, exclude_from_dump, block_in_repset, replicate_ddl)
-    VALUES (p_name, p_kind, coalesce(p_exclude_from_dump, true), coalesce(p_block_in_repset, true),
-            CASE WHEN p_kind = 'schema' THEN coalesce(p_replicate_ddl, true) END)
-    ON CONFLICT (name, kind) DO UPDATE
-       SET exclude_from_dump = excluded.exclude_from_dump, block_in_repset = excluded.block_in_repset,
-           replicate_ddl = excluded.replicate_ddl;
+    -- A user catalog table takes no INSERT ... ON CONFLICT.
+    UPDATE spock.reserved_object
+       SET exclude_from_dump = coalesce(p_exclude_from_dump, true),
+           block_in_repset = coalesce(p_block_in_repset, true),
+           replicate_ddl = CASE WHEN p_kind = 'schema' THEN coalesce(p_replicate_ddl, true) END
+     WHERE name = p_name AND kind = p_kind;
+    IF NOT FOUND THEN
+        INSERT INTO spock.reserved_object (name, kind, exclude_from_dump, block_in_repset, replicate_ddl)
+        VALUES (p_name, p_kind, coalesce(p_exclude_from_dump, true), coalesce(p_block_in_repset, true),
+                CASE WHEN p_kind = 'schema' THEN coalesce(p_replicate_ddl, true) END);
+    END IF;
 END
 $$;
 
