@@ -284,6 +284,10 @@ pub struct BenchApply {
     /// Keep the benchmark cluster and its databases afterwards (for a closer look).
     #[arg(long)]
     pub keep: bool,
+    /// A server setting for both nodes, NAME=VALUE (repeatable; none by
+    /// default), e.g. `--set spock.channel_counters=off` for a comparison.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
 }
 
 #[derive(Args, Debug)]

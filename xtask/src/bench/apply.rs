@@ -78,7 +78,25 @@ struct Report {
     clients: u32,
     scale: u32,
     large_rows: u64,
+    /// The `--set` settings, as given.
+    settings: Vec<String>,
     results: Vec<PathResult>,
+}
+
+/// `--set NAME=VALUE` values: a setting name (letters, digits, `_`, `.`)
+/// and any value.
+fn parse_settings(given: &[String]) -> Result<Vec<(String, String)>> {
+    given
+        .iter()
+        .map(|s| {
+            let (name, value) = s.split_once('=').with_context(|| format!("--set {s}: expected NAME=VALUE"))?;
+            let name = name.trim();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+                bail!("--set {s}: \"{name}\" is not a setting name");
+            }
+            Ok((name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 impl BenchApply {
@@ -86,8 +104,18 @@ impl BenchApply {
         if self.clients == 0 || self.transactions < u64::from(self.clients) {
             bail!("--transactions must be at least --clients, and --clients at least 1");
         }
+        let settings = parse_settings(&self.settings)?;
         let cluster = super::fresh_cluster(self.pg, self.profile, "bench-apply")?;
         let (dir, installed) = (cluster.dir.clone(), cluster.installed.clone());
+        for node in &cluster.nodes {
+            for (name, value) in &settings {
+                node.safe_psql("postgres", &format!("ALTER SYSTEM SET {name} = {}", sql_literal(value)))
+                    .with_context(|| format!("--set {name}={value} was refused by the server"))?;
+            }
+            if !settings.is_empty() {
+                node.safe_psql("postgres", "SELECT pg_reload_conf()")?;
+            }
+        }
 
         let mut results = Vec::new();
         for path in [Path::Spock, Path::Builtin] {
@@ -108,6 +136,7 @@ impl BenchApply {
             clients: self.clients,
             scale: self.scale,
             large_rows: self.large_rows,
+            settings: self.settings.clone(),
             results,
         };
         print_report(&report);
@@ -340,6 +369,9 @@ fn print_report(r: &Report) {
         "backlog: {} TPC-B transactions from {} clients (scale {}), then one transaction of {} rows",
         r.transactions, r.clients, r.scale, r.large_rows
     );
+    if !r.settings.is_empty() {
+        println!("settings: {}", r.settings.join(", "));
+    }
     println!("{:<34} {:>12} {:>12} {:>8}", "", "spock", "built-in", "ratio");
     let row = |label: &str, f: &dyn Fn(&PathResult) -> f64, digits: usize| {
         let (a, b) = (spock.map(f), builtin.map(f));
@@ -375,5 +407,15 @@ mod tests {
         let out = "latency average = 1.2 ms\ntps = 31234.567890 (without initial connection time)\n";
         assert_eq!(parse_tps(out), Some(31234.56789));
         assert_eq!(parse_tps("nothing here"), None);
+    }
+
+    #[test]
+    fn settings_are_name_value_pairs() {
+        let ok = parse_settings(&["spock.channel_counters=off".into(), "work_mem=64MB".into()]).unwrap();
+        assert_eq!(ok[0], ("spock.channel_counters".to_string(), "off".to_string()));
+        assert_eq!(ok[1].1, "64MB");
+        assert!(parse_settings(&["no_equals_sign".into()]).is_err());
+        assert!(parse_settings(&["bad name;=1".into()]).is_err());
+        assert!(parse_settings(&["=1".into()]).is_err());
     }
 }
