@@ -89,7 +89,8 @@ fn parse_settings(given: &[String]) -> Result<Vec<(String, String)>> {
     given
         .iter()
         .map(|s| {
-            let (name, value) = s.split_once('=').with_context(|| format!("--set {s}: expected NAME=VALUE"))?;
+            let (name, value) =
+                s.split_once('=').with_context(|| format!("--set {s}: expected NAME=VALUE"))?;
             let name = name.trim();
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
                 bail!("--set {s}: \"{name}\" is not a setting name");
