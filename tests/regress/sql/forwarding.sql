@@ -97,6 +97,7 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 SELECT try($$SELECT spock.sub_alter_options('sub_n2_n1', '{"forward_origins": ["all"]}')$$);
+SELECT try($$SELECT spock.sub_create('sub_n2_fwd', 'host=/nonexistent dbname=x', forward_origins := '{all}')$$);
 SELECT sub_name, sub_forward_origins FROM spock.subscription ORDER BY sub_name;
 -- Replicated DDL travels the chain too, and n1's next rows now move the
 -- disabled subscription's origin to their position on n1.
