@@ -203,6 +203,10 @@ SELECT pg_catalog.pg_extension_config_dump('spock.reserved_object', 'WHERE NOT b
 CREATE FUNCTION spock.reserved_object_guard() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'spock.reserved_object holds built-in rows and cannot be truncated'
+            USING ERRCODE = '42501', HINT = 'Remove rows with spock.reserved_object_remove().';
+    END IF;
     IF OLD.builtin THEN
         RAISE EXCEPTION 'the reserved % "%" is built in and cannot be changed or removed', OLD.kind, OLD.name
             USING ERRCODE = '42501';
@@ -215,6 +219,11 @@ END
 $$;
 CREATE TRIGGER reserved_object_guard BEFORE UPDATE OR DELETE ON spock.reserved_object
     FOR EACH ROW EXECUTE FUNCTION spock.reserved_object_guard();
+CREATE TRIGGER reserved_object_truncate_guard BEFORE TRUNCATE ON spock.reserved_object
+    FOR EACH STATEMENT EXECUTE FUNCTION spock.reserved_object_guard();
+-- Also under session_replication_role = replica.
+ALTER TABLE spock.reserved_object ENABLE ALWAYS TRIGGER reserved_object_guard;
+ALTER TABLE spock.reserved_object ENABLE ALWAYS TRIGGER reserved_object_truncate_guard;
 
 CREATE FUNCTION spock.reserved_object_add(p_name name, p_kind text, p_exclude_from_dump boolean DEFAULT true,
     p_block_in_repset boolean DEFAULT true, p_replicate_ddl boolean DEFAULT NULL) RETURNS void
@@ -274,17 +283,27 @@ CREATE FUNCTION spock.note_ddl_schemas(schemas text[]) RETURNS void
 CREATE FUNCTION spock.ddl_schemas_of_statement() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
+    -- A schema itself counts as in itself.
     IF TG_EVENT = 'sql_drop' THEN
-        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT schema_name::text))
-           FROM pg_event_trigger_dropped_objects() WHERE schema_name IS NOT NULL;
+        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT s))
+           FROM (SELECT coalesce(schema_name, CASE WHEN object_type = 'schema' THEN object_name END)::text
+                   FROM pg_event_trigger_dropped_objects()) d(s)
+          WHERE s IS NOT NULL;
     ELSE
-        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT schema_name::text))
-           FROM pg_event_trigger_ddl_commands() WHERE schema_name IS NOT NULL;
+        PERFORM spock.note_ddl_schemas(array_agg(DISTINCT s))
+           FROM (SELECT coalesce(schema_name, CASE WHEN object_type = 'schema'
+                        THEN (SELECT nspname FROM pg_namespace WHERE oid = objid) END)::text
+                   FROM pg_event_trigger_ddl_commands()) c(s)
+          WHERE s IS NOT NULL;
     END IF;
 END
 $$;
 CREATE EVENT TRIGGER spock_ddl_schemas ON ddl_command_end EXECUTE FUNCTION spock.ddl_schemas_of_statement();
 CREATE EVENT TRIGGER spock_ddl_dropped_schemas ON sql_drop EXECUTE FUNCTION spock.ddl_schemas_of_statement();
+-- Also in sessions with session_replication_role = replica, whose DDL the
+-- hook queues all the same.
+ALTER EVENT TRIGGER spock_ddl_schemas ENABLE ALWAYS;
+ALTER EVENT TRIGGER spock_ddl_dropped_schemas ENABLE ALWAYS;
 REVOKE EXECUTE ON FUNCTION spock.note_ddl_schemas(text[]), spock.ddl_schemas_of_statement() FROM PUBLIC;
 
 -- For external tooling that tracks how exception_log entries were handled

@@ -89,7 +89,9 @@ fn disqualification(
             None,
         ));
     }
-    if facts.schema.starts_with("pg_") || facts.schema == "information_schema" {
+    // `spock` also has a built-in reserved row; this holds even if that row
+    // was removed behind the guard's back.
+    if facts.schema.starts_with("pg_") || facts.schema == "information_schema" || facts.schema == "spock" {
         return Some((
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("{name} is in the reserved schema {}; its tables cannot be replicated", facts.schema),
@@ -342,6 +344,7 @@ fn repset_add_all_tables(set_name: &CStr, schema_names: Vec<String>, synchronize
             }
             if schema.starts_with("pg_")
                 || schema == "information_schema"
+                || schema == "spock"
                 || crate::catalog::reserved::blocks_schema(schema)
             {
                 pgrx::warning!("skipping reserved schema {schema}: its tables cannot be replicated");

@@ -66,21 +66,58 @@ pub fn executing<R>(who: Executor, f: impl FnOnce() -> R) -> R {
 }
 
 thread_local! {
-    /// The schemas of the objects the statement being replicated touched,
-    /// as its event triggers reported them (`note_schemas`).
-    static TOUCHED_SCHEMAS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How deep utility statements are nested (1: a client's statement).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The schemas of the objects utility statements touched, as their
+    /// event triggers reported them (`note_schemas`), with the nesting
+    /// depth of the statement they belong to.
+    static TOUCHED_SCHEMAS: std::cell::RefCell<Vec<(u32, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Notes schemas a DDL statement touched (from its event triggers).
+/// One utility statement being executed, one level deeper than the
+/// statement running it (if any); the level is left when this is dropped,
+/// also when the statement fails.
+pub struct Level(u32);
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(self.0 - 1));
+    }
+}
+
+/// Enters a utility statement (the ProcessUtility hook, before [`before`]).
+pub fn enter_statement() -> Level {
+    let level = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    Level(level)
+}
+
+/// Notes schemas a DDL statement touched (from its event triggers, which
+/// fire inside the statement, at its depth).
 pub fn note_schemas(schemas: impl IntoIterator<Item = String>) {
+    let depth = DEPTH.with(|d| d.get());
     TOUCHED_SCHEMAS.with(|t| {
         let mut t = t.borrow_mut();
         for s in schemas {
-            if !t.contains(&s) {
-                t.push(s);
+            if !t.iter().any(|(d, n)| *d == depth && *n == s) {
+                t.push((depth, s));
             }
         }
     });
+}
+
+/// Takes what the statements at `depth` and deeper noted: the schemas the
+/// statement at `depth` touched (deeper ones are statements it ran, judged
+/// on their own).
+fn take_schemas(depth: u32) -> Vec<String> {
+    TOUCHED_SCHEMAS.with(|t| {
+        let mut t = t.borrow_mut();
+        let mine = t.iter().filter(|(d, _)| *d == depth).map(|(_, s)| s.clone()).collect();
+        t.retain(|(d, _)| *d < depth);
+        mine
+    })
 }
 
 /// What to do once the statement has run.
@@ -165,7 +202,8 @@ pub unsafe fn before(
     }
     // SAFETY: the hook's statement and its query string.
     let text = unsafe { statement_text(pstmt, query_string) };
-    TOUCHED_SCHEMAS.with(|t| t.borrow_mut().clear());
+    // Notes left at this depth by earlier statements are not this one's.
+    take_schemas(DEPTH.with(|d| d.get()));
     let mut after = if guc::INCLUDE_DDL_REPSET.get() {
         // SAFETY: the statement about to run.
         unsafe { placement_targets(stmt) }
@@ -197,7 +235,7 @@ impl After {
         if !has_node {
             return;
         }
-        let touched = TOUCHED_SCHEMAS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        let touched = take_schemas(DEPTH.with(|d| d.get()));
         let local_schema = if self.queue.is_some() && !touched.is_empty() {
             catalog::with_catalog_owner_rights(|| catalog::reserved::keeps_ddl_local(&touched))
         } else {
@@ -231,6 +269,11 @@ impl After {
             if let Some(w) = self.warning {
                 report(PgLogLevel::WARNING, &format!("spock: {w}"));
             }
+        }
+        // A statement kept local places nothing (§10.5 places the tables of
+        // queued statements): its tables do not exist on the subscribers.
+        if local_schema.is_some() {
+            return;
         }
         let mut place = self.place;
         for rv in self.created {
@@ -636,7 +679,9 @@ fn place_table(relid: pg_sys::Oid, stmt: Statement) {
         let relname = CStr::from_ptr((*form).relname.data.as_ptr()).to_string_lossy().into_owned();
         let state = TableState {
             permanent: (*form).relpersistence as u8 == pg_sys::RELPERSISTENCE_PERMANENT,
-            blocked_schema: schema.starts_with("pg_") || schema == "information_schema",
+            // `spock` also has a built-in reserved row; this holds even if
+            // that row was removed behind the guard's back.
+            blocked_schema: schema.starts_with("pg_") || schema == "information_schema" || schema == "spock",
             has_key: pg_sys::RelationGetReplicaIndex(rel) != pg_sys::InvalidOid,
         };
         pg_sys::RelationClose(rel);

@@ -57,6 +57,7 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe {
         readonly::restrict();
         column_options::check((*pstmt).utilityStmt);
+        let _level = ddl::enter_statement();
         let after = ddl::before(pstmt, query_string, context);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),

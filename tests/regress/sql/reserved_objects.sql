@@ -23,6 +23,10 @@ SELECT try($$SELECT spock.reserved_object_remove('spock', 'extension')$$);
 SELECT try($$SELECT spock.reserved_object_remove(NULL, 'schema')$$);
 SELECT try($$UPDATE spock.reserved_object SET block_in_repset = false WHERE name = 'spock'$$);
 SELECT try($$DELETE FROM spock.reserved_object WHERE builtin$$);
+SELECT try($$TRUNCATE spock.reserved_object$$);
+SET session_replication_role = replica;
+SELECT try($$DELETE FROM spock.reserved_object WHERE builtin$$);
+RESET session_replication_role;
 CREATE ROLE app LOGIN;
 GRANT EXECUTE ON FUNCTION try(text) TO app;
 SET ROLE app;
@@ -59,14 +63,19 @@ RESET spock.enable_ddl_replication;
 RESET spock.include_ddl_repset;
 SELECT nspname, relname, set_name FROM spock.tables WHERE relname = 'more' ORDER BY 1;
 -- DDL on objects of a schema reserved with replicate_ddl = false stays local.
+-- The schema itself counts as in itself; a statement kept local places no
+-- table in a set.
 SELECT spock.reserved_object_add('scratch', 'schema', p_block_in_repset := false, p_replicate_ddl := false);
-CREATE SCHEMA scratch;
 SET spock.enable_ddl_replication = on;
+SET spock.include_ddl_repset = on;
+CREATE SCHEMA scratch;
 CREATE TABLE scratch.tmp (id int PRIMARY KEY);
+SELECT count(*) AS tmp_in_sets FROM spock.tables WHERE nspname = 'scratch' AND set_name IS NOT NULL;
 ALTER TABLE scratch.tmp ADD COLUMN note text;
 DROP TABLE scratch.tmp;
 CREATE TABLE public.kept (id int PRIMARY KEY);
 RESET spock.enable_ddl_replication;
+RESET spock.include_ddl_repset;
 SELECT message_type, message::text LIKE '%scratch%' AS about_scratch, message::text LIKE '%kept%' AS about_kept
   FROM spock.queue ORDER BY queued_at DESC LIMIT 1;
 SELECT count(*) AS queued_about_scratch FROM spock.queue WHERE message::text LIKE '%scratch.tmp%';
