@@ -344,6 +344,10 @@ impl Stream {
         );
         let mut waiting = tables;
         while !waiting.is_empty() {
+            // Whether the table-sync worker runs, asked before its states are
+            // read: a worker that marked its tables and exited between the
+            // two reads is then seen with its tables marked.
+            let sync_running = registry::sync_running(dboid, sub_id);
             let states: Vec<_> = BackgroundWorker::transaction(|| {
                 Spi::connect_mut(|client| {
                     waiting.iter().map(|(n, r)| sync_status::table_state(client, sub_id, n, r)).collect()
@@ -385,7 +389,7 @@ impl Stream {
             if waiting.is_empty() {
                 break;
             }
-            if !registry::sync_running(dboid, sub_id) {
+            if !sync_running {
                 // Left as they are: the next table-sync worker copies them
                 // again, and their changes stay its own meanwhile.
                 pgrx::warning!(
