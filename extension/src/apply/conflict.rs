@@ -5,7 +5,6 @@
 //! row). The rule itself is `spock_core::conflict`.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
 
 use pgrx::pg_sys::elog::PgLogLevel;
@@ -46,12 +45,9 @@ pub struct Conflicts {
     provider: u32,
     sub_created_at: i64,
     sub_id: u32,
-    /// Replication origin id → the node it applies from. Cleared when
-    /// `pg_replication_origin` changes (an origin id can be reused).
-    origins: HashMap<u16, LocalOrigin>,
+    /// Replication origin id → the node it applies from.
+    origins: catalog::origin::ByOrigin<u16, LocalOrigin>,
 }
-
-static mut ORIGINS_CHANGED: bool = false;
 
 /// The local row the current change last looked at (`Conflicts::found`):
 /// the row an `exception_log` entry shows when the change fails.
@@ -74,31 +70,15 @@ pub struct InvolvedRow {
     pub json: Option<String>,
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    // SAFETY: a flag of this single-threaded process, read before each use
-    // of the cache.
-    unsafe { ORIGINS_CHANGED = true };
-}
-
 impl Conflicts {
     pub fn new(sub: &Subscription) -> Conflicts {
-        // SAFETY: registers a syscache invalidation callback for the life of
-        // the worker process.
-        unsafe {
-            pg_sys::CacheRegisterSyscacheCallback(
-                pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
-                Some(origins_changed),
-                pg_sys::Datum::from(0),
-            );
-        }
         Conflicts {
             local_node: sub.target_id,
             local_node_name: sub.target_name.clone(),
             provider: sub.origin_id,
             sub_created_at: sub.created_at,
             sub_id: sub.sub_id,
-            origins: HashMap::new(),
+            origins: catalog::origin::ByOrigin::new(),
         }
     }
 
@@ -200,32 +180,15 @@ impl Conflicts {
         if roident == unsafe { pg_sys::replorigin_session_origin } {
             return LocalOrigin::Node(self.provider);
         }
-        // SAFETY: reads and resets the flag set by the invalidation callback.
-        unsafe {
-            if ORIGINS_CHANGED {
-                ORIGINS_CHANGED = false;
-                self.origins.clear();
-            }
-        }
-        if let Some(found) = self.origins.get(&roident) {
-            return *found;
-        }
-        let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
-        // SAFETY: a lookup in pg_replication_origin; the name is palloc'd in
-        // the current (per-change) memory context.
-        let known = unsafe { pg_sys::replorigin_by_oid(roident, true, &mut name) };
-        let origin = if known && !name.is_null() {
-            // SAFETY: a NUL-terminated name returned just above.
-            let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
-            catalog::with_catalog_owner_rights(|| {
-                Spi::connect(|client| catalog::origin::node_of(client, &name))
-            })
-            .map_or(LocalOrigin::Unknown, LocalOrigin::Node)
-        } else {
-            LocalOrigin::Unknown
-        };
-        self.origins.insert(roident, origin);
-        origin
+        self.origins.get_or_insert_with(roident, || {
+            catalog::origin::name_of(roident)
+                .and_then(|name| {
+                    catalog::with_catalog_owner_rights(|| {
+                        Spi::connect(|client| catalog::origin::node_of(client, &name))
+                    })
+                })
+                .map_or(LocalOrigin::Unknown, LocalOrigin::Node)
+        })
     }
 
     /// Resolves an incoming change against the local version found (if

@@ -15,8 +15,6 @@
 //! provider sends those transactions again, which the rule above passes
 //! over. No forwarded transaction is applied twice and none is lost.
 
-use std::collections::HashMap;
-
 use pgrx::prelude::*;
 
 use crate::catalog::{self, origin};
@@ -48,38 +46,13 @@ pub enum Arrival {
 pub struct Forwarding {
     provider: u32,
     /// Originating node → the local origin its transactions are committed
-    /// under, and every origin standing for it. Cleared when
-    /// `pg_replication_origin` changes.
-    origins: HashMap<u32, (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>)>,
-}
-
-static mut ORIGINS_CHANGED: bool = false;
-/// Whether this process registered `origins_changed` (once: a table-sync
-/// worker makes a dispatcher per table, and callback slots are few).
-static mut CALLBACK_REGISTERED: bool = false;
-
-#[pg_guard]
-unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    // SAFETY: a flag of this single-threaded process, read before each use
-    // of the cache.
-    unsafe { ORIGINS_CHANGED = true };
+    /// under, and every origin standing for it.
+    origins: origin::ByOrigin<u32, (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>)>,
 }
 
 impl Forwarding {
     pub fn new(provider: u32) -> Forwarding {
-        // SAFETY: registers a syscache invalidation callback for the life of
-        // the worker process, once.
-        unsafe {
-            if !CALLBACK_REGISTERED {
-                pg_sys::CacheRegisterSyscacheCallback(
-                    pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
-                    Some(origins_changed),
-                    pg_sys::Datum::from(0),
-                );
-                CALLBACK_REGISTERED = true;
-            }
-        }
-        Forwarding { provider, origins: HashMap::new() }
+        Forwarding { provider, origins: origin::ByOrigin::new() }
     }
 
     /// At Begin, inside the local transaction: how the remote transaction
@@ -97,20 +70,9 @@ impl Forwarding {
     }
 
     fn origins_of(&mut self, node: u32) -> (pg_sys::RepOriginId, Vec<pg_sys::RepOriginId>) {
-        // SAFETY: reads and resets the flag set by the invalidation callback.
-        unsafe {
-            if ORIGINS_CHANGED {
-                ORIGINS_CHANGED = false;
-                self.origins.clear();
-            }
-        }
-        if let Some(found) = self.origins.get(&node) {
-            return found.clone();
-        }
-        let found =
-            catalog::with_catalog_owner_rights(|| Spi::connect(|client| origin::for_forwarded(client, node)));
-        self.origins.insert(node, found.clone());
-        found
+        self.origins.get_or_insert_with(node, || {
+            catalog::with_catalog_owner_rights(|| Spi::connect(|client| origin::for_forwarded(client, node)))
+        })
     }
 }
 

@@ -148,15 +148,7 @@ pub fn membership(relid: u32, replication_sets: &[String]) -> Membership {
 /// for a provider forwarding transactions it applied (behaviour.md §5.3).
 /// `None` for an origin that is not spock's.
 pub fn origin_node(roident: pg_sys::RepOriginId) -> Option<(u32, bool)> {
-    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
-    // SAFETY: a lookup in pg_replication_origin (a shared catalog), its name
-    // palloc'd in the current memory context and copied at once.
-    let name = unsafe {
-        if !pg_sys::replorigin_by_oid(roident, true, &mut name) || name.is_null() {
-            return None;
-        }
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    };
+    let name = super::origin::name_of(roident)?;
     if let Some(node) = spock_core::naming::node_of_forward_origin(&name) {
         return Some((node, true));
     }

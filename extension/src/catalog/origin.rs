@@ -171,17 +171,30 @@ pub fn forward_origin_name(node: u32) -> String {
 /// Keeps the origin from being dropped until the transaction ends (`false`
 /// when it is gone already).
 pub fn hold(origin: pg_sys::RepOriginId) -> bool {
-    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
     // SAFETY: a shared lock on the origin as an object (the one
-    // `drop_if_exists` takes exclusively), then a lookup by id.
+    // `drop_if_exists` takes exclusively).
     unsafe {
         pg_sys::LockSharedObject(
             pg_sys::ReplicationOriginRelationId,
             pg_sys::Oid::from(u32::from(origin)),
             0,
             pg_sys::AccessShareLock as i32,
-        );
-        pg_sys::replorigin_by_oid(origin, true, &mut name)
+        )
+    };
+    name_of(origin).is_some()
+}
+
+/// The name of the origin with this id, if it exists.
+pub fn name_of(origin: pg_sys::RepOriginId) -> Option<String> {
+    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: a lookup in pg_replication_origin (a shared catalog, also
+    // readable while decoding), its name palloc'd in the current memory
+    // context and copied at once.
+    unsafe {
+        if !pg_sys::replorigin_by_oid(origin, true, &mut name) || name.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned())
     }
 }
 
@@ -218,4 +231,56 @@ pub fn forwarding_origins(client: &SpiClient<'_>) -> Vec<String> {
             naming::node_of_forward_origin(name).is_some_and(|node| forward_origin_name(node) == *name)
         })
         .collect()
+}
+
+/// Counts the changes of `pg_replication_origin` this process has seen.
+static mut GENERATION: u64 = 0;
+/// Whether this process registered `origins_changed` (once: callback slots
+/// are few, and a table-sync worker makes a dispatcher per table).
+static mut CALLBACK_REGISTERED: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    // SAFETY: a counter of this single-threaded process, read by `ByOrigin`.
+    unsafe { GENERATION += 1 };
+}
+
+fn generation() -> u64 {
+    // SAFETY: process-local globals; the syscache callback is registered
+    // once, for the life of the process.
+    unsafe {
+        if !CALLBACK_REGISTERED {
+            pg_sys::CacheRegisterSyscacheCallback(
+                pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
+                Some(origins_changed),
+                pg_sys::Datum::from(0),
+            );
+            CALLBACK_REGISTERED = true;
+        }
+        GENERATION
+    }
+}
+
+/// A process-local cache of what replication origins stand for, emptied
+/// whenever `pg_replication_origin` changes (an origin id can be reused
+/// after a drop).
+pub struct ByOrigin<K, V> {
+    generation: u64,
+    map: std::collections::HashMap<K, V>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> ByOrigin<K, V> {
+    pub fn new() -> Self {
+        ByOrigin { generation: generation(), map: std::collections::HashMap::new() }
+    }
+
+    /// The cached value of `key`, or `make`'s, cached.
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> V {
+        let now = generation();
+        if now != self.generation {
+            self.map.clear();
+            self.generation = now;
+        }
+        self.map.entry(key).or_insert_with(make).clone()
+    }
 }

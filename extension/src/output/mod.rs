@@ -10,7 +10,6 @@
 mod relcache;
 mod rowfilter;
 
-use std::collections::HashMap;
 use std::ffi::{CStr, c_char};
 use std::rc::Rc;
 
@@ -32,7 +31,7 @@ struct State {
     subscriber_node: u32,
     /// Replication origin → the node it stands for and whether its
     /// progress is a position on that node; `None`: not spock's.
-    origins: HashMap<pg_sys::RepOriginId, Option<(u32, bool)>>,
+    origins: crate::catalog::origin::ByOrigin<pg_sys::RepOriginId, Option<(u32, bool)>>,
     /// The current transaction's origin node and position there, when it
     /// is forwarded (0, 0 for this node's own).
     origin_node: u32,
@@ -109,7 +108,7 @@ unsafe extern "C-unwind" fn startup(
             replication_sets: std::rc::Rc::from(Vec::new()),
             forward_all: false,
             subscriber_node: 0,
-            origins: HashMap::new(),
+            origins: crate::catalog::origin::ByOrigin::new(),
             origin_node: 0,
             origin_lsn: 0,
             loops_back: false,
@@ -236,36 +235,9 @@ unsafe extern "C-unwind" fn begin(
     }
 }
 
-static mut ORIGINS_CHANGED: bool = false;
-static mut ORIGINS_CALLBACK: bool = false;
-
-#[pg_guard]
-unsafe extern "C-unwind" fn origins_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    // SAFETY: a flag of this single-threaded process, read before each use
-    // of the cache.
-    unsafe { ORIGINS_CHANGED = true };
-}
-
-/// The node behind a replication origin, cached for the session and
-/// forgotten when `pg_replication_origin` changes (ids are reused).
+/// The node behind a replication origin, cached for the session.
 fn forwarded_origin(st: &mut State, origin_id: pg_sys::RepOriginId) -> Option<(u32, bool)> {
-    // SAFETY: process-local flags; the callback is registered once per
-    // process (a backend may decode several times) and lives as long.
-    unsafe {
-        if !ORIGINS_CALLBACK {
-            pg_sys::CacheRegisterSyscacheCallback(
-                pg_sys::SysCacheIdentifier::REPLORIGIDENT as i32,
-                Some(origins_changed),
-                pg_sys::Datum::from(0),
-            );
-            ORIGINS_CALLBACK = true;
-        }
-        if ORIGINS_CHANGED {
-            ORIGINS_CHANGED = false;
-            st.origins.clear();
-        }
-    }
-    *st.origins.entry(origin_id).or_insert_with(|| crate::catalog::decoding::origin_node(origin_id))
+    st.origins.get_or_insert_with(origin_id, || crate::catalog::decoding::origin_node(origin_id))
 }
 
 unsafe fn commit_time(txn: *mut pg_sys::ReorderBufferTXN) -> i64 {
