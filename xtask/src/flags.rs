@@ -173,6 +173,11 @@ pub struct Spockbench {
     /// Without the delta-apply column options (the negative control: C3 fails under conflicts).
     #[arg(long)]
     pub no_delta: bool,
+    /// `--mode single` only: the server with `wal_level = replica` and
+    /// `track_commit_timestamp = off`, to measure what logical WAL and commit
+    /// timestamps cost (default: the mesh's settings, logical and on).
+    #[arg(long)]
+    pub stock_settings: bool,
     /// Fraction of transactions written to pgbench's per-transaction log (default: the
     /// preset's; small: 1.0).
     #[arg(long)]
@@ -194,7 +199,8 @@ pub struct Spockbench {
     /// `40ms~5ms` (needs the network namespaces, so root; default: no delay).
     #[arg(long)]
     pub latency: Option<String>,
-    /// A label for the run directory and the result (default: spock, or spock-no-delta).
+    /// A label for the run directory and the result (default: the mode, as spock-no-delta
+    /// with --no-delta and single-stock with --stock-settings).
     #[arg(long)]
     pub label: Option<String>,
     /// `sweep`: the per-node rates to run at, in order (for example 50,100,200,400; no
@@ -228,6 +234,7 @@ impl Spockbench {
             mix: None,
             remote_branches: None,
             no_delta: false,
+            stock_settings: false,
             sampling_rate: None,
             barrier_timeout: Some(120),
             no_deep_check: false,

@@ -192,7 +192,7 @@ impl Node {
         }
         let pwfile_arg = format!("--pwfile={}", pwfile.path().display());
         cmd::run_logged(
-            run_as.cmd(
+            installed.lib_env(run_as.cmd(
                 installed.bin("initdb"),
                 [
                     "-D",
@@ -206,7 +206,7 @@ impl Node {
                     "--locale=C",
                     "--no-sync",
                 ],
-            ),
+            )),
             &format!("initdb for node {name}"),
             &log,
         )?;
@@ -236,10 +236,10 @@ impl Node {
         let data = node.data().display().to_string();
         let source = primary.connstr("postgres");
         cmd::run_logged(
-            run_as.cmd(
+            primary.installed.lib_env(run_as.cmd(
                 primary.installed.bin("pg_basebackup"),
                 ["-D", &data, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync", "-d", &source],
-            ),
+            )),
             &format!("pg_basebackup for standby {name}"),
             &base.join("basebackup.log"),
         )?;
@@ -311,8 +311,8 @@ impl Node {
         // The server inherits pg_ctl's environment; a Rust backtrace setting
         // would make pgrx append backtraces to error details.
         let mut expr = self
-            .run_as
-            .cmd_in(self.netns.as_deref(), self.installed.bin("pg_ctl"), &full)
+            .installed
+            .lib_env(self.run_as.cmd_in(self.netns.as_deref(), self.installed.bin("pg_ctl"), &full))
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE");
         // The server's own connections (apply workers, subscriptions) find
@@ -464,7 +464,7 @@ impl Node {
         ];
         all.extend(args.iter().map(|s| s.as_ref().to_string()));
         all.push(db.into());
-        tool(self.installed.bin("pgbench"), &all)
+        self.installed.lib_env(tool(self.installed.bin("pgbench"), &all))
     }
 
     /// Runs SQL with psql (unaligned, tuples only, stop on the first error)
@@ -472,34 +472,36 @@ impl Node {
     pub fn safe_psql(&self, db: &str, sql: &str) -> Result<String> {
         let port = self.port.to_string();
         let socket = self.socket_dir.display().to_string();
-        let out = tool(
-            self.installed.bin("psql"),
-            [
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &socket,
-                "-p",
-                &port,
-                "-U",
-                SUPERUSER,
-                "-d",
-                db,
-                "-f",
-                "-",
-            ],
-        )
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin_bytes(sql.as_bytes().to_vec())
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run psql")?;
+        let out = self
+            .installed
+            .lib_env(tool(
+                self.installed.bin("psql"),
+                [
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    &socket,
+                    "-p",
+                    &port,
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    db,
+                    "-f",
+                    "-",
+                ],
+            ))
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin_bytes(sql.as_bytes().to_vec())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .context("cannot run psql")?;
         if !out.status.success() {
             bail!(
                 "SQL on node {} ({db}) failed:\n{}\n{}",

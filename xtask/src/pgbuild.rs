@@ -53,6 +53,21 @@ impl Installed {
         self.dirs.bin().join(program)
     }
 
+    /// `expr`, a command that runs one of this tree's programs (or a
+    /// server, which loads libpq with spock.so), told where the tree's
+    /// libraries are when its files carry no run path: the files of the
+    /// .rpm packages, unpacked (on a system, their `/etc/ld.so.conf.d`
+    /// entry does that).
+    pub fn lib_env(&self, expr: duct::Expression) -> duct::Expression {
+        match self.dirs.package {
+            Some(layout @ PkgLayout::Rpm) => expr.env(
+                "LD_LIBRARY_PATH",
+                self.dirs.sysroot().join(layout.paths(self.dirs.major).libdir.trim_start_matches('/')),
+            ),
+            _ => expr,
+        }
+    }
+
     /// Reads the installed server's record, if a completed install exists.
     pub fn load(dirs: &PgDirs) -> Option<Installed> {
         let stamp: CorePatches = fsutil::read_json(&dirs.install_stamp(INSTALL_STAMP))?;
@@ -71,11 +86,13 @@ pub fn configure_args(dirs: &PgDirs, record: &SeriesRecord) -> Vec<String> {
         args.push(format!("--with-extra-version={}", record.extra_version()));
     }
     args.extend(["--with-openssl".into(), "--with-icu".into()]);
-    // Packages ship without debug information, as distributions' main
-    // packages do; the build trees keep it for backtraces and perf.
-    if dirs.package.is_none() {
-        args.push("--enable-debug".into());
-    }
+    // Every tree is compiled with debug information (`-O2 -g` for the
+    // package trees, as Debian's, Fedora's and PGDG's builds are): the build
+    // trees keep it for backtraces and perf, the .rpm's static libraries in
+    // the package (rpmlint asks for it). Packages strip it from programs and
+    // shared objects (`package/staging.rs`). The same flags let the two
+    // package trees share their compiled objects through the compiler cache.
+    args.push("--enable-debug".into());
     if dirs.profile == Profile::Dev {
         args.push("--enable-cassert".into());
     }

@@ -172,8 +172,10 @@ fn stop_leftover(installed: &Installed, base: &Path, run_as: &RunAs) {
     let data = base.join("data");
     if data.join("postmaster.pid").exists() {
         let data = data.display().to_string();
-        let _ = run_as
-            .cmd(installed.bin("pg_ctl"), ["-D", data.as_str(), "-m", "immediate", "-w", "stop"])
+        let _ = installed
+            .lib_env(
+                run_as.cmd(installed.bin("pg_ctl"), ["-D", data.as_str(), "-m", "immediate", "-w", "stop"]),
+            )
             .stdout_null()
             .stderr_null()
             .unchecked()

@@ -24,7 +24,7 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let (arch, _) = super::arch()?;
     let data = data_tar(&spec.entries, epoch)?;
     let mut depends: Vec<Dep> = spec.depends.clone();
-    if spec.is_server {
+    if spec.is_server() {
         // The cluster tools (pg_createcluster, pg_ctlcluster, pg_wrapper) and
         // the service units, at the version Debian's own server packages of
         // bookworm require.
@@ -39,7 +39,7 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     let control = control_text(spec, arch, &depends, installed_size_kib(&spec.entries));
     let mut control_files: Vec<(&str, Vec<u8>, u32)> =
         vec![("control", control.into_bytes(), 0o644), ("md5sums", data.md5sums.into_bytes(), 0o644)];
-    if spec.is_server {
+    if spec.is_server() {
         for (name, script) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
             control_files.push((
                 name,
@@ -323,7 +323,7 @@ mod tests {
             replaces: vec!["postgresql-18".into()],
             entries: Vec::new(),
             owns_below: None,
-            is_server: true,
+            role: crate::package::spec::Role::Server,
             major: 18,
         }
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use std::os::unix::fs::PermissionsExt;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::flags::{Package, PackageFormat};
 use crate::layout::{self, PkgLayout};
@@ -67,6 +67,11 @@ impl Package {
                     },
                 )?);
             }
+        }
+        if let Some(key) = &self.sign {
+            let rpms: Vec<PathBuf> =
+                written.iter().filter(|p| p.extension().is_some_and(|x| x == "rpm")).cloned().collect();
+            sign_rpms(&rpms, key, None)?;
         }
         let sums = write_sums(&out)?;
         println!("\nPackages (SOURCE_DATE_EPOCH={epoch}) in {}:", out.display());
@@ -119,7 +124,9 @@ pub fn make_packages(
     write_packages(&installed, layout, epoch, out)
 }
 
-/// Writes the server and extension packages of an installed package tree.
+/// Writes the packages of an installed package tree, in the order of
+/// [`spec::specs`]: the server's, the extension's, then (.rpm) the
+/// libraries' and the development files'.
 pub fn write_packages(
     installed: &Installed,
     layout: PkgLayout,
@@ -132,12 +139,12 @@ pub fn write_packages(
         installed.core.postgresql_version,
         out.display()
     ));
-    let (mut server, mut extension) = spec::specs(installed, layout, epoch)?;
-    for spec in [&mut server, &mut extension] {
+    let mut specs = spec::specs(installed, layout, epoch)?;
+    for spec in specs.iter_mut() {
         staging::stage(installed, layout, spec, epoch)?;
     }
     let mut written = Vec::new();
-    for spec in [&server, &extension] {
+    for spec in &specs {
         let path = match layout {
             PkgLayout::Deb => deb::write(spec, epoch, out)?,
             PkgLayout::Rpm => rpm::write(spec, epoch, out)?,
@@ -252,6 +259,118 @@ fn sign_sums_with(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<Pa
     Ok(signature)
 }
 
+/// Signs .rpm packages in place with gpg key `key` of the keyring of
+/// `gnupg_home` (or the user's), as RPM repositories carry them
+/// (`rpmsign --addsign`; dnf and `rpm -K` check the signature against the
+/// public key they imported), then checks every signature with that key.
+/// Signing changes the bytes of the packages, so it comes before
+/// `SHA256SUMS` is written.
+pub fn sign_rpms(rpms: &[PathBuf], key: &str, gnupg_home: Option<&Path>) -> Result<()> {
+    if rpms.is_empty() {
+        return Ok(());
+    }
+    // rpm's configured gpg program may not exist (Debian's rpm names gpg2).
+    let gpg = cmd::on_path("gpg").context("cannot find gpg; install it (Debian: apt-get install gnupg)")?;
+    let mut args = vec![
+        "--define".to_string(),
+        format!("_gpg_name {key}"),
+        "--define".to_string(),
+        format!("__gpg {}", gpg.display()),
+    ];
+    if let Some(home) = gnupg_home {
+        args.extend(["--define".to_string(), format!("_gpg_path {}", home.display())]);
+    }
+    args.push("--addsign".into());
+    args.extend(rpms.iter().map(|r| r.display().to_string()));
+    let mut e = cmd::tool("rpmsign", &args);
+    if let Some(home) = gnupg_home {
+        e = e.env("GNUPGHOME", home);
+    }
+    let out = e
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run rpmsign; install it (Debian: apt-get install rpm)")?;
+    if !out.status.success() {
+        bail!(
+            "rpmsign could not sign the .rpm packages with the key {key:?}: {}{}\n`gpg --list-secret-keys` lists \
+             the keys you can sign with (the key needs no passphrase prompt in batch mode)",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let keys = tempfile::tempdir().context("cannot create a scratch RPM key database")?;
+    let rpmdb = import_rpm_key(keys.path(), key, gnupg_home)?;
+    for rpm in rpms {
+        check_rpm_signature(rpm, &rpmdb)?;
+    }
+    Ok(())
+}
+
+/// Makes a signing key without a passphrase, for `user`, in the new
+/// keyring `home` (the tests sign with it).
+pub fn throwaway_key(home: &Path, user: &str) -> Result<()> {
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", home.display()))?;
+    let out = cmd::tool(
+        "gpg",
+        ["--batch", "--passphrase", "", "--quick-gen-key", user, "ed25519", "sign", "never"],
+    )
+    .env("GNUPGHOME", home)
+    .stdout_capture()
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .context("cannot run gpg; install it (Debian: apt-get install gnupg)")?;
+    ensure!(
+        out.status.success(),
+        "gpg could not make a key: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Imports the public half of gpg key `key` into a new RPM database in
+/// `dir`, as `rpm --import` does on a system that trusts it. Returns the
+/// database's directory.
+pub fn import_rpm_key(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
+    let mut e = cmd::tool("gpg", ["--batch", "--armor", "--export", key]);
+    if let Some(home) = gnupg_home {
+        e = e.env("GNUPGHOME", home);
+    }
+    let public =
+        cmd::read(e, "gpg --export").with_context(|| format!("cannot export the public key {key:?}"))?;
+    ensure!(public.contains("BEGIN PGP PUBLIC KEY BLOCK"), "gpg exported no public key for {key:?}");
+    let file = dir.join("signing-key.asc");
+    std::fs::write(&file, public).with_context(|| format!("cannot write {}", file.display()))?;
+    let rpmdb = dir.join("rpmdb");
+    std::fs::create_dir_all(&rpmdb).with_context(|| format!("cannot create {}", rpmdb.display()))?;
+    let (db, f) = (rpmdb.display().to_string(), file.display().to_string());
+    cmd::read(cmd::tool("rpmkeys", ["--dbpath", db.as_str(), "--import", f.as_str()]), "rpmkeys --import")?;
+    Ok(rpmdb)
+}
+
+/// `rpmkeys --checksig` of a package against the keys of `rpmdb` must find
+/// a signature and verify it.
+pub fn check_rpm_signature(rpm: &Path, rpmdb: &Path) -> Result<()> {
+    let (db, file) = (rpmdb.display().to_string(), rpm.display().to_string());
+    let out = cmd::tool("rpmkeys", ["--dbpath", db.as_str(), "--checksig", "-v", file.as_str()])
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("cannot run rpmkeys")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("Signature, key ID") && !text.contains("NOKEY"),
+        "the signature of {file} does not verify with the signing key: {}",
+        text.trim()
+    );
+    Ok(())
+}
+
 /// `gpg --verify SHA256SUMS.asc SHA256SUMS` in `dir` (with the keyring of
 /// `gnupg_home`, or the user's).
 fn verify_signature_with(dir: &Path, gnupg_home: Option<&Path>) -> Result<()> {
@@ -300,27 +419,7 @@ mod tests {
             return;
         }
         let home = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let made = cmd::tool(
-            "gpg",
-            [
-                "--batch",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                "spock test <test@packages.invalid>",
-                "ed25519",
-                "sign",
-                "never",
-            ],
-        )
-        .env("GNUPGHOME", home.path())
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run()
-        .unwrap();
-        assert!(made.status.success(), "gpg could not make a test key");
+        throwaway_key(home.path(), "spock test <test@packages.invalid>").unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a_1.0_amd64.deb"), b"package").unwrap();
         write_sums(dir.path()).unwrap();
@@ -330,6 +429,37 @@ mod tests {
         let err = verify_signature_with(dir.path(), Some(home.path())).unwrap_err();
         assert!(err.to_string().contains("does not verify"), "{err:#}");
         let err = sign_sums_with(dir.path(), "nobody@packages.invalid", Some(home.path())).unwrap_err();
+        assert!(err.to_string().contains("could not sign"), "{err:#}");
+    }
+
+    /// A small .rpm signed with a throwaway key verifies against that key;
+    /// an unsigned one does not. Skipped where gpg or rpmsign is missing.
+    #[test]
+    fn rpms_are_signed_and_verified() {
+        if cmd::on_path("gpg").is_none() || cmd::on_path("rpmsign").is_none() {
+            eprintln!("gpg or rpmsign is not installed: RPM signing not checked");
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        throwaway_key(home.path(), "spock test <rpm@packages.invalid>").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let pkg = ::rpm::PackageBuilder::new(name, "1.0", "PostgreSQL", "noarch", "a test package")
+                .description("a test package")
+                .build()
+                .unwrap();
+            let path = dir.path().join(format!("{name}-1.0-1.noarch.rpm"));
+            pkg.write_file(&path).unwrap();
+            path
+        };
+        let (signed, unsigned) = (make("signed"), make("unsigned"));
+        sign_rpms(std::slice::from_ref(&signed), "rpm@packages.invalid", Some(home.path())).unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let rpmdb = import_rpm_key(keys.path(), "rpm@packages.invalid", Some(home.path())).unwrap();
+        check_rpm_signature(&signed, &rpmdb).unwrap();
+        let err = check_rpm_signature(&unsigned, &rpmdb).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err:#}");
+        let err = sign_rpms(&[unsigned], "nobody@packages.invalid", Some(home.path())).unwrap_err();
         assert!(err.to_string().contains("could not sign"), "{err:#}");
     }
 }

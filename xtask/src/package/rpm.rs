@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::deps;
-use super::spec::{Dep, Kind, LICENSE, MAINTAINER, Spec, VENDOR, parent_dirs};
+use super::spec::{Dep, Kind, LICENSE, MAINTAINER, Role, Spec, VENDOR, parent_dirs};
 
 /// The package's file name: `name-version-release.arch.rpm`.
 pub fn file_name(spec: &Spec, arch: &str) -> String {
@@ -20,6 +20,9 @@ const PRE_INSTALL: &str = r#"getent group postgres >/dev/null || groupadd -r pos
 getent passwd postgres >/dev/null || useradd -r -g postgres -d /var/lib/pgsql -s /bin/bash -c "PostgreSQL Server" postgres
 exit 0
 "#;
+
+/// `%post` and `%postun` of the libraries' package.
+const LDCONFIG: &str = "/sbin/ldconfig\n";
 
 /// `text` as lines of at most `width` characters (words are not split).
 fn wrap(text: &str, width: usize) -> String {
@@ -65,7 +68,7 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
         )
         .vendor(VENDOR)
         .packager(MAINTAINER)
-        .group("Applications/Databases")
+        .group(if spec.role == Role::Devel { "Development/Libraries" } else { "Applications/Databases" })
         .build_host("localhost");
     if let Some(root) = &spec.owns_below {
         for dir in parent_dirs(&spec.entries, Some(root)) {
@@ -100,11 +103,19 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
     for name in &spec.conflicts {
         b.conflicts(rpm::Dependency::any(name));
     }
-    if spec.is_server {
-        b.pre_install_script(PRE_INSTALL);
-        b.post_install_script(super::service::rpm_post(spec.major));
-        b.pre_uninstall_script(super::service::rpm_preun(spec.major));
-        b.post_uninstall_script(super::service::rpm_postun(spec.major));
+    match spec.role {
+        Role::Server => {
+            b.pre_install_script(PRE_INSTALL);
+            b.post_install_script(super::service::rpm_post(spec.major));
+            b.pre_uninstall_script(super::service::rpm_preun(spec.major));
+            b.post_uninstall_script(super::service::rpm_postun(spec.major));
+        }
+        // The linker cache learns of the libraries (and forgets them).
+        Role::Libs => {
+            b.post_install_script(LDCONFIG);
+            b.post_uninstall_script(LDCONFIG);
+        }
+        Role::Devel | Role::Extension => {}
     }
     let package = b.build().with_context(what)?;
     let mut bytes = Vec::new();

@@ -3,8 +3,8 @@
 //! (data in `/var/lib/pgsql/N/data`, run as `postgres`), the helper
 //! `postgresql-N-setup initdb` that creates that data directory, the check
 //! the unit runs before starting, and the `%post`/`%preun`/`%postun`
-//! scriptlets that run `ldconfig` and enable, stop and restart the unit the
-//! way the systemd RPM macros do. (The .deb integrates with
+//! scriptlets that enable, stop and restart the unit the way the systemd
+//! RPM macros do (`ldconfig` runs in the `-libs` package's). (The .deb integrates with
 //! postgresql-common instead: `deb.rs`.)
 
 use crate::layout::LayoutPaths;
@@ -137,12 +137,10 @@ exit 0
     )
 }
 
-/// `%post` of the server: refreshes the linker cache, and on a first
-/// installation applies the system's preset to the unit (enabled or not).
+/// `%post` of the server: on a first installation applies the system's preset to the unit (enabled or not).
 pub fn rpm_post(major: u32) -> String {
     format!(
-        "/sbin/ldconfig\n\
-         if [ \"$1\" -eq 1 ] && [ -x /usr/bin/systemctl ]; then\n\
+        "if [ \"$1\" -eq 1 ] && [ -x /usr/bin/systemctl ]; then\n\
          \x20   /usr/bin/systemctl --no-reload preset {unit} >/dev/null 2>&1 || :\n\
          fi\n\
          exit 0\n",
@@ -161,13 +159,11 @@ pub fn rpm_preun(major: u32) -> String {
     )
 }
 
-/// `%postun` of the server: refreshes the linker cache and systemd's view
-/// of the units; after an upgrade, restarts the unit if it was running (on
+/// `%postun` of the server: refreshes systemd's view of the units; after an upgrade, restarts the unit if it was running (on
 /// the new binaries).
 pub fn rpm_postun(major: u32) -> String {
     format!(
-        "/sbin/ldconfig\n\
-         if [ -x /usr/bin/systemctl ]; then\n\
+        "if [ -x /usr/bin/systemctl ]; then\n\
          \x20   /usr/bin/systemctl daemon-reload >/dev/null 2>&1 || :\n\
          \x20   if [ \"$1\" -ge 1 ]; then\n\
          \x20       /usr/bin/systemctl try-restart {unit} >/dev/null 2>&1 || :\n\

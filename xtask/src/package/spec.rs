@@ -2,7 +2,7 @@
 //! layout's installed tree belong to the server package and which to the
 //! extension package. `packaging/README.md` documents the same choices.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +78,23 @@ impl Dep {
     }
 }
 
+/// What a package holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// The patched server; as a .deb also its client programs, shared
+    /// libraries and development files (Debian's `postgresql-N` with its
+    /// client and development packages stood in for).
+    Server,
+    /// The spock extension.
+    Extension,
+    /// .rpm only: the shared libraries (libpq, ECPG's), as PGDG's
+    /// `postgresqlN-libs`.
+    Libs,
+    /// .rpm only: headers, static libraries, the unversioned library links,
+    /// `pg_config`, `ecpg` and PGXS, as PGDG's `postgresqlN-devel`.
+    Devel,
+}
+
 /// One package, independent of the archive format.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -99,10 +116,11 @@ pub struct Spec {
     /// The directory whose subtree the package owns (RPM lists owned
     /// directories; .deb archives carry every parent directory anyway).
     pub owns_below: Option<String>,
-    /// The server package: it creates the `postgres` service account on
-    /// installation, and as a .deb depends on `postgresql-common` and
-    /// manages the major's clusters in its maintainer scripts.
-    pub is_server: bool,
+    /// What the package holds. The server package creates the `postgres`
+    /// service account on installation, and as a .deb depends on
+    /// `postgresql-common` and manages the major's clusters in its
+    /// maintainer scripts.
+    pub role: Role,
     /// The PostgreSQL major the package is for.
     pub major: u32,
 }
@@ -111,6 +129,18 @@ impl Spec {
     pub fn full_version(&self) -> String {
         format!("{}-{}", self.version, self.revision)
     }
+
+    pub fn is_server(&self) -> bool {
+        self.role == Role::Server
+    }
+}
+
+/// A package of the .rpm split beside the server (`-libs`, `-devel`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    /// PGDG's package of the same files, stood in for and conflicted with.
+    pub pgdg: String,
 }
 
 /// Package names of one major in one layout.
@@ -121,11 +151,15 @@ pub struct Names {
     /// Provided only by our patched server; what the extension depends on.
     pub patched: String,
     /// The distribution's (or PGDG's) packages of the same major that own
-    /// the same paths.
+    /// the same paths as the server package.
     pub conflicts: Vec<String>,
     /// The distribution's (or PGDG's) package names the server package
     /// stands in for, so that their extension packages install on it.
     pub stands_in: Vec<String>,
+    /// .rpm only: the shared libraries' package.
+    pub libs: Option<Part>,
+    /// .rpm only: the development files' package.
+    pub devel: Option<Part>,
 }
 
 pub fn names(layout: PkgLayout, major: u32) -> Names {
@@ -145,20 +179,24 @@ pub fn names(layout: PkgLayout, major: u32) -> Names {
                 format!("postgresql-contrib-{major}"),
                 format!("postgresql-server-dev-{major}"),
             ],
+            libs: None,
+            devel: None,
         },
-        PkgLayout::Rpm => Names {
-            server: format!("spock-postgresql{major}"),
-            extension: format!("spock_{major}"),
-            patched: format!("spock-patched-postgresql{major}"),
-            conflicts: ["", "-server", "-libs", "-contrib", "-devel"]
-                .iter()
-                .map(|s| format!("postgresql{major}{s}"))
-                .collect(),
-            stands_in: ["", "-server", "-libs", "-contrib", "-devel"]
-                .iter()
-                .map(|s| format!("postgresql{major}{s}"))
-                .collect(),
-        },
+        PkgLayout::Rpm => {
+            let pgdg = |suffix: &str| format!("postgresql{major}{suffix}");
+            let server: Vec<String> = ["", "-server", "-contrib"].iter().map(|s| pgdg(s)).collect();
+            let part =
+                |suffix: &str| Part { name: format!("spock-postgresql{major}{suffix}"), pgdg: pgdg(suffix) };
+            Names {
+                server: format!("spock-postgresql{major}"),
+                extension: format!("spock_{major}"),
+                patched: format!("spock-patched-postgresql{major}"),
+                conflicts: server.clone(),
+                stands_in: server,
+                libs: Some(part("-libs")),
+                devel: Some(part("-devel")),
+            }
+        }
     }
 }
 
@@ -172,29 +210,84 @@ pub fn is_extension_file(path: &str, paths: &LayoutPaths) -> bool {
             && (name == "spock.control" || (name.starts_with("spock--") && name.ends_with(".sql"))))
 }
 
-/// The server and extension packages of an installed package tree.
-pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Spec, Spec)> {
+/// Which package of a layout an entry of the installed tree goes to. The
+/// .deb has two packages; the .rpm splits the server's files as PGDG does:
+/// the versioned shared libraries (`libpq.so.5.18` and its `libpq.so.5`
+/// link) to `-libs`; headers, static libraries, the `lib*.so` links that
+/// only the linker uses, PGXS, pkg-config files, `pg_config` and `ecpg` to
+/// `-devel`.
+pub fn role_of(entry: &Entry, layout: PkgLayout, paths: &LayoutPaths) -> Role {
+    if is_extension_file(&entry.path, paths) {
+        return Role::Extension;
+    }
+    if layout == PkgLayout::Deb {
+        return Role::Server;
+    }
+    let path = entry.path.as_str();
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let below = |root: &str| path.starts_with(&format!("{root}/"));
+    let is_link = matches!(entry.kind, Kind::Symlink { .. });
+    if dir == paths.libdir && name.starts_with("lib") {
+        if name.contains(".so.") {
+            return Role::Libs;
+        }
+        // `libpqwalreceiver.so` is a server module, a file; `libpq.so` a link.
+        if name.ends_with(".a") || (name.ends_with(".so") && is_link) {
+            return Role::Devel;
+        }
+    }
+    let bindir = paths.bindir();
+    if below(&paths.includedir)
+        || below(&format!("{}/pgxs", paths.libdir))
+        || below(&format!("{}/pkgconfig", paths.libdir))
+        || path == format!("{bindir}/pg_config")
+        || path == format!("{bindir}/ecpg")
+    {
+        return Role::Devel;
+    }
+    Role::Server
+}
+
+/// The file that adds the .rpm's library directory to the dynamic linker's
+/// search path (its programs carry no run path, as PGDG's).
+pub fn ld_so_conf(major: u32) -> String {
+    format!("/etc/ld.so.conf.d/spock-postgresql{major}-libs.conf")
+}
+
+/// The packages of an installed package tree: the server and the extension
+/// first, then (for .rpm) the libraries' and the development files'.
+pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<Vec<Spec>> {
     let major = installed.dirs.major;
     let paths = layout.paths(major);
     let names = names(layout, major);
-    let entries = collect(&installed.dirs.sysroot())?;
-    let (ext_entries, server_entries): (Vec<Entry>, Vec<Entry>) =
-        entries.into_iter().partition(|e| is_extension_file(&e.path, &paths));
+    let mut entries = collect(&installed.dirs.sysroot())?;
+    if layout == PkgLayout::Rpm {
+        link_identical_headers(&mut entries, &paths.includedir)?;
+    }
+    let mut parts: BTreeMap<Role, Vec<Entry>> = BTreeMap::new();
+    for entry in entries {
+        parts.entry(role_of(&entry, layout, &paths)).or_default().push(entry);
+    }
     for wanted in
         [format!("{}/spock.so", paths.libdir), format!("{}/extension/spock.control", paths.sharedir)]
     {
-        if !ext_entries.iter().any(|e| e.path == wanted) {
+        if !parts.get(&Role::Extension).is_some_and(|e| e.iter().any(|e| e.path == wanted)) {
             bail!(
                 "{wanted} is missing from the package tree {}; rebuild it with `cargo xtask package` after `cargo xtask clean --pg {major}`",
                 installed.dirs.sysroot().display()
             );
         }
     }
-    let server_elf = deps::scan(server_entries.iter().filter_map(Entry::source))?;
-    let ext_elf = deps::scan(ext_entries.iter().filter_map(Entry::source))?;
-    let server_libs: Vec<String> = server_elf.needed.difference(&server_elf.sonames).cloned().collect();
-    let provided: BTreeSet<String> = server_elf.sonames.union(&ext_elf.sonames).cloned().collect();
-    let ext_libs: Vec<String> = ext_elf.needed.difference(&provided).cloned().collect();
+    let mut elf: BTreeMap<Role, deps::Elf> = BTreeMap::new();
+    for (role, entries) in &parts {
+        elf.insert(*role, deps::scan(entries.iter().filter_map(Entry::source))?);
+    }
+    // Libraries one package of the set carries are not asked of the system.
+    let provided: BTreeSet<String> = elf.values().flat_map(|e| e.sonames.iter().cloned()).collect();
+    let libraries = |role: Role| -> Vec<String> {
+        elf.get(&role).map(|e| e.needed.difference(&provided).cloned().collect()).unwrap_or_default()
+    };
+    let mut take = |role: Role| parts.remove(&role).unwrap_or_default();
 
     let pg_version = installed.core.postgresql_version.clone();
     let revision = revision(epoch);
@@ -213,35 +306,45 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
         provides.push(Dep::eq(format!("postgresql-{major}-jit-llvm"), llvm));
     }
     let patch_list = installed.core.patches.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+    let contents = match (&names.libs, &names.devel) {
+        (Some(libs), Some(devel)) => format!(
+            "the server, the client programs and the contrib modules (the shared libraries are in {}, the \
+             development files in {})",
+            libs.name, devel.name
+        ),
+        _ => "the server, the client programs, the contrib modules, the development headers and pg_config"
+            .into(),
+    };
+    // The server's programs need the libraries of exactly this build.
+    let libs_dep = names.libs.as_ref().map(|libs| Dep::eq(&libs.name, &server_full));
     let server = Spec {
         name: names.server.clone(),
         version: pg_version.clone(),
         revision: revision.clone(),
         summary: format!("PostgreSQL {major} server with the spock core patches"),
         description: format!(
-            "PostgreSQL {pg_version} (reporting itself as {pg_version}{extra}): the server, the client \
-             programs, the contrib modules, the development headers and pg_config, built with the spock \
-             core patches ({patch_list}) that the spock extension needs. Installed below {prefix}; it \
+            "PostgreSQL {pg_version} (reporting itself as {pg_version}{extra}): {contents}, built with the \
+             spock core patches ({patch_list}) that the spock extension needs. Installed below {prefix}; it \
              replaces the distribution's PostgreSQL {major} packages.",
             extra = installed.core.extra_version,
             prefix = paths.prefix,
         ),
-        depends: Vec::new(),
-        libraries: server_libs,
+        depends: libs_dep.iter().cloned().collect(),
+        libraries: libraries(Role::Server),
         provides,
         conflicts: names.conflicts.clone(),
         replaces: names.conflicts.clone(),
-        entries: server_entries,
+        entries: take(Role::Server),
         owns_below: Some(paths.prefix.clone()),
-        is_server: true,
+        role: Role::Server,
         major,
     };
     let ext_version = extension_version(installed)?;
     let extension = Spec {
         name: names.extension.clone(),
         version: ext_version,
-        revision,
-        summary: format!("spock multi-master logical replication for PostgreSQL {major}"),
+        revision: revision.clone(),
+        summary: format!("Multi-master logical replication for PostgreSQL {major} (the spock extension)"),
         description: format!(
             "The spock extension: multi-master logical replication with automatic DDL replication and \
              conflict resolution, for the patched PostgreSQL {major} of package {}. Load it with \
@@ -249,16 +352,69 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<(Sp
             names.server
         ),
         depends: vec![Dep::any(&names.patched)],
-        libraries: ext_libs,
+        libraries: libraries(Role::Extension),
         provides: Vec::new(),
         conflicts: Vec::new(),
         replaces: Vec::new(),
-        entries: ext_entries,
+        entries: take(Role::Extension),
         owns_below: None,
-        is_server: false,
+        role: Role::Extension,
         major,
     };
-    Ok((server, extension))
+    let mut out = vec![server, extension];
+    let part = |part: &Part, role: Role, summary: String, description: String, entries: Vec<Entry>| Spec {
+        name: part.name.clone(),
+        version: pg_version.clone(),
+        revision: revision.clone(),
+        summary,
+        description,
+        depends: if role == Role::Devel { libs_dep.iter().cloned().collect() } else { Vec::new() },
+        libraries: libraries(role),
+        provides: vec![Dep::eq(&part.pgdg, &pg_version)],
+        conflicts: vec![part.pgdg.clone()],
+        replaces: vec![part.pgdg.clone()],
+        entries,
+        owns_below: Some(paths.prefix.clone()),
+        role,
+        major,
+    };
+    if let Some(libs) = &names.libs {
+        out.push(part(
+            libs,
+            Role::Libs,
+            format!("PostgreSQL {major} shared libraries with the spock core patches"),
+            format!(
+                "libpq and the ECPG libraries of PostgreSQL {pg_version} with the spock core patches, in \
+                 {libdir}, which {conf} adds to the dynamic linker's search path. The programs of {server} \
+                 and client programs built against {devel} need them.",
+                libdir = paths.libdir,
+                conf = ld_so_conf(major),
+                server = names.server,
+                devel = names.devel.as_ref().map_or("", |d| d.name.as_str()),
+            ),
+            take(Role::Libs),
+        ));
+    }
+    if let Some(devel) = &names.devel {
+        out.push(part(
+            devel,
+            Role::Devel,
+            format!("PostgreSQL {major} development files with the spock core patches"),
+            format!(
+                "The headers, static libraries, pg_config, ecpg and the PGXS build files of PostgreSQL \
+                 {pg_version} with the spock core patches, to build extensions for {} and client programs.",
+                names.server
+            ),
+            take(Role::Devel),
+        ));
+    }
+    if let Some((role, _)) = parts.iter().next() {
+        bail!(
+            "files of the package tree were given to the {role:?} package, which {} does not make",
+            layout.name()
+        );
+    }
+    Ok(out)
 }
 
 /// The version of the spock extension installed in a tree: the
@@ -279,15 +435,69 @@ fn control_default_version(control: &str) -> Option<String> {
 }
 
 /// Every file and symbolic link below `sysroot`, as target-system paths,
-/// sorted by path.
+/// sorted by path. Files the install made as hard links of one another
+/// (`zic`'s time zones: `US/Eastern` and `America/New_York`) become
+/// relative symbolic links to the first of them by path, so a package
+/// carries their contents once.
 pub fn collect(sysroot: &Path) -> Result<Vec<Entry>> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     walk(sysroot, sysroot, &mut out)?;
     if out.is_empty() {
         bail!("{} holds no files; the package tree's install did not finish", sysroot.display());
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut first_of: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for entry in out.iter_mut() {
+        let Kind::File { source, .. } = &entry.kind else { continue };
+        let meta = std::fs::metadata(source).with_context(|| format!("cannot read {}", source.display()))?;
+        if meta.nlink() < 2 {
+            continue;
+        }
+        match first_of.get(&(meta.dev(), meta.ino())) {
+            Some(first) => entry.kind = Kind::Symlink { target: relative_link(&entry.path, first) },
+            None => {
+                first_of.insert((meta.dev(), meta.ino()), entry.path.clone());
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Headers PostgreSQL installs twice with the same contents (`c.h`,
+/// `port.h`, `pg_config.h`, ... in `include/`, `include/internal/` and
+/// `include/server/`) become relative symbolic links to the first of them
+/// by path, as rpmlint asks (the .rpm's `-devel` carries them once). A
+/// compiler reads a header through a link as if it were there: quoted
+/// includes are looked up beside the link.
+fn link_identical_headers(entries: &mut [Entry], includedir: &str) -> Result<()> {
+    let mut first_of: BTreeMap<String, String> = BTreeMap::new();
+    for entry in entries.iter_mut() {
+        let Kind::File { source, size, .. } = &entry.kind else { continue };
+        if *size == 0 || !entry.path.starts_with(&format!("{includedir}/")) {
+            continue;
+        }
+        let digest = crate::fsutil::sha256_file(source)?;
+        match first_of.get(&digest) {
+            Some(first) => entry.kind = Kind::Symlink { target: relative_link(&entry.path, first) },
+            None => {
+                first_of.insert(digest, entry.path.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The relative target of a symbolic link at absolute path `link` that
+/// points to absolute path `target`.
+fn relative_link(link: &str, target: &str) -> String {
+    let from: Vec<&str> = link.trim_start_matches('/').split('/').collect();
+    let to: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    let from_dir = &from[..from.len() - 1];
+    let common = from_dir.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = vec![".."; from_dir.len() - common];
+    parts.extend(&to[common..]);
+    parts.join("/")
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> Result<()> {
@@ -349,6 +559,7 @@ mod tests {
         assert_eq!(rpm.server, "spock-postgresql15");
         assert_eq!(rpm.extension, "spock_15");
         assert!(rpm.conflicts.contains(&"postgresql15-server".to_string()));
+        assert!(deb.libs.is_none() && rpm.libs.is_some());
         assert!(rpm.patched.contains("15") && rpm.patched.starts_with("spock-"));
     }
 
@@ -404,6 +615,67 @@ mod tests {
         let rpm = PkgLayout::Rpm.paths(18);
         assert!(is_extension_file("/usr/pgsql-18/lib/spock.so", &rpm));
         assert!(!is_extension_file("/usr/lib/postgresql/18/lib/spock.so", &rpm));
+    }
+
+    #[test]
+    fn hard_links_become_relative_links() {
+        assert_eq!(
+            relative_link("/usr/share/tz/US/Eastern", "/usr/share/tz/America/New_York"),
+            "../America/New_York"
+        );
+        assert_eq!(
+            relative_link("/usr/share/tz/EST5EDT", "/usr/share/tz/America/New_York"),
+            "America/New_York"
+        );
+        assert_eq!(relative_link("/usr/share/tz/US/Eastern", "/usr/share/tz/US/Central"), "Central");
+        let dir = tempfile::tempdir().unwrap();
+        let tz = dir.path().join("usr/share/tz");
+        std::fs::create_dir_all(tz.join("US")).unwrap();
+        std::fs::create_dir_all(tz.join("America")).unwrap();
+        std::fs::write(tz.join("America/New_York"), "zone").unwrap();
+        std::fs::hard_link(tz.join("America/New_York"), tz.join("US/Eastern")).unwrap();
+        std::fs::write(tz.join("UTC"), "utc").unwrap();
+        let entries = collect(dir.path()).unwrap();
+        let kinds: Vec<(&str, bool)> =
+            entries.iter().map(|e| (e.path.as_str(), matches!(e.kind, Kind::File { .. }))).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("/usr/share/tz/America/New_York", true),
+                ("/usr/share/tz/US/Eastern", false),
+                ("/usr/share/tz/UTC", true)
+            ]
+        );
+        assert_eq!(entries[1].kind, Kind::Symlink { target: "../America/New_York".into() });
+    }
+
+    #[test]
+    fn the_rpm_splits_the_server_as_pgdg_does() {
+        let rpm = PkgLayout::Rpm.paths(18);
+        let f = |path: &str| Entry {
+            path: path.into(),
+            kind: Kind::File { source: PathBuf::from("/x"), mode: 0o644, size: 0 },
+        };
+        let role = |e: Entry| role_of(&e, PkgLayout::Rpm, &rpm);
+        assert_eq!(role(f("/usr/pgsql-18/lib/libpq.so.5.18")), Role::Libs);
+        assert_eq!(role(file("/usr/pgsql-18/lib/libpq.so.5")), Role::Libs);
+        assert_eq!(role(file("/usr/pgsql-18/lib/libpq.so")), Role::Devel);
+        assert_eq!(role(f("/usr/pgsql-18/lib/libpqwalreceiver.so")), Role::Server);
+        assert_eq!(role(f("/usr/pgsql-18/lib/libpgport.a")), Role::Devel);
+        assert_eq!(role(f("/usr/pgsql-18/lib/pgxs/src/Makefile.global")), Role::Devel);
+        assert_eq!(role(f("/usr/pgsql-18/include/server/postgres.h")), Role::Devel);
+        assert_eq!(role(f("/usr/pgsql-18/bin/pg_config")), Role::Devel);
+        assert_eq!(role(f("/usr/pgsql-18/bin/psql")), Role::Server);
+        assert_eq!(role(f("/usr/pgsql-18/lib/spock.so")), Role::Extension);
+        let deb = PkgLayout::Deb.paths(18);
+        assert_eq!(
+            role_of(&f("/usr/lib/postgresql/18/lib/libpq.so.5.18"), PkgLayout::Deb, &deb),
+            Role::Server
+        );
+        let names = names(PkgLayout::Rpm, 18);
+        assert_eq!(names.libs.unwrap().pgdg, "postgresql18-libs");
+        assert_eq!(names.devel.unwrap().name, "spock-postgresql18-devel");
+        assert!(!names.conflicts.contains(&"postgresql18-libs".to_string()));
     }
 
     #[test]

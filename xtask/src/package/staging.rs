@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::spec::{Entry, Kind, MAINTAINER, Spec};
+use super::spec::{Entry, Kind, MAINTAINER, Role, Spec};
 use crate::cmd::tool;
 use crate::fsutil;
 use crate::layout::PkgLayout;
@@ -35,7 +35,7 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
             continue;
         }
         let Kind::File { source, mode, size } = &mut entry.kind else { continue };
-        let how = strip_kind(source, &entry.path)?;
+        let how = strip_kind(source, &entry.path, layout)?;
         if let Some(args) = how {
             let copy = dir.join(entry.path.trim_start_matches('/'));
             std::fs::create_dir_all(copy.parent().expect("a file has a parent"))?;
@@ -49,6 +49,9 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
                 .context("cannot run strip (binutils)")?;
             if !out.status.success() {
                 bail!("strip {} failed: {}", copy.display(), String::from_utf8_lossy(&out.stderr).trim());
+            }
+            if layout == PkgLayout::Rpm && !entry.path.ends_with(".a") {
+                remove_run_path(&copy)?;
             }
             *size = std::fs::metadata(&copy)?.len();
             *source = copy;
@@ -71,8 +74,12 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
             ));
         }
     }
-    if layout == PkgLayout::Rpm && spec.is_server {
+    if layout == PkgLayout::Rpm && spec.is_server() {
         files.extend(super::service::rpm_files(spec.major, &layout.paths(spec.major)));
+    }
+    if spec.role == Role::Libs {
+        let libdir = layout.paths(spec.major).libdir;
+        files.push((super::spec::ld_so_conf(spec.major), format!("{libdir}\n").into_bytes(), 0o644));
     }
     for (path, bytes, mode) in files {
         let file = dir.join(path.trim_start_matches('/'));
@@ -86,16 +93,43 @@ pub fn stage(installed: &Installed, layout: PkgLayout, spec: &mut Spec, epoch: u
 
 /// `strip`'s arguments for a file of the package, or None to keep it as it
 /// is: executables and shared objects lose their symbol tables and debug
-/// information, static libraries their debug information (deterministic
-/// archive headers), as Debian's and Fedora's packaging tools do.
-fn strip_kind(source: &Path, path: &str) -> Result<Option<&'static [&'static str]>> {
+/// information, as Debian's and Fedora's packaging tools do. Static
+/// libraries lose their debug information in the .deb (deterministic
+/// archive headers); the .rpm keeps it, as Fedora's tools do for static
+/// libraries (rpmlint asks for it; its tree is built with `-g` for that).
+fn strip_kind(source: &Path, path: &str, layout: PkgLayout) -> Result<Option<&'static [&'static str]>> {
     if path.ends_with(".a") {
-        return Ok(Some(&["--strip-debug", "--enable-deterministic-archives"]));
+        return Ok(match layout {
+            PkgLayout::Deb => Some(&["--strip-debug", "--enable-deterministic-archives"]),
+            PkgLayout::Rpm => None,
+        });
     }
     if super::deps::is_elf(source)? {
         return Ok(Some(&["--strip-unneeded", "--remove-section=.comment", "--remove-section=.note"]));
     }
     Ok(None)
+}
+
+/// Deletes the run path of an ELF file of the .rpm (`chrpath --delete`):
+/// the trees are linked with `$ORIGIN/../lib` so that they run wherever
+/// they are unpacked, while PGDG's programs carry no run path and find
+/// libpq through `/etc/ld.so.conf.d` (the `-libs` package's file).
+fn remove_run_path(file: &Path) -> Result<()> {
+    let out = tool("chrpath", [std::ffi::OsStr::new("--delete"), file.as_os_str()])
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run chrpath; install it (Debian: apt-get install chrpath)")?;
+    if !out.status.success() {
+        bail!(
+            "chrpath --delete {} failed: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// `libpq.so.5.18`, `spock.so`: a shared object by its name.
@@ -117,7 +151,7 @@ fn copyright(installed: &Installed, spec: &Spec) -> Result<String> {
     let postgresql = installed.dirs.src().join("COPYRIGHT");
     let text = std::fs::read_to_string(&postgresql)
         .with_context(|| format!("cannot read PostgreSQL's {}", postgresql.display()))?;
-    Ok(if spec.is_server {
+    Ok(if spec.role != Role::Extension {
         format!(
             "{}\n\nPostgreSQL {} with the spock core patches (patches/ of the spock project),\n\
              which are distributed under the same licence.\n\nPostgreSQL's copyright notice and licence:\n\n{text}",
@@ -156,7 +190,7 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
 /// Lintian tags kept on purpose, each with its reason (packaging/README.md
 /// lists them too).
 fn lintian_overrides(installed: &Installed, spec: &Spec) -> String {
-    if !spec.is_server {
+    if !spec.is_server() {
         return String::new();
     }
     let libdir = installed.dirs.package.map(|l| l.paths(installed.dirs.major).libdir).unwrap_or_default();

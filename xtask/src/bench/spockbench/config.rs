@@ -85,6 +85,8 @@ pub struct Config {
     pub checkpoint_timeout: &'static str,
     pub history_stride: u32,
     pub delta_apply: bool,
+    /// `single` mode with `wal_level = replica` and no commit timestamps.
+    pub stock_settings: bool,
     pub deep_check: bool,
     pub allow_exceptions: bool,
     pub driver: &'static str,
@@ -165,6 +167,7 @@ impl Config {
         c.mode = f.mode;
         // Delta apply is spock's: the other modes run without the options.
         c.delta_apply = !f.no_delta && c.mode == Mode::Spock;
+        c.stock_settings = f.stock_settings;
         c.deep_check = !f.no_deep_check;
         c.allow_exceptions = f.allow_exceptions;
         if let Some(mix) = &f.mix {
@@ -211,6 +214,7 @@ impl Config {
             checkpoint_timeout,
             history_stride: 100,
             delta_apply: true,
+            stock_settings: false,
             deep_check: true,
             allow_exceptions: false,
             driver: "pgbench",
@@ -225,6 +229,13 @@ impl Config {
             return Err(format!(
                 "--nodes {}: at most {} nodes (the history key stride)",
                 self.nodes, self.history_stride
+            ));
+        }
+        if self.stock_settings && self.mode != Mode::Single {
+            return Err(format!(
+                "--stock-settings with --mode {}: only the single mode can run without logical WAL and commit \
+                 timestamps (replication and conflict resolution need both); add --mode single",
+                self.mode.name()
             ));
         }
         if self.scale == 0 {
@@ -250,6 +261,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// A run's label when none is given: the mode, and what sets the run
+    /// apart from the mode's usual one.
+    pub fn default_label(&self) -> String {
+        match self.mode {
+            Mode::Spock if !self.delta_apply => "spock-no-delta".into(),
+            Mode::Single if self.stock_settings => "single-stock".into(),
+            mode => mode.name().into(),
+        }
     }
 
     /// Node `k`'s (1-based) home set: `(first, step, count)`.
@@ -479,6 +500,23 @@ mod tests {
         assert!(parse_mix("0,0,0", 3, RemoteBranches::Any).unwrap_err().contains("add up to 0"));
         assert!(parse_mix("1,2", 3, RemoteBranches::Any).is_err());
         assert!(parse_mix("1,-2,3", 3, RemoteBranches::Any).unwrap_err().contains("\"-2\""));
+    }
+
+    #[test]
+    fn stock_settings_are_for_the_single_mode_only() {
+        let mut f = crate::flags::Spockbench::ci_short();
+        f.stock_settings = true;
+        let err = Config::from_flags(&f).unwrap_err();
+        assert!(err.contains("--stock-settings with --mode spock") && err.contains("--mode single"), "{err}");
+        f.mode = Mode::Single;
+        let c = Config::from_flags(&f).unwrap();
+        assert!(c.stock_settings && !c.delta_apply);
+        assert_eq!(c.default_label(), "single-stock");
+        f.stock_settings = false;
+        assert_eq!(Config::from_flags(&f).unwrap().default_label(), "single");
+        f.mode = Mode::Spock;
+        f.no_delta = true;
+        assert_eq!(Config::from_flags(&f).unwrap().default_label(), "spock-no-delta");
     }
 
     #[test]

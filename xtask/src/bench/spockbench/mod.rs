@@ -61,6 +61,9 @@ struct State {
     namespaces: bool,
     #[serde(default)]
     mode: Mode,
+    /// `single` mode's server runs with `--stock-settings`.
+    #[serde(default)]
+    stock_settings: bool,
 }
 
 /// The three subcommands.
@@ -219,6 +222,11 @@ fn server_conf(config: &Config) -> String {
         Mode::Single => "shared_preload_libraries = ''\n",
         Mode::Native => "shared_preload_libraries = ''\nwal_receiver_status_interval = 1s\n",
     });
+    if config.stock_settings {
+        // What a server without logical replication runs with (§9); the
+        // last setting in the file wins over the node defaults above it.
+        conf.push_str("wal_level = replica\ntrack_commit_timestamp = off\n");
+    }
     conf
 }
 
@@ -265,6 +273,15 @@ fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
             config.nodes,
             config.scale,
             if config.delta_apply { "on" } else { "off" }
+        ));
+    }
+    if state.stock_settings != config.stock_settings {
+        usage_error(format!(
+            "the single-mode server in {} was initialised {} --stock-settings; this run asks {} them: run \
+             `cargo xtask bench init --force --mode single` with the same option",
+            dir.display(),
+            if state.stock_settings { "with" } else { "without" },
+            if config.stock_settings { "for" } else { "not for" },
         ));
     }
     cluster.start()?;
@@ -378,7 +395,11 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         wire(&cluster, config.mode, namespaces)?;
         step.done("all replicating");
     }
-    let step = ui::Step::start("Checking that the nodes start identical (C1, C2) with the delta options");
+    let step = ui::Step::start(if config.delta_apply {
+        "Checking that the nodes start identical (C1, C2) with the delta options"
+    } else {
+        "Checking that the nodes start identical (C1, C2)"
+    });
     let ledger = Ledger { committed: vec![0; config.nodes], unknown: vec![0; config.nodes] };
     let checks = checks::run_all(&cluster.nodes, DB, config, &ledger, None)?;
     if let Some(bad) = checks.iter().find(|c| (c.id == "C1" || c.id == "C2") && !c.passed()) {
@@ -399,6 +420,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             ledger,
             namespaces,
             mode: config.mode,
+            stock_settings: config.stock_settings,
         },
     )?;
     Ok(cluster)
@@ -1036,8 +1058,7 @@ fn run(
     }
     let started_wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (started_at, stamp) = report::utc(started_wall);
-    let label =
-        label.unwrap_or_else(|| if config.delta_apply { "spock".into() } else { "spock-no-delta".into() });
+    let label = label.unwrap_or_else(|| config.default_label());
     let run_id = format!("{stamp}-{label}");
     let run_dir = layout::target_dir().join("bench").join(&run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;

@@ -61,8 +61,13 @@ pub fn summary_text(r: &Value) -> String {
     let env = &r["environment"];
     let _ = writeln!(
         s,
-        "spockbench {} run {} ({}), preset {}",
+        "spockbench {}{} run {} ({}), preset {}",
         r["mode"].as_str().unwrap_or("?"),
+        if c["stock_settings"] == true {
+            " with stock settings (wal_level = replica, no commit timestamps)"
+        } else {
+            ""
+        },
         r["run_id"].as_str().unwrap_or("?"),
         r["label"].as_str().unwrap_or(""),
         r["preset"].as_str().unwrap_or("?")
