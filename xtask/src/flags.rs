@@ -195,8 +195,9 @@ pub struct Spockbench {
     /// of the node's postmaster, then a restart) or `restart:n3@40s`.
     #[arg(long = "fault", value_name = "KIND:NODE@Ts")]
     pub faults: Vec<String>,
-    /// One-way delay between any two nodes, with optional jitter: `40ms` or
-    /// `40ms~5ms` (needs the network namespaces, so root; default: no delay).
+    /// One-way delay between nodes, with optional jitter: `40ms` or `40ms~5ms`
+    /// for every link, `n1-n3=80ms` for one link (both ways), comma-separated:
+    /// `10ms,n1-n3=80ms` (needs the network namespaces, so root; default: no delay).
     #[arg(long)]
     pub latency: Option<String>,
     /// A label for the run directory and the result (default: the mode, as spock-no-delta

@@ -14,6 +14,7 @@ mod checks;
 mod config;
 mod counters;
 mod driver;
+mod host;
 mod netns;
 mod plots;
 mod relay;
@@ -93,7 +94,10 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
         faults = config::soak_faults(config.nodes, config.duration_s, netns::available());
     }
     let latency =
-        flags.latency.as_deref().map(|l| netns::Latency::parse(l).unwrap_or_else(|e| usage_error(e)));
+        flags.latency.as_deref().map(|l| netns::Delays::parse(l).unwrap_or_else(|e| usage_error(e)));
+    if let Err(e) = latency.as_ref().map_or(Ok(()), |d| d.check(config.nodes)) {
+        usage_error(e);
+    }
     for f in &faults {
         for node in f.nodes() {
             if !(1..=config.nodes).any(|k| node == format!("n{k}")) {
@@ -147,7 +151,7 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
         }
         Action::Run => {
             let (code, _) =
-                run(&installed, &dir, &config, &faults, latency, flags.label.clone(), flags.quiet)?;
+                run(&installed, &dir, &config, &faults, latency.as_ref(), flags.label.clone(), flags.quiet)?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -166,7 +170,8 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
                     "{}sweep-{rate}",
                     flags.label.as_deref().map(|l| format!("{l}-")).unwrap_or_default()
                 );
-                let (code, run_dir) = run(&installed, &dir, &c, &faults, latency, Some(label), flags.quiet)?;
+                let (code, run_dir) =
+                    run(&installed, &dir, &c, &faults, latency.as_ref(), Some(label), flags.quiet)?;
                 worst = worst.max(code);
                 let result: Value =
                     serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json"))?)?;
@@ -639,12 +644,35 @@ impl Baseline {
     }
 }
 
-/// The extension's statistics of a node, in spock mode.
+/// The replication statistics of a node: the extension's in spock mode,
+/// PostgreSQL's subscription statistics in native mode (18+).
 fn statistics(node: &Node, mode: Mode) -> Result<Option<counters::Snapshot>> {
-    if mode != Mode::Spock {
-        return Ok(None);
+    match mode {
+        Mode::Spock => counters::Snapshot::read(node, DB),
+        Mode::Native => counters::Snapshot::read_native(node, DB),
+        Mode::Single => Ok(None),
     }
-    counters::Snapshot::read(node, DB)
+}
+
+/// The end readings of `statistics`. PostgreSQL's apply workers send their
+/// counters at most once a second (and when idle), so in native mode the
+/// nodes are read until two readings a second apart agree (10 s at most).
+fn final_statistics(cluster: &Cluster, mode: Mode) -> Result<Vec<Option<counters::Snapshot>>> {
+    let read = || cluster.nodes.iter().map(|n| statistics(n, mode)).collect::<Result<Vec<_>>>();
+    let mut now = read()?;
+    if mode == Mode::Native {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let again = read()?;
+            let settled = again == now;
+            now = again;
+            if settled {
+                break;
+            }
+        }
+    }
+    Ok(now)
 }
 
 fn resolutions(node: &Node, mode: Mode) -> Result<Resolutions> {
@@ -1028,7 +1056,7 @@ fn run(
     dir: &Path,
     config: &Config,
     faults: &[Fault],
-    latency: Option<netns::Latency>,
+    latency: Option<&netns::Delays>,
     label: Option<String>,
     quiet: bool,
 ) -> Result<(i32, PathBuf)> {
@@ -1065,7 +1093,7 @@ fn run(
     driver::write_scripts(&run_dir)?;
     let mut effective = serde_json::to_value(config)?;
     effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
-    effective["latency"] = json!(latency);
+    effective["latency"] = latency.map_or(Value::Null, netns::Delays::to_json);
     effective["network"] = json!(if state.namespaces { "namespaces" } else { "loopback" });
     effective["latency_method"] = delay_method;
     std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
@@ -1109,7 +1137,11 @@ fn run(
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let fault_count = AtomicUsize::new(0);
-    let (p, samples) = std::thread::scope(|scope| {
+    let (p, samples, host_samples) = std::thread::scope(|scope| {
+        let host = {
+            let stop = stop.clone();
+            scope.spawn(move || host::sample_until(Duration::from_secs(config.sample_s), t0, stop))
+        };
         let sampler = {
             let stop = stop.clone();
             let nodes = cluster.nodes.clone();
@@ -1121,7 +1153,7 @@ fn run(
         };
         let p = phase(&cluster, config, config.duration_s, &run_dir, "run", faults, &fault_count, t0);
         stop.store(true, Ordering::Relaxed);
-        (p, sampler.join().unwrap_or_default())
+        (p, sampler.join().unwrap_or_default(), host.join().unwrap_or_default())
     });
     add_to_ledger(&mut state.ledger, &p);
     save_state(dir, &state)?;
@@ -1153,9 +1185,12 @@ fn run(
     result["config"]["latency"] = effective["latency"].clone();
     result["config"]["network"] = effective["network"].clone();
     result["config"]["latency_method"] = effective["latency_method"].clone();
+    result["host"] = report::host_summary(&host_samples);
+    result["artifacts"]["host_csv"] = json!("host.csv");
     report::validate(&result)?;
     std::fs::write(run_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     report::write_lag_csv(&run_dir.join("lag.csv"), &samples)?;
+    report::write_host_csv(&run_dir.join("host.csv"), &host_samples)?;
     let mut progress = Vec::new();
     for (k, runs) in p.runs.iter().enumerate() {
         for r in runs {
@@ -1329,15 +1364,11 @@ fn assemble(
         }));
     }
     // What the extension counted during the run, per node.
-    let grown: Vec<Option<counters::Snapshot>> = cluster
-        .nodes
-        .iter()
+    let grown: Vec<Option<counters::Snapshot>> = final_statistics(cluster, config.mode)?
+        .into_iter()
         .zip(&baseline.counters)
-        .map(|(node, before)| {
-            let Some(before) = before else { return Ok(None) };
-            Ok(statistics(node, config.mode)?.map(|now| now.since(before)))
-        })
-        .collect::<Result<_>>()?;
+        .map(|(now, before)| Some(now?.since(before.as_ref()?)))
+        .collect();
     // Links and catch-up.
     let mut links = Vec::new();
     let mut timed_out = false;
@@ -1372,6 +1403,7 @@ fn assemble(
             let applied = grown
                 .get(j)
                 .and_then(Option::as_ref)
+                .filter(|_| config.mode == Mode::Spock)
                 .map(|g| g.applied.get(origin).copied().unwrap_or((0, 0)));
             links.push(json!({
                 "origin": origin,
@@ -1423,10 +1455,18 @@ fn assemble(
                 by_type.insert(ty.to_string(), json!(n));
             }
         }
-        let delta_apply = grown[k].as_ref().map(counters::Snapshot::delta_apply);
+        let delta_apply =
+            grown[k].as_ref().filter(|_| config.mode == Mode::Spock).map(counters::Snapshot::delta_apply);
+        let exceptions = match (config.mode, &grown[k]) {
+            // PostgreSQL's apply errors stand for spock's exception rows,
+            // its conflicts counted for the resolutions it does not record.
+            (Mode::Native, Some(g)) => {
+                node_total = g.by_type().values().sum();
+                g.apply_errors
+            }
+            _ => checks::exception_rows(node, DB, config.mode)?.saturating_sub(baseline.exceptions[k]),
+        };
         conflicts_total += node_total;
-        let exceptions =
-            checks::exception_rows(node, DB, config.mode)?.saturating_sub(baseline.exceptions[k]);
         conflicts.push(json!({
             "node": node.name, "by_type": by_type, "by_resolution": by_resolution,
             "delta_apply": delta_apply, "exceptions": exceptions, "total": node_total,

@@ -39,12 +39,83 @@ impl Latency {
         Ok(Latency { delay_ms: delay, jitter_ms: jitter })
     }
 
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms})
+    }
+
     fn netem(&self) -> Vec<String> {
         let mut v = vec!["delay".to_string(), format!("{}ms", self.delay_ms)];
         if self.jitter_ms > 0 {
             v.extend([format!("{}ms", self.jitter_ms), "distribution".into(), "normal".into()]);
         }
         v
+    }
+}
+
+/// The one-way delay of every link between two nodes (`--latency`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delays {
+    /// Links without a delay of their own.
+    pub all: Option<Latency>,
+    /// Delays of single links, keyed by their nodes (smaller first).
+    pub links: std::collections::BTreeMap<(usize, usize), Latency>,
+}
+
+impl Delays {
+    /// Comma-separated items, each `DELAY[~JITTER]` (every link without an
+    /// item of its own) or `nI-nJ=DELAY[~JITTER]` (the link between nodes I
+    /// and J, both ways): `40ms`, `n1-n3=80ms~5ms,n2-n3=20ms`,
+    /// `10ms,n1-n3=80ms`.
+    pub fn parse(text: &str) -> Result<Delays, String> {
+        let mut d = Delays::default();
+        for item in text.split(',').map(str::trim) {
+            match item.split_once('=') {
+                None => {
+                    if d.all.replace(Latency::parse(item)?).is_some() {
+                        return Err(format!("--latency {text}: more than one delay for all links"));
+                    }
+                }
+                Some((link, delay)) => {
+                    let node =
+                        |n: &str| -> Option<usize> { n.strip_prefix('n')?.parse().ok().filter(|k| *k > 0) };
+                    let (i, j) = link
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((node(a)?, node(b)?)))
+                        .filter(|(i, j)| i != j)
+                        .ok_or_else(|| {
+                            format!(
+                                "--latency {text}: {link:?} is not a link between two nodes, such as n1-n3"
+                            )
+                        })?;
+                    if d.links.insert((i.min(j), i.max(j)), Latency::parse(delay)?).is_some() {
+                        return Err(format!("--latency {text}: the link {link} is named twice"));
+                    }
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// An error naming a link to a node the cluster does not have.
+    pub fn check(&self, nodes: usize) -> Result<(), String> {
+        match self.links.keys().find(|(_, j)| *j > nodes) {
+            Some((i, j)) => {
+                Err(format!("--latency: there is no link n{i}-n{j} (the nodes are n1..n{nodes})"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The delay between nodes `i` and `j`, if any.
+    pub fn between(&self, i: usize, j: usize) -> Option<Latency> {
+        self.links.get(&(i.min(j), i.max(j))).copied().or(self.all)
+    }
+
+    /// As `result.json` and `config.json` record it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let links: serde_json::Map<String, serde_json::Value> =
+            self.links.iter().map(|((i, j), l)| (format!("n{i}-n{j}"), l.to_json())).collect();
+        serde_json::json!({"all": self.all.map(Latency::to_json), "links": links})
     }
 }
 
@@ -182,14 +253,20 @@ pub fn netem_available() -> bool {
     probe.is_ok()
 }
 
-/// Puts `latency` (or none) on every link of `nodes` nodes with netem.
-pub fn set_latency(nodes: usize, latency: Option<Latency>) -> Result<()> {
+/// Puts each link's delay (or none) on the links of `nodes` nodes with
+/// netem, on both ends' outgoing side.
+pub fn set_latency(nodes: usize, delays: Option<&Delays>) -> Result<()> {
     for i in 1..=nodes {
         for j in (1..=nodes).filter(|j| *j != i) {
-            set_link(i, &dev(i, j), latency)?;
+            set_link(i, &dev(i, j), delays.and_then(|d| d.between(i, j)))?;
         }
     }
     Ok(())
+}
+
+/// The node whose address `ip` is, if any.
+pub fn node_of(ip: std::net::IpAddr) -> Option<usize> {
+    (1..=254).find(|k| addr(*k) == ip.to_string())
 }
 
 fn iptables(k: usize, args: &[&str]) -> Result<()> {
@@ -281,6 +358,22 @@ mod tests {
         assert_eq!(Latency::parse("40ms~5ms"), Ok(Latency { delay_ms: 40, jitter_ms: 5 }));
         assert_eq!(Latency::parse("7"), Ok(Latency { delay_ms: 7, jitter_ms: 0 }));
         assert!(Latency::parse("fast").is_err());
+        let d = Delays::parse("10ms, n3-n1=80ms~5ms,n2-n3=20ms").unwrap();
+        assert_eq!(d.between(1, 3), Some(Latency { delay_ms: 80, jitter_ms: 5 }));
+        assert_eq!(d.between(3, 1), d.between(1, 3));
+        assert_eq!(d.between(3, 2), Some(Latency { delay_ms: 20, jitter_ms: 0 }));
+        assert_eq!(d.between(1, 2), Some(Latency { delay_ms: 10, jitter_ms: 0 }));
+        assert_eq!(d.to_json()["links"]["n1-n3"]["delay_ms"], 80);
+        assert!(d.check(3).is_ok());
+        assert!(d.check(2).unwrap_err().contains("n1-n3"));
+        let only = Delays::parse("n1-n2=40ms").unwrap();
+        assert_eq!((only.between(1, 2).map(|l| l.delay_ms), only.between(2, 3)), (Some(40), None));
+        assert!(Delays::parse("n1-n1=4ms").unwrap_err().contains("n1-n1"));
+        assert!(Delays::parse("n1-n2=4ms,n2-n1=5ms").unwrap_err().contains("twice"));
+        assert!(Delays::parse("4ms,5ms").unwrap_err().contains("more than one"));
+        assert!(Delays::parse("x-n2=4ms").is_err());
+        assert_eq!(node_of("10.77.0.3".parse().unwrap()), Some(3));
+        assert_eq!(node_of("127.0.0.1".parse().unwrap()), None);
         assert_eq!(
             Latency { delay_ms: 40, jitter_ms: 5 }.netem(),
             ["delay", "40ms", "5ms", "distribution", "normal"]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::netns::{self, Latency};
+use super::netns::{self, Delays, Latency};
 
 /// The relays of every node; dropping it stops them.
 pub struct Relays {
@@ -34,7 +34,7 @@ pub struct Relays {
 
 /// Puts a relay with `latency` in front of the server of node `k` (port
 /// `ports[k-1]`) for connections from the other namespaces.
-pub fn start(ports: &[u16], latency: Latency) -> Result<Relays> {
+pub fn start(ports: &[u16], delays: &Delays) -> Result<Relays> {
     let stop = Arc::new(AtomicBool::new(false));
     let open = Arc::new(Mutex::new(Vec::new()));
     let mut relays =
@@ -42,7 +42,7 @@ pub fn start(ports: &[u16], latency: Latency) -> Result<Relays> {
     for (i, port) in ports.iter().copied().enumerate() {
         let k = i + 1;
         let (tx, rx) = mpsc::channel::<Result<u16>>();
-        let (stop, open) = (stop.clone(), open.clone());
+        let (stop, open, delays) = (stop.clone(), open.clone(), delays.clone());
         relays.listeners.push(std::thread::spawn(move || {
             let listener = enter(k).and_then(|_| {
                 let l = TcpListener::bind((netns::addr(k).as_str(), 0))
@@ -53,7 +53,7 @@ pub fn start(ports: &[u16], latency: Latency) -> Result<Relays> {
             match listener {
                 Ok(l) => {
                     let _ = tx.send(l.local_addr().map(|a| a.port()).map_err(Into::into));
-                    accept_loop(&l, k, port, latency, &stop, &open);
+                    accept_loop(&l, k, port, &delays, &stop, &open);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -96,15 +96,15 @@ fn accept_loop(
     listener: &TcpListener,
     k: usize,
     port: u16,
-    latency: Latency,
+    delays: &Delays,
     stop: &AtomicBool,
     open: &Mutex<Vec<TcpStream>>,
 ) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut seed = (now.as_nanos() as u64 ^ ((k as u64) << 32)) | 1;
     while !stop.load(Ordering::SeqCst) {
-        let client = match listener.accept() {
-            Ok((c, _)) => c,
+        let (client, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -116,6 +116,11 @@ fn accept_loop(
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
+        // The link's delay: from the node the connection comes from (none
+        // for a connection from outside the nodes' namespaces).
+        let latency = netns::node_of(peer.ip())
+            .and_then(|i| delays.between(i, k))
+            .unwrap_or(Latency { delay_ms: 0, jitter_ms: 0 });
         let _ = client.set_nonblocking(false);
         for s in [&client, &server] {
             let _ = s.set_nodelay(true);

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::host::HostSample;
 use super::sampler::Sample;
 
 /// The JSON Schema every `result.json` must satisfy.
@@ -24,6 +25,35 @@ pub fn validate(result: &Value) -> Result<()> {
         bail!("result.json does not match its schema:\n  {}", errors.join("\n  "));
     }
     Ok(())
+}
+
+/// Writes `host.csv` (`t_s, cpu_busy_pct, mem_used_bytes`).
+pub fn write_host_csv(path: &Path, samples: &[HostSample]) -> Result<()> {
+    let mut text = String::from("t_s,cpu_busy_pct,mem_used_bytes\n");
+    for s in samples {
+        let _ = writeln!(text, "{:.1},{:.1},{}", s.t_s, s.cpu_busy_pct, s.mem_used_bytes);
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `result.json`'s `host`: the machine's CPU busy share (all CPUs, percent)
+/// and memory in use over the measured run and the barrier; null without
+/// samples (no `/proc`).
+pub fn host_summary(samples: &[HostSample]) -> Value {
+    if samples.is_empty() {
+        return Value::Null;
+    }
+    let cpu: Vec<f64> = samples.iter().map(|s| s.cpu_busy_pct).collect();
+    let (max, p95, _) = super::sampler::summary(&cpu);
+    json!({
+        "cpu_busy_pct": {"avg": cpu.iter().sum::<f64>() / cpu.len() as f64, "p95": p95, "max": max},
+        "mem_used_bytes": {
+            "max": samples.iter().map(|s| s.mem_used_bytes).max().unwrap_or(0),
+            "final": samples.last().map_or(0, |s| s.mem_used_bytes),
+        },
+        "samples": samples.len(),
+        "series_file": "host.csv",
+    })
 }
 
 /// Writes `lag.csv` (`t_s, origin, target, lag_bytes, lag_s, slot_backlog_bytes`).
@@ -161,6 +191,15 @@ pub fn summary_text(r: &Value) -> String {
         t["efficiency"].as_f64().unwrap_or(0.0) * 100.0,
         r["replication"]["catch_up_s"].as_f64().unwrap_or(0.0)
     );
+    if let Some(cpu) = r["host"]["cpu_busy_pct"].as_object() {
+        let _ = writeln!(
+            s,
+            "host: CPU busy {:.0} % on average, {:.0} % at most; memory in use at most {} MiB",
+            cpu["avg"].as_f64().unwrap_or(0.0),
+            cpu["max"].as_f64().unwrap_or(0.0),
+            r["host"]["mem_used_bytes"]["max"].as_u64().unwrap_or(0) / (1024 * 1024)
+        );
+    }
     let verdict = r["consistency"]["verdict"].as_str().unwrap_or("?");
     let failed: Vec<String> = r["consistency"]["checks"]
         .as_array()
