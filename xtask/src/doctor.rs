@@ -139,6 +139,8 @@ pub fn packaging_prerequisites() -> Vec<Prereq> {
         },
         Prereq { what: "lintian", deb: "lintian", rpm: "lintian", check: || any_on_path(&["lintian"]) },
         Prereq { what: "rpmlint", deb: "rpmlint", rpm: "rpmlint", check: || any_on_path(&["rpmlint"]) },
+        // Signs the .rpm files (rpmsign calls it) and SHA256SUMS.
+        Prereq { what: "gpg", deb: "gnupg", rpm: "gnupg2", check: || any_on_path(&["gpg"]) },
         // Takes the run path out of the .rpm's ELF files (PGDG's have none).
         Prereq { what: "chrpath", deb: "chrpath", rpm: "chrpath", check: || any_on_path(&["chrpath"]) },
     ]

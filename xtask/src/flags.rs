@@ -142,6 +142,11 @@ pub struct Spockbench {
     /// replication (the ceiling), or PostgreSQL's native logical replication (16+).
     #[arg(long, value_enum, default_value_t = crate::bench::spockbench::Mode::Spock)]
     pub mode: crate::bench::spockbench::Mode,
+    /// How the nodes get the schema and data at `init`: each loads its own
+    /// copy, or node 1 alone and the others through the extension's initial
+    /// sync (spock mode only).
+    #[arg(long, value_enum, default_value_t = crate::bench::spockbench::InitMode::Load)]
+    pub init_mode: crate::bench::spockbench::InitMode,
     /// Nodes of the mesh (default: the preset's; small: 3).
     #[arg(long)]
     pub nodes: Option<usize>,
@@ -225,6 +230,7 @@ impl Spockbench {
             profile: Profile::Dev,
             preset: crate::bench::spockbench::Preset::Small,
             mode: crate::bench::spockbench::Mode::Spock,
+            init_mode: crate::bench::spockbench::InitMode::Load,
             nodes: None,
             scale: None,
             duration: Some(40),

@@ -60,10 +60,18 @@ impl Installed {
     /// entry does that).
     pub fn lib_env(&self, expr: duct::Expression) -> duct::Expression {
         match self.dirs.package {
-            Some(layout @ PkgLayout::Rpm) => expr.env(
-                "LD_LIBRARY_PATH",
-                self.dirs.sysroot().join(layout.paths(self.dirs.major).libdir.trim_start_matches('/')),
-            ),
+            Some(layout @ PkgLayout::Rpm) => {
+                let libdir =
+                    self.dirs.sysroot().join(layout.paths(self.dirs.major).libdir.trim_start_matches('/'));
+                let inherited = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+                // An empty entry would mean the current directory.
+                let paths = std::iter::once(libdir)
+                    .chain(std::env::split_paths(&inherited).filter(|p| !p.as_os_str().is_empty()));
+                match std::env::join_paths(paths) {
+                    Ok(value) => expr.env("LD_LIBRARY_PATH", value),
+                    Err(_) => expr,
+                }
+            }
             _ => expr,
         }
     }

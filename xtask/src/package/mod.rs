@@ -50,6 +50,10 @@ impl Package {
             None => layout::target_dir().join("packages"),
         };
         ensure_writable(&out)?;
+        if let Some(key) = &self.sign {
+            // Before minutes of building: the key must be there to sign with.
+            check_signing_key(key, None)?;
+        }
         let epoch = source_date_epoch()?;
         let jobs = build::jobs(self.jobs);
         let manifest = Manifest::builtin();
@@ -82,6 +86,11 @@ impl Package {
         if let Some(key) = &self.sign {
             let signature = sign_sums(&out, key)?;
             println!("  {} (signed by {key})", signature.file_name().unwrap_or_default().to_string_lossy());
+            let public = export_public_key(&out, key, None)?;
+            println!(
+                "  {} (the public key, to import)",
+                public.file_name().unwrap_or_default().to_string_lossy()
+            );
         }
         if self.verify {
             for request in &self.pg {
@@ -104,7 +113,7 @@ fn dedup(formats: &[PackageFormat]) -> Vec<PackageFormat> {
 }
 
 /// Builds (or reuses) the layout's release tree of a major and writes its
-/// server and extension packages into `out`. Returns the files written.
+/// packages (`write_packages`) into `out`. Returns the files written.
 pub fn make_packages(
     resolved: &Resolved,
     layout: PkgLayout,
@@ -309,6 +318,43 @@ pub fn sign_rpms(rpms: &[PathBuf], key: &str, gnupg_home: Option<&Path>) -> Resu
     Ok(())
 }
 
+/// An error unless gpg and rpmsign are installed and `key` names a secret
+/// key of the keyring of `gnupg_home` (or the user's).
+pub fn check_signing_key(key: &str, gnupg_home: Option<&Path>) -> Result<()> {
+    for program in ["gpg", "rpmsign"] {
+        ensure!(
+            cmd::on_path(program).is_some(),
+            "--sign needs {program}; install it (Debian: apt-get install {})",
+            if program == "gpg" { "gnupg" } else { "rpm" }
+        );
+    }
+    let mut e = cmd::tool("gpg", ["--batch", "--list-secret-keys", key]);
+    if let Some(home) = gnupg_home {
+        e = e.env("GNUPGHOME", home);
+    }
+    let out = e.stdout_null().stderr_null().unchecked().run().context("cannot run gpg")?;
+    ensure!(
+        out.status.success(),
+        "--sign {key}: gpg has no secret key of that name; `gpg --list-secret-keys` lists the keys you can sign with"
+    );
+    Ok(())
+}
+
+/// Writes the public half of `key` into `dir` as `signing-key.asc`, for
+/// whoever checks the signatures (`rpm --import`, `gpg --import`).
+pub fn export_public_key(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
+    let mut e = cmd::tool("gpg", ["--batch", "--armor", "--export", key]);
+    if let Some(home) = gnupg_home {
+        e = e.env("GNUPGHOME", home);
+    }
+    let public =
+        cmd::read(e, "gpg --export").with_context(|| format!("cannot export the public key {key:?}"))?;
+    ensure!(public.contains("BEGIN PGP PUBLIC KEY BLOCK"), "gpg exported no public key for {key:?}");
+    let path = dir.join("signing-key.asc");
+    publish(&path, public.as_bytes())?;
+    Ok(path)
+}
+
 /// Makes a signing key without a passphrase, for `user`, in the new
 /// keyring `home` (the tests sign with it).
 pub fn throwaway_key(home: &Path, user: &str) -> Result<()> {
@@ -336,15 +382,7 @@ pub fn throwaway_key(home: &Path, user: &str) -> Result<()> {
 /// `dir`, as `rpm --import` does on a system that trusts it. Returns the
 /// database's directory.
 pub fn import_rpm_key(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
-    let mut e = cmd::tool("gpg", ["--batch", "--armor", "--export", key]);
-    if let Some(home) = gnupg_home {
-        e = e.env("GNUPGHOME", home);
-    }
-    let public =
-        cmd::read(e, "gpg --export").with_context(|| format!("cannot export the public key {key:?}"))?;
-    ensure!(public.contains("BEGIN PGP PUBLIC KEY BLOCK"), "gpg exported no public key for {key:?}");
-    let file = dir.join("signing-key.asc");
-    std::fs::write(&file, public).with_context(|| format!("cannot write {}", file.display()))?;
+    let file = export_public_key(dir, key, gnupg_home)?;
     let rpmdb = dir.join("rpmdb");
     std::fs::create_dir_all(&rpmdb).with_context(|| format!("cannot create {}", rpmdb.display()))?;
     let (db, f) = (rpmdb.display().to_string(), file.display().to_string());
@@ -423,6 +461,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a_1.0_amd64.deb"), b"package").unwrap();
         write_sums(dir.path()).unwrap();
+        check_signing_key("test@packages.invalid", Some(home.path())).unwrap();
+        let err = check_signing_key("nobody@packages.invalid", Some(home.path())).unwrap_err();
+        assert!(err.to_string().contains("no secret key"), "{err:#}");
         let sig = sign_sums_with(dir.path(), "test@packages.invalid", Some(home.path())).unwrap();
         assert!(std::fs::read_to_string(&sig).unwrap().contains("BEGIN PGP SIGNATURE"));
         std::fs::write(dir.path().join(SUMS_FILE), "0000  a_1.0_amd64.deb\n").unwrap();

@@ -21,8 +21,26 @@ getent passwd postgres >/dev/null || useradd -r -g postgres -d /var/lib/pgsql -s
 exit 0
 "#;
 
-/// `%post` and `%postun` of the libraries' package.
-const LDCONFIG: &str = "/sbin/ldconfig\n";
+/// `%post` of the libraries' package: its linker configuration becomes
+/// an alternative (priority: the major) and the linker cache learns of it.
+fn libs_post(major: u32) -> String {
+    format!(
+        "/usr/sbin/update-alternatives --install {link} {group} {conf} {major}00\n/sbin/ldconfig\n",
+        link = super::spec::LD_SO_CONF_LINK,
+        group = super::spec::LD_SO_CONF_GROUP,
+        conf = super::spec::ld_so_conf(major),
+    )
+}
+
+/// `%postun` of the libraries' package: on erase (not upgrade) the
+/// alternative goes; the linker cache forgets the libraries either way.
+fn libs_postun(major: u32) -> String {
+    format!(
+        "if [ \"$1\" -eq 0 ]; then\n    /usr/sbin/update-alternatives --remove {group} {conf}\nfi\n/sbin/ldconfig\n",
+        group = super::spec::LD_SO_CONF_GROUP,
+        conf = super::spec::ld_so_conf(major),
+    )
+}
 
 /// `text` as lines of at most `width` characters (words are not split).
 fn wrap(text: &str, width: usize) -> String {
@@ -110,10 +128,20 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
             b.pre_uninstall_script(super::service::rpm_preun(spec.major));
             b.post_uninstall_script(super::service::rpm_postun(spec.major));
         }
-        // The linker cache learns of the libraries (and forgets them).
         Role::Libs => {
-            b.post_install_script(LDCONFIG);
-            b.post_uninstall_script(LDCONFIG);
+            // The package owns the generic link (the same in every major's
+            // -libs) and, as a ghost, the alternatives entry it points to.
+            let entry = format!("/etc/alternatives/{}", super::spec::LD_SO_CONF_GROUP);
+            b.with_symlink(
+                rpm::FileOptions::symlink(super::spec::LD_SO_CONF_LINK, &entry).user("root").group("root"),
+            )
+            .with_context(what)?;
+            b.with_ghost(rpm::FileOptions::ghost(&entry).permissions(0o644).user("root").group("root"))
+                .with_context(what)?;
+            b.requires(rpm::Dependency::script_post("/usr/sbin/update-alternatives"));
+            b.requires(rpm::Dependency::script_postun("/usr/sbin/update-alternatives"));
+            b.post_install_script(libs_post(spec.major));
+            b.post_uninstall_script(libs_postun(spec.major));
         }
         Role::Devel | Role::Extension => {}
     }
@@ -128,6 +156,21 @@ pub fn write(spec: &Spec, epoch: u64, out: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::wrap;
+
+    #[test]
+    fn the_linker_configuration_is_an_alternative_per_major() {
+        let post = super::libs_post(18);
+        assert!(post.contains(
+            "update-alternatives --install /etc/ld.so.conf.d/spock-libpq5.conf spock-libpq5.conf \
+             /usr/pgsql-18/share/spock-postgresql18-libs.conf 1800"
+        ));
+        assert!(post.ends_with("/sbin/ldconfig\n"));
+        let postun = super::libs_postun(15);
+        assert!(
+            postun.contains("--remove spock-libpq5.conf /usr/pgsql-15/share/spock-postgresql15-libs.conf")
+        );
+        assert!(postun.starts_with("if [ \"$1\" -eq 0 ]"));
+    }
 
     #[test]
     fn descriptions_are_wrapped_for_rpmlint() {

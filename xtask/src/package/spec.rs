@@ -1,6 +1,7 @@
 //! What each package is: names, versions and relations, and which files of a
-//! layout's installed tree belong to the server package and which to the
-//! extension package. `packaging/README.md` documents the same choices.
+//! layout's installed tree belong to which package (server and extension;
+//! for .rpm also `-libs` and `-devel`). `packaging/README.md` documents the
+//! same choices.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -248,11 +249,23 @@ pub fn role_of(entry: &Entry, layout: PkgLayout, paths: &LayoutPaths) -> Role {
     Role::Server
 }
 
-/// The file that adds the .rpm's library directory to the dynamic linker's
-/// search path (its programs carry no run path, as PGDG's).
+/// The .rpm's `-libs` package's linker configuration, naming its library
+/// directory (its programs carry no run path, as PGDG's). It is not put into
+/// `/etc/ld.so.conf.d` itself: with several majors installed, the linker
+/// would take `libpq.so.5` from whichever file sorts first. The package's
+/// scriptlets make it one alternative of `LD_SO_CONF_LINK` instead, with
+/// the major as priority, so the newest major's libpq serves every program
+/// (libpq stays compatible within its soname), as PGDG's packages do.
 pub fn ld_so_conf(major: u32) -> String {
-    format!("/etc/ld.so.conf.d/spock-postgresql{major}-libs.conf")
+    format!("{}/spock-postgresql{major}-libs.conf", PkgLayout::Rpm.paths(major).sharedir)
 }
+
+/// The link in `/etc/ld.so.conf.d` that `update-alternatives` manages.
+pub const LD_SO_CONF_LINK: &str = "/etc/ld.so.conf.d/spock-libpq5.conf";
+
+/// The name of that alternatives group: the link's own name, so that its
+/// `/etc/alternatives` entry is `/etc/alternatives/spock-libpq5.conf`.
+pub const LD_SO_CONF_GROUP: &str = "spock-libpq5.conf";
 
 /// The packages of an installed package tree: the server and the extension
 /// first, then (for .rpm) the libraries' and the development files'.
@@ -385,10 +398,11 @@ pub fn specs(installed: &Installed, layout: PkgLayout, epoch: u64) -> Result<Vec
             format!("PostgreSQL {major} shared libraries with the spock core patches"),
             format!(
                 "libpq and the ECPG libraries of PostgreSQL {pg_version} with the spock core patches, in \
-                 {libdir}, which {conf} adds to the dynamic linker's search path. The programs of {server} \
-                 and client programs built against {devel} need them.",
+                 {libdir}, which {link} (an alternative managed by update-alternatives; the newest \
+                 installed major's is used) adds to the dynamic linker's search path. The programs of \
+                 {server} and client programs built against {devel} need them.",
                 libdir = paths.libdir,
-                conf = ld_so_conf(major),
+                link = LD_SO_CONF_LINK,
                 server = names.server,
                 devel = names.devel.as_ref().map_or("", |d| d.name.as_str()),
             ),

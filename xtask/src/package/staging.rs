@@ -1,9 +1,12 @@
 //! What a package carries beyond the installed tree, prepared in a staging
 //! directory so the tree itself stays as the build left it: stripped copies
-//! of the ELF files and static libraries (the trees are built with debug
-//! information; no debug-symbol packages are made), and the documentation
-//! and metadata a distribution expects (`/usr/share/doc/<package>/copyright`,
-//! for .deb also `changelog.Debian.gz` and lintian overrides with reasons).
+//! of the ELF files (the trees are built with debug information; no
+//! debug-symbol packages are made; the .deb's static libraries lose theirs
+//! too, the .rpm's keep it, and the .rpm's ELF files lose their run path),
+//! and the documentation and metadata a distribution expects
+//! (`/usr/share/doc/<package>/copyright`, for .deb also `changelog.Debian.gz`
+//! and lintian overrides with reasons, for the .rpm's `-libs` its linker
+//! configuration).
 
 use std::io::Write;
 use std::path::Path;

@@ -329,20 +329,26 @@ fn lintian(base: &Path, debs: &[&PathBuf]) -> Result<()> {
 /// key made for the test (after the byte comparison: signatures carry
 /// their time), and returns an RPM database that trusts that key.
 fn sign_with_throwaway_key(base: &Path, rpms: &[PathBuf]) -> Result<PathBuf> {
+    /// Stops the gpg-agent the scratch keyring started, whatever happens.
+    struct Agent(PathBuf);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = tool("gpgconf", ["--kill", "gpg-agent"])
+                .env("GNUPGHOME", &self.0)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        }
+    }
     let home = base.join("gnupg");
     fsutil::remove_dir_all_if_exists(&home)?;
     std::fs::create_dir_all(&home)?;
+    let _agent = Agent(home.clone());
     let key = "spock package test <package-test@packages.invalid>";
     super::throwaway_key(&home, key)?;
     super::sign_rpms(rpms, "package-test@packages.invalid", Some(&home))?;
     let rpmdb = super::import_rpm_key(base, "package-test@packages.invalid", Some(&home))?;
-    // gpg-agent started for the scratch keyring goes with it.
-    let _ = tool("gpgconf", ["--kill", "gpg-agent"])
-        .env("GNUPGHOME", &home)
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run();
     ui::note(format!(
         "ok: the .rpm packages are signed (rpmsign) and verify against the signing key ({key})"
     ));
@@ -377,6 +383,15 @@ fn rpmlint(base: &Path, rpms: &[&PathBuf], rpmdb: &Path) -> Result<()> {
     let summary = |kinds: &std::collections::BTreeMap<&str, usize>| {
         kinds.iter().map(|(k, n)| format!("{k} ({n})")).collect::<Vec<_>>().join(", ")
     };
+    // A crash or a package it could not read must not pass for a clean
+    // report: rpmlint says how many packages it checked.
+    let checked = format!("{} packages and 0 specfiles checked", rpms.len());
+    ensure!(
+        text.contains(&checked),
+        "rpmlint did not check the {} .rpm packages (no `{checked}` in its report): {}",
+        rpms.len(),
+        log.display()
+    );
     let errors = tagged("E:");
     if !errors.is_empty() {
         bail!(
@@ -690,12 +705,12 @@ fn devel_headers_compile(base: &Path, sysroot: &Path, major: u32) -> Result<()> 
         let mut args = vec!["-fsyntax-only".to_string(), "-Wall".to_string(), "-Werror".to_string()];
         args.extend(flags);
         args.push(file.display().to_string());
-        let out = tool("gcc", &args)
+        let out = tool("cc", &args)
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked()
             .run()
-            .context("cannot run gcc")?;
+            .context("cannot run cc, the C compiler")?;
         ensure!(
             out.status.success(),
             "{} does not compile against the headers of the unpacked -devel package:\n{}",

@@ -31,6 +31,18 @@ pub enum RemoteBranches {
     Other,
 }
 
+/// How `init` gives the nodes their schema and data (spockbench.md §3).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMode {
+    /// Every node runs `pgbench -i` and the schema steps itself.
+    #[default]
+    Load,
+    /// Node 1 alone; the others subscribe to it with the extension's
+    /// structure and data sync, then restart their own history sequence.
+    Sync,
+}
+
 /// What the load runs against (spockbench.md §9).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +76,7 @@ pub const PROFILES: [&str; 3] = ["local", "remote-account", "remote-teller-accou
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
     pub mode: Mode,
+    pub init_mode: InitMode,
     pub preset: Preset,
     pub nodes: usize,
     pub scale: u32,
@@ -165,6 +178,7 @@ impl Config {
             c.barrier_timeout_s = t;
         }
         c.mode = f.mode;
+        c.init_mode = f.init_mode;
         // Delta apply is spock's: the other modes run without the options.
         c.delta_apply = !f.no_delta && c.mode == Mode::Spock;
         c.stock_settings = f.stock_settings;
@@ -195,6 +209,7 @@ impl Config {
     ) -> Config {
         Config {
             mode: Mode::Spock,
+            init_mode: InitMode::Load,
             preset,
             nodes,
             scale,
@@ -229,6 +244,13 @@ impl Config {
             return Err(format!(
                 "--nodes {}: at most {} nodes (the history key stride)",
                 self.nodes, self.history_stride
+            ));
+        }
+        if self.init_mode == InitMode::Sync && self.mode != Mode::Spock {
+            return Err(format!(
+                "--init-mode sync with --mode {}: the initial sync is the extension's; the other modes load \
+                 every node (leave --init-mode out)",
+                self.mode.name()
             ));
         }
         if self.stock_settings && self.mode != Mode::Single {
@@ -517,6 +539,10 @@ mod tests {
         f.mode = Mode::Spock;
         f.no_delta = true;
         assert_eq!(Config::from_flags(&f).unwrap().default_label(), "spock-no-delta");
+        f.init_mode = InitMode::Sync;
+        assert_eq!(Config::from_flags(&f).unwrap().init_mode, InitMode::Sync);
+        f.mode = Mode::Native;
+        assert!(Config::from_flags(&f).unwrap_err().contains("--init-mode sync with --mode native"));
     }
 
     #[test]

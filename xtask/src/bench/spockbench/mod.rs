@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use config::{Mode, Preset, RemoteBranches};
+pub use config::{InitMode, Mode, Preset, RemoteBranches};
 
 use checks::{Check, Ledger};
 use config::{Config, Fault, FaultKind};
@@ -65,6 +65,10 @@ struct State {
     /// `single` mode's server runs with `--stock-settings`.
     #[serde(default)]
     stock_settings: bool,
+    /// How `init` gave the nodes their data (what results record, whatever
+    /// a later command's flags say).
+    #[serde(default)]
+    init_mode: InitMode,
 }
 
 /// The three subcommands.
@@ -345,8 +349,28 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
     }
     cluster.start()?;
     step.done(&format!("in {}", dir.display()));
+    let synced = |k: usize| config.init_mode == InitMode::Sync && k > 1;
     for (i, node) in cluster.nodes.iter().enumerate() {
         let k = i + 1;
+        if synced(k) {
+            // Steps 1-4 happen on n1 only; this node gets them through
+            // the initial sync below.
+            let step = ui::Step::start(format!(
+                "{}: an empty database, filled from n1 by the initial sync",
+                node.name
+            ));
+            node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+            node.safe_psql(
+                DB,
+                &format!(
+                    "CREATE EXTENSION spock; SELECT spock.node_create(node_name := {}, dsn := {});",
+                    sql_literal(&node.name),
+                    sql_literal(&dsn(node, k, namespaces))
+                ),
+            )?;
+            step.done("");
+            continue;
+        }
         let step = ui::Step::start(format!(
             "{}: pgbench -i -s {} and the spockbench columns",
             node.name, config.scale
@@ -392,6 +416,14 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
         };
         step.done("");
     }
+    if config.init_mode == InitMode::Sync {
+        let step = ui::Step::start(format!(
+            "n2..n{}: the structure and rows of n1 through the extension's initial sync",
+            config.nodes
+        ));
+        initial_sync(&cluster, config, namespaces)?;
+        step.done("");
+    }
     if config.mode != Mode::Single {
         let step = ui::Step::start(format!(
             "Wiring the full mesh ({} subscriptions)",
@@ -426,6 +458,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             namespaces,
             mode: config.mode,
             stock_settings: config.stock_settings,
+            init_mode: config.init_mode,
         },
     )?;
     Ok(cluster)
@@ -505,12 +538,64 @@ fn wire(cluster: &Cluster, mode: Mode, namespaces: bool) -> Result<()> {
                         name.trim_matches('\'')
                     )
                 } else {
-                    format!("SELECT spock.sub_create(subscription_name := {name}, provider_dsn := {dsn})")
+                    // Those of the initial sync exist already.
+                    format!(
+                        "SELECT spock.sub_create(subscription_name := {name}, provider_dsn := {dsn})
+                          WHERE NOT EXISTS (SELECT FROM spock.subscription WHERE sub_name = {name})"
+                    )
                 },
             )?;
         }
     }
     wait_replicating(cluster, mode)
+}
+
+/// `--init-mode sync` (spockbench.md §3): every node but n1 subscribes to
+/// n1 with `synchronize_structure` and `synchronize_data`, waits for the
+/// copy, then restarts its own history sequence (copied with n1's start) at
+/// its node number, with automatic DDL replication off so that nothing of
+/// it leaves the node.
+fn initial_sync(cluster: &Cluster, config: &Config, namespaces: bool) -> Result<()> {
+    let provider = &cluster.nodes[0];
+    let provider_dsn = sql_literal(&dsn(provider, 1, namespaces));
+    let name = |node: &Node| format!("sub_{}_{}", node.name, provider.name);
+    for node in &cluster.nodes[1..] {
+        node.safe_psql(
+            DB,
+            &format!(
+                "SELECT spock.sub_create(subscription_name := {}, provider_dsn := {provider_dsn},
+                     synchronize_structure := true, synchronize_data := true)",
+                sql_literal(&name(node))
+            ),
+        )?;
+    }
+    for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+        node.safe_psql(
+            DB,
+            &format!(
+                "SET statement_timeout = '{}s'; SELECT spock.sub_wait_for_sync({})",
+                config.barrier_timeout_s,
+                sql_literal(&name(node))
+            ),
+        )
+        .with_context(|| {
+            format!(
+                "the initial sync of {} from n1 did not finish; its log:\n{}",
+                node.name,
+                node.log_tail(30)
+            )
+        })?;
+        node.safe_psql(
+            DB,
+            &format!(
+                "SET spock.enable_ddl_replication = off;
+                 ALTER SEQUENCE pgbench_history_hid INCREMENT {} RESTART {}",
+                config.history_stride,
+                i + 1
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// Waits until every subscription of every node replicates (spock's, or in
@@ -639,7 +724,7 @@ impl Baseline {
             exceptions: nodes.iter().map(|n| checks::exception_rows(n, DB, mode)).collect::<Result<_>>()?,
             resolutions: nodes.iter().map(|n| resolutions(n, mode)).collect::<Result<_>>()?,
             wal: nodes.iter().map(wal_position).collect::<Result<_>>()?,
-            counters: nodes.iter().map(|n| statistics(n, mode)).collect::<Result<_>>()?,
+            counters: settled_statistics(cluster, mode)?,
         })
     }
 }
@@ -654,10 +739,11 @@ fn statistics(node: &Node, mode: Mode) -> Result<Option<counters::Snapshot>> {
     }
 }
 
-/// The end readings of `statistics`. PostgreSQL's apply workers send their
-/// counters at most once a second (and when idle), so in native mode the
-/// nodes are read until two readings a second apart agree (10 s at most).
-fn final_statistics(cluster: &Cluster, mode: Mode) -> Result<Vec<Option<counters::Snapshot>>> {
+/// Readings of `statistics` on every node, at the baseline and at the end.
+/// PostgreSQL's apply workers send their counters at most once a second
+/// (and when idle), so in native mode the nodes are read until two readings
+/// a second apart agree (10 s at most).
+fn settled_statistics(cluster: &Cluster, mode: Mode) -> Result<Vec<Option<counters::Snapshot>>> {
     let read = || cluster.nodes.iter().map(|n| statistics(n, mode)).collect::<Result<Vec<_>>>();
     let mut now = read()?;
     if mode == Mode::Native {
@@ -1094,6 +1180,7 @@ fn run(
     let mut effective = serde_json::to_value(config)?;
     effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
     effective["latency"] = latency.map_or(Value::Null, netns::Delays::to_json);
+    effective["init_mode"] = json!(state.init_mode);
     effective["network"] = json!(if state.namespaces { "namespaces" } else { "loopback" });
     effective["latency_method"] = delay_method;
     std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
@@ -1185,6 +1272,7 @@ fn run(
     result["config"]["latency"] = effective["latency"].clone();
     result["config"]["network"] = effective["network"].clone();
     result["config"]["latency_method"] = effective["latency_method"].clone();
+    result["config"]["init_mode"] = effective["init_mode"].clone();
     result["host"] = report::host_summary(&host_samples);
     result["artifacts"]["host_csv"] = json!("host.csv");
     report::validate(&result)?;
@@ -1364,7 +1452,7 @@ fn assemble(
         }));
     }
     // What the extension counted during the run, per node.
-    let grown: Vec<Option<counters::Snapshot>> = final_statistics(cluster, config.mode)?
+    let grown: Vec<Option<counters::Snapshot>> = settled_statistics(cluster, config.mode)?
         .into_iter()
         .zip(&baseline.counters)
         .map(|(now, before)| Some(now?.since(before.as_ref()?)))
