@@ -1829,6 +1829,18 @@ mod tests {
     }
 
     #[test]
+    fn stock_settings_turn_logical_wal_and_commit_timestamps_off() {
+        let mut f = crate::flags::Spockbench::ci_short();
+        f.mode = Mode::Single;
+        let plain = server_conf(&Config::from_flags(&f).unwrap());
+        assert!(!plain.contains("wal_level") && !plain.contains("track_commit_timestamp"), "{plain}");
+        f.stock_settings = true;
+        let stock = server_conf(&Config::from_flags(&f).unwrap());
+        // Written last, so they win over the node defaults before them.
+        assert!(stock.ends_with("wal_level = replica\ntrack_commit_timestamp = off\n"), "{stock}");
+    }
+
+    #[test]
     fn sustainability_follows_the_four_rules() {
         assert!(sustainable(&result(99.0, 1.0, 0.0, "PASS"), 60).is_ok());
         assert!(sustainable(&result(90.0, 1.0, 0.0, "PASS"), 60).unwrap_err()[0].contains("achieved 90.0"));
