@@ -227,28 +227,37 @@ pub fn sign_sums(dir: &Path, key: &str) -> Result<PathBuf> {
     sign_sums_with(dir, key, None)
 }
 
+/// gpg with `args`, on the keyring of `gnupg_home` (or the user's).
+fn gpg<I, A>(args: I, gnupg_home: Option<&Path>) -> duct::Expression
+where
+    I: IntoIterator<Item = A>,
+    A: Into<std::ffi::OsString>,
+{
+    let e = cmd::tool("gpg", args);
+    match gnupg_home {
+        Some(home) => e.env("GNUPGHOME", home),
+        None => e,
+    }
+}
+
 /// `sign_sums` with the keyring of `gnupg_home` instead of the user's.
 fn sign_sums_with(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
-    let gpg = |args: Vec<String>| {
-        let mut e = cmd::tool("gpg", args);
-        if let Some(home) = gnupg_home {
-            e = e.env("GNUPGHOME", home);
-        }
-        e
-    };
     let sums = dir.join(SUMS_FILE);
     let signature = dir.join(format!("{SUMS_FILE}.asc"));
-    let out = gpg(vec![
-        "--batch".into(),
-        "--yes".into(),
-        "--armor".into(),
-        "--local-user".into(),
-        key.into(),
-        "--output".into(),
-        signature.display().to_string(),
-        "--detach-sign".into(),
-        sums.display().to_string(),
-    ])
+    let out = gpg(
+        vec![
+            "--batch".into(),
+            "--yes".into(),
+            "--armor".into(),
+            "--local-user".into(),
+            key.into(),
+            "--output".into(),
+            signature.display().to_string(),
+            "--detach-sign".into(),
+            sums.display().to_string(),
+        ],
+        gnupg_home,
+    )
     .stdout_capture()
     .stderr_capture()
     .unchecked()
@@ -328,11 +337,12 @@ pub fn check_signing_key(key: &str, gnupg_home: Option<&Path>) -> Result<()> {
             if program == "gpg" { "gnupg" } else { "rpm" }
         );
     }
-    let mut e = cmd::tool("gpg", ["--batch", "--list-secret-keys", key]);
-    if let Some(home) = gnupg_home {
-        e = e.env("GNUPGHOME", home);
-    }
-    let out = e.stdout_null().stderr_null().unchecked().run().context("cannot run gpg")?;
+    let out = gpg(["--batch", "--list-secret-keys", key], gnupg_home)
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .context("cannot run gpg")?;
     ensure!(
         out.status.success(),
         "--sign {key}: gpg has no secret key of that name; `gpg --list-secret-keys` lists the keys you can sign with"
@@ -343,12 +353,8 @@ pub fn check_signing_key(key: &str, gnupg_home: Option<&Path>) -> Result<()> {
 /// Writes the public half of `key` into `dir` as `signing-key.asc`, for
 /// whoever checks the signatures (`rpm --import`, `gpg --import`).
 pub fn export_public_key(dir: &Path, key: &str, gnupg_home: Option<&Path>) -> Result<PathBuf> {
-    let mut e = cmd::tool("gpg", ["--batch", "--armor", "--export", key]);
-    if let Some(home) = gnupg_home {
-        e = e.env("GNUPGHOME", home);
-    }
-    let public =
-        cmd::read(e, "gpg --export").with_context(|| format!("cannot export the public key {key:?}"))?;
+    let public = cmd::read(gpg(["--batch", "--armor", "--export", key], gnupg_home), "gpg --export")
+        .with_context(|| format!("cannot export the public key {key:?}"))?;
     ensure!(public.contains("BEGIN PGP PUBLIC KEY BLOCK"), "gpg exported no public key for {key:?}");
     let path = dir.join("signing-key.asc");
     publish(&path, public.as_bytes())?;
@@ -412,11 +418,13 @@ pub fn check_rpm_signature(rpm: &Path, rpmdb: &Path) -> Result<()> {
 /// `gpg --verify SHA256SUMS.asc SHA256SUMS` in `dir` (with the keyring of
 /// `gnupg_home`, or the user's).
 fn verify_signature_with(dir: &Path, gnupg_home: Option<&Path>) -> Result<()> {
-    let mut e = cmd::tool("gpg", ["--batch", "--verify", &format!("{SUMS_FILE}.asc"), SUMS_FILE]);
-    if let Some(home) = gnupg_home {
-        e = e.env("GNUPGHOME", home);
-    }
-    let out = e.dir(dir).stdout_capture().stderr_capture().unchecked().run().context("cannot run gpg")?;
+    let out = gpg(["--batch", "--verify", &format!("{SUMS_FILE}.asc"), SUMS_FILE], gnupg_home)
+        .dir(dir)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run gpg")?;
     if !out.status.success() {
         bail!(
             "the signature of {} does not verify: {}",
