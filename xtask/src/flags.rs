@@ -100,8 +100,29 @@ pub enum BenchCmd {
     /// Initial copy of one large table by a subscription, against
     /// `pg_dump --data-only | psql` between the same two servers.
     Sync(BenchSync),
-    /// spockbench: a fresh local N-node mesh with the pgbench schema,
-    /// history keys, last-update-wins and delta columns (spockbench.md §3).
+    #[command(flatten)]
+    Spockbench(Box<SpockbenchCmd>),
+}
+
+/// The `spockbench` program (`xtask/src/bin/spockbench.rs`): the same
+/// subcommands as `cargo xtask bench`'s, for a local cluster or, with
+/// `--node name=DSN`, servers elsewhere.
+#[derive(Parser, Debug)]
+#[command(
+    name = "spockbench",
+    version,
+    about = "Conflicting pgbench load on a spock mesh, with faults, checks C1-C5 and a report"
+)]
+pub struct SpockbenchProgram {
+    #[command(subcommand)]
+    pub cmd: SpockbenchCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpockbenchCmd {
+    /// spockbench: a fresh local N-node mesh (or the servers of --node) with
+    /// the pgbench schema, history keys, last-update-wins and delta columns
+    /// (spockbench.md §3).
     Init(Spockbench),
     /// spockbench: warm-up, measured conflicting load with optional faults,
     /// barrier, checks C1-C5 and the report in target/bench/ (exit 0 PASS,
@@ -150,6 +171,11 @@ pub struct Spockbench {
     /// Nodes of the mesh (default: the preset's; small: 3).
     #[arg(long)]
     pub nodes: Option<usize>,
+    /// A server of a cluster elsewhere, repeatable, in node order:
+    /// `--node n1='host=db1 dbname=bench user=bench'` (spock mode; no faults
+    /// or latency). Without it: a local cluster of --nodes servers.
+    #[arg(long = "node", value_name = "NAME=DSN")]
+    pub node: Vec<String>,
     /// Branches, the pgbench scale (default: the preset's; small: 3).
     #[arg(long)]
     pub scale: Option<u32>,
@@ -232,6 +258,7 @@ impl Spockbench {
             mode: crate::bench::spockbench::Mode::Spock,
             init_mode: crate::bench::spockbench::InitMode::Load,
             nodes: None,
+            node: Vec::new(),
             scale: None,
             duration: Some(40),
             warmup: Some(0),

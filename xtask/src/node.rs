@@ -46,6 +46,22 @@ pub struct Node {
     /// The network namespace the server runs in (spockbench's partitions
     /// and simulated WAN), `None`: this host's.
     pub netns: Option<String>,
+    /// `Some`: a server elsewhere, reached by this connection string
+    /// (spockbench's `--node name=DSN`). SQL and pgbench go there; the
+    /// methods that control a server (start, stop, kill -9, configuration)
+    /// refuse, and `base`, `port` and `socket_dir` mean nothing.
+    pub dsn: Option<Dsn>,
+}
+
+/// A libpq connection string that may hold a password: its `Debug` form
+/// never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dsn(pub String);
+
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dsn(..)")
+    }
 }
 
 /// A private directory for a node's Unix socket. Socket paths are limited to
@@ -104,6 +120,35 @@ fn uri_component(s: &str) -> String {
     out
 }
 
+/// `text` (a connection string, or SQL that holds some) as an error or a
+/// log may show it: the value of every `password=` and the password of
+/// every `scheme://user:password@` replaced by `***`.
+pub fn redact_passwords(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        let value = at + "password=".len();
+        out.push_str(&rest[..value]);
+        out.push_str("***");
+        rest = &rest[value..];
+        let end = rest.find([' ', '\'', '\n']).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let mut from = 0;
+    while let Some(i) = out[from..].find("://") {
+        let auth = from + i + 3;
+        let end = out[auth..].find(['@', '/', ' ', '\'']).map(|e| auth + e);
+        if let Some(end) = end.filter(|e| out.as_bytes()[*e] == b'@')
+            && let Some(colon) = out[auth..end].find(':')
+        {
+            out.replace_range(auth + colon + 1..end, "***");
+        }
+        from = auth;
+    }
+    out
+}
+
 /// Asks the kernel for a free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot probe for a free port")?;
@@ -116,6 +161,34 @@ pub fn port_in_use(port: u16) -> bool {
 }
 
 impl Node {
+    /// A server elsewhere, reached by `dsn` with the client programs of
+    /// `installed` (see [`Node::dsn`]).
+    pub fn remote(name: &str, dsn: &str, installed: &Installed) -> Node {
+        Node {
+            name: name.to_string(),
+            installed: installed.clone(),
+            base: PathBuf::new(),
+            port: 0,
+            socket_dir: PathBuf::new(),
+            run_as: RunAs::Me,
+            netns: None,
+            dsn: Some(Dsn(dsn.to_string())),
+        }
+    }
+
+    /// Fails for a node reached by a connection string, whose server this
+    /// toolkit does not control.
+    fn controlled(&self, what: &str) -> Result<()> {
+        if self.dsn.is_some() {
+            bail!(
+                "node {} is a server reached by its connection string (--node {}=DSN): the toolkit cannot {what} it",
+                self.name,
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     pub fn data(&self) -> PathBuf {
         self.base.join("data")
     }
@@ -176,6 +249,7 @@ impl Node {
             socket_dir: socket_dir.to_path_buf(),
             run_as: run_as.clone(),
             netns: None,
+            dsn: None,
         };
         let data = node.data().display().to_string();
         let log = node.base.join("initdb.log");
@@ -232,6 +306,7 @@ impl Node {
             socket_dir: primary.socket_dir.clone(),
             run_as: run_as.clone(),
             netns: None,
+            dsn: None,
         };
         let data = node.data().display().to_string();
         let source = primary.connstr("postgres");
@@ -287,6 +362,7 @@ impl Node {
     /// Appends settings to the node's postgresql.conf (they take effect at
     /// the next start or reload).
     pub fn append_conf(&self, text: &str) -> Result<()> {
+        self.controlled("configure")?;
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.data().join("postgresql.conf");
@@ -305,6 +381,7 @@ impl Node {
     }
 
     fn pg_ctl(&self, args: &[&str], what: &str) -> Result<()> {
+        self.controlled(what)?;
         let data = self.data().display().to_string();
         let mut full = vec!["-D", data.as_str()];
         full.extend_from_slice(args);
@@ -371,7 +448,7 @@ impl Node {
     /// Whether the postmaster of this node is running: its pid file names a
     /// live process that runs this build's `postgres`.
     pub fn is_running(&self) -> bool {
-        self.postmaster_pid().is_some_and(|pid| self.is_our_postmaster(pid))
+        self.dsn.is_none() && self.postmaster_pid().is_some_and(|pid| self.is_our_postmaster(pid))
     }
 
     fn is_our_postmaster(&self, pid: nix::unistd::Pid) -> bool {
@@ -411,6 +488,7 @@ impl Node {
     /// Kills the postmaster with SIGKILL and waits until its children are gone,
     /// as a crash would leave the node.
     pub fn kill9(&self) -> Result<()> {
+        self.controlled("kill")?;
         let pid =
             self.postmaster_pid().with_context(|| format!("node {} has no postmaster.pid", self.name))?;
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
@@ -429,6 +507,9 @@ impl Node {
 
     /// A libpq connection string for a database of this node.
     pub fn connstr(&self, db: &str) -> String {
+        if let Some(Dsn(dsn)) = &self.dsn {
+            return dsn.clone();
+        }
         format!("host={} port={} dbname={db} user={SUPERUSER}", self.socket_dir.display(), self.port)
     }
 
@@ -454,6 +535,12 @@ impl Node {
     /// The build's pgbench against `db` as the superuser, through the socket,
     /// with `args` (not started).
     pub fn pgbench_cmd<A: AsRef<str>>(&self, db: &str, args: &[A]) -> duct::Expression {
+        if let Some(Dsn(dsn)) = &self.dsn {
+            // The database is the connection string's.
+            let mut all: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
+            all.push(dsn.clone());
+            return self.installed.lib_env(tool(self.installed.bin("pgbench"), &all));
+        }
         let mut all: Vec<String> = vec![
             "-h".into(),
             self.socket_dir.display().to_string(),
@@ -468,33 +555,28 @@ impl Node {
     }
 
     /// Runs SQL with psql (unaligned, tuples only, stop on the first error)
-    /// and returns its standard output without the final newline.
+    /// and returns its standard output without the final newline. A node
+    /// reached by a connection string runs it in that string's database.
     pub fn safe_psql(&self, db: &str, sql: &str) -> Result<String> {
-        let port = self.port.to_string();
-        let socket = self.socket_dir.display().to_string();
+        let mut args: Vec<String> =
+            ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"].map(String::from).to_vec();
+        match &self.dsn {
+            Some(Dsn(dsn)) => args.extend(["-d".to_string(), dsn.clone()]),
+            None => args.extend([
+                "-h".to_string(),
+                self.socket_dir.display().to_string(),
+                "-p".to_string(),
+                self.port.to_string(),
+                "-U".to_string(),
+                SUPERUSER.to_string(),
+                "-d".to_string(),
+                db.to_string(),
+            ]),
+        }
+        args.extend(["-f".to_string(), "-".to_string()]);
         let out = self
             .installed
-            .lib_env(tool(
-                self.installed.bin("psql"),
-                [
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    &socket,
-                    "-p",
-                    &port,
-                    "-U",
-                    SUPERUSER,
-                    "-d",
-                    db,
-                    "-f",
-                    "-",
-                ],
-            ))
+            .lib_env(tool(self.installed.bin("psql"), &args))
             .env("PGCONNECT_TIMEOUT", "10")
             .stdin_bytes(sql.as_bytes().to_vec())
             .stdout_capture()
@@ -504,9 +586,10 @@ impl Node {
             .context("cannot run psql")?;
         if !out.status.success() {
             bail!(
-                "SQL on node {} ({db}) failed:\n{}\n{}",
+                "SQL on node {} ({}) failed:\n{}\n{}",
                 self.name,
-                sql.trim(),
+                if self.dsn.is_some() { "the database of its connection string" } else { db },
+                redact_passwords(sql.trim()),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -539,6 +622,12 @@ impl Node {
 
     /// The last `n` lines of the server log.
     pub fn log_tail(&self, n: usize) -> String {
+        if self.dsn.is_some() {
+            return format!(
+                "(node {} is reached by a connection string: its server log is on its own host)",
+                self.name
+            );
+        }
         cmd::tail_lines(&self.log_file(), n).unwrap_or_else(|e| format!("(no server log: {e})"))
     }
 }
@@ -598,6 +687,21 @@ pub fn base_conf(installed: &Installed, nodes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted_in_connection_strings_and_sql() {
+        assert_eq!(redact_passwords("host=a password=s3cret user=b"), "host=a password=*** user=b");
+        assert_eq!(redact_passwords("host=a password=s3cret"), "host=a password=***");
+        assert_eq!(
+            redact_passwords("postgresql://bench:s3cret@db1:5432/x"),
+            "postgresql://bench:***@db1:5432/x"
+        );
+        assert_eq!(redact_passwords("postgresql://bench@db1/x"), "postgresql://bench@db1/x");
+        assert_eq!(
+            redact_passwords("SELECT f(dsn := 'host=a password=s3cret'), g('postgres://u:p2@h/d')"),
+            "SELECT f(dsn := 'host=a password=***'), g('postgres://u:***@h/d')"
+        );
+    }
 
     #[test]
     fn passwords_are_random_hex() {

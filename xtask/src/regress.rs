@@ -57,6 +57,7 @@ impl Suite {
                 "sync",
                 "addnode",
                 "upgrade",
+                "spockbench_dsn",
             ],
             extra_conf: "fsync = off\n",
         }

@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use crate::account::RunAs;
 use crate::cluster::Cluster;
-use crate::flags::{BenchCmd, Profile};
+use crate::flags::{BenchCmd, Profile, SpockbenchCmd};
 use crate::versions::{Manifest, PgRequest};
 use crate::{build, doctor, fsutil, ui};
 
@@ -52,11 +52,19 @@ impl BenchCmd {
         match self {
             BenchCmd::Apply(flags) => flags.run(),
             BenchCmd::Sync(flags) => flags.run(),
-            BenchCmd::Init(flags) => spockbench::main(spockbench::Action::Init, &flags),
-            BenchCmd::Run(flags) => spockbench::main(spockbench::Action::Run, &flags),
-            BenchCmd::Check(flags) => spockbench::main(spockbench::Action::Check, &flags),
-            BenchCmd::Sweep(flags) => spockbench::main(spockbench::Action::Sweep, &flags),
-            BenchCmd::Compare(flags) => spockbench::compare(&flags.results, flags.svg.as_deref()),
+            BenchCmd::Spockbench(cmd) => cmd.run(),
+        }
+    }
+}
+
+impl SpockbenchCmd {
+    pub fn run(self) -> Result<()> {
+        match self {
+            SpockbenchCmd::Init(flags) => spockbench::main(spockbench::Action::Init, &flags),
+            SpockbenchCmd::Run(flags) => spockbench::main(spockbench::Action::Run, &flags),
+            SpockbenchCmd::Check(flags) => spockbench::main(spockbench::Action::Check, &flags),
+            SpockbenchCmd::Sweep(flags) => spockbench::main(spockbench::Action::Sweep, &flags),
+            SpockbenchCmd::Compare(flags) => spockbench::compare(&flags.results, flags.svg.as_deref()),
         }
     }
 }

@@ -236,6 +236,7 @@ impl Cluster {
                 socket_dir: state.socket_dir.clone(),
                 run_as: run_as.clone(),
                 netns: None,
+                dsn: None,
             })
             .collect();
         Ok(Some(Cluster { dir: dir.to_path_buf(), installed, socket_dir: state.socket_dir, nodes }))

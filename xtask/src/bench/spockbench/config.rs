@@ -465,9 +465,155 @@ pub fn soak_faults(nodes: usize, duration_s: u64, partitions: bool) -> Vec<Fault
     out
 }
 
+/// The `--node name=DSN` options, in order; an error says which one is
+/// wrong and why. Names become spock node names and parts of subscription
+/// names, so they are lower-case identifiers.
+pub fn parse_node_options(options: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    for option in options {
+        let Some((name, dsn)) = option.split_once('=') else {
+            return Err(format!(
+                "--node {}: expected NAME=DSN, for example --node n1='host=db1 dbname=bench'",
+                crate::node::redact_passwords(option)
+            ));
+        };
+        let name = name.trim();
+        let valid = name.len() <= 20
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(format!(
+                "--node {name}=...: a node name is a lower-case letter then up to 19 lower-case letters, digits \
+                 or underscores (n1, paris, dc2_a)"
+            ));
+        }
+        if dsn.trim().is_empty() {
+            return Err(format!("--node {name}=: the connection string is empty"));
+        }
+        if nodes.iter().any(|(n, _)| n == name) {
+            return Err(format!("--node {name} is given twice"));
+        }
+        nodes.push((name.to_string(), dsn.trim().to_string()));
+    }
+    Ok(nodes)
+}
+
+/// What keeps a server elsewhere from running spockbench (spockbench.md
+/// §2), from its `pg_settings` rows: one sentence per problem, naming the
+/// setting and the value it needs.
+pub fn server_problems(settings: &[(String, String)], nodes: usize) -> Vec<String> {
+    let get = |name: &str| settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let mut problems = Vec::new();
+    let mut want = |name: &str, value: &str| match get(name) {
+        Some(v) if v == value => {}
+        Some(v) => problems.push(format!("{name} is '{v}'; it needs '{value}'")),
+        None => problems.push(format!("{name} is not set; it needs '{value}'")),
+    };
+    want("wal_level", "logical");
+    want("track_commit_timestamp", "on");
+    if get("shared_preload_libraries")
+        .is_none_or(|libs| !libs.split(',').any(|l| l.trim().trim_matches('"') == "spock"))
+    {
+        problems.push(
+            "shared_preload_libraries does not name spock (the extension's workers start with the server)"
+                .into(),
+        );
+    } else {
+        want("spock.conflict_resolution", "last_update_wins");
+        want("spock.save_resolutions", "on");
+        want("spock.exception_behaviour", "sub_disable");
+    }
+    if let Some(libs) = get("output_plugin_libraries")
+        && !libs.split(',').any(|l| l.trim() == "spock_output")
+    {
+        problems.push(format!("output_plugin_libraries is '{libs}'; it needs to name spock_output"));
+    }
+    if get("is_superuser") != Some("on") {
+        problems.push(
+            "the role of the connection string is not a superuser (CREATE EXTENSION spock and the extension's \
+             functions need one)"
+                .into(),
+        );
+    }
+    let least = 2 * nodes + 4;
+    for name in
+        ["max_worker_processes", "max_replication_slots", "max_wal_senders", "max_active_replication_origins"]
+    {
+        if name == "max_active_replication_origins" && get(name).is_none() {
+            continue; // before 18, max_replication_slots bounds the origins too
+        }
+        match get(name).and_then(|v| v.parse::<usize>().ok()) {
+            Some(v) if v >= least => {}
+            other => problems.push(format!(
+                "{name} is {}; {nodes} nodes need at least {least}",
+                other.map_or("unknown".to_string(), |v| v.to_string())
+            )),
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_options_are_names_and_connection_strings_in_order() {
+        let opts = |v: &[&str]| parse_node_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            opts(&["n1=host=a dbname=b", "paris=postgresql://u@h/db"]).unwrap(),
+            vec![
+                ("n1".to_string(), "host=a dbname=b".to_string()),
+                ("paris".to_string(), "postgresql://u@h/db".to_string())
+            ]
+        );
+        assert!(opts(&["n1"]).unwrap_err().contains("NAME=DSN"));
+        assert!(opts(&["N1=host=a"]).unwrap_err().contains("lower-case"));
+        assert!(opts(&["n1="]).unwrap_err().contains("empty"));
+        assert!(opts(&["n1=host=a", "n1=host=b"]).unwrap_err().contains("twice"));
+        // A malformed option with a password does not echo it.
+        let err = opts(&["N1=host=a password=hunter2"]).unwrap_err();
+        assert!(err.contains("lower-case") && !err.contains("hunter2"), "{err}");
+        let err = opts(&["postgresql://u:hunter2@h/db"]).unwrap_err();
+        assert!(err.contains("NAME=DSN") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn server_problems_name_each_setting_and_what_it_needs() {
+        let ready: Vec<(String, String)> = [
+            ("wal_level", "logical"),
+            ("track_commit_timestamp", "on"),
+            ("is_superuser", "on"),
+            ("shared_preload_libraries", "pg_stat_statements, spock"),
+            ("spock.conflict_resolution", "last_update_wins"),
+            ("spock.save_resolutions", "on"),
+            ("spock.exception_behaviour", "sub_disable"),
+            ("max_worker_processes", "16"),
+            ("max_replication_slots", "10"),
+            ("max_wal_senders", "10"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(server_problems(&ready, 3), Vec::<String>::new());
+        let mut off = ready.clone();
+        off[0].1 = "replica".into();
+        off[8].1 = "8".into();
+        off.push(("output_plugin_libraries".into(), "pgoutput".into()));
+        let p = server_problems(&off, 3);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("wal_level is 'replica'; it needs 'logical'"));
+        assert!(p.iter().any(|x| x.contains("output_plugin_libraries") && x.contains("spock_output")));
+        assert!(p.iter().any(|x| x.contains("max_replication_slots is 8; 3 nodes need at least 10")));
+        let without: Vec<(String, String)> = ready
+            .iter()
+            .filter(|(n, _)| !n.starts_with("spock.") && n != "shared_preload_libraries")
+            .cloned()
+            .collect();
+        let p = server_problems(&without, 3);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("shared_preload_libraries does not name spock"));
+    }
 
     #[test]
     fn the_soak_has_a_fault_every_five_minutes() {

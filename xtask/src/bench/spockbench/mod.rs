@@ -91,7 +91,38 @@ fn usage_error(message: impl std::fmt::Display) -> ! {
 }
 
 pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
-    let config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
+    let mut config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
+    let remote = config::parse_node_options(&flags.node).unwrap_or_else(|e| usage_error(e));
+    if !remote.is_empty() {
+        if flags.nodes.is_some_and(|n| n != remote.len()) {
+            usage_error(format!(
+                "--nodes {} disagrees with the {} --node options; leave --nodes out",
+                flags.nodes.unwrap_or(0),
+                remote.len()
+            ));
+        }
+        if remote.len() < 2 || remote.len() > config.history_stride as usize {
+            usage_error(format!(
+                "--node: a spockbench mesh has 2 to {} nodes (the history stride); {} given",
+                config.history_stride,
+                remote.len()
+            ));
+        }
+        config.nodes = remote.len();
+        if config.mode != Mode::Spock {
+            usage_error(format!(
+                "--node targets a cluster of the spock extension; --mode {} runs only on the servers spockbench \
+                 starts itself",
+                config.mode.name()
+            ));
+        }
+        if !flags.faults.is_empty() || flags.latency.is_some() {
+            usage_error(
+                "--fault and --latency need servers spockbench starts and network namespaces it owns; with --node \
+                 it cannot stop, kill or cut servers elsewhere",
+            );
+        }
+    }
     let mut faults: Vec<Fault> =
         flags.faults.iter().map(|f| Fault::parse(f).unwrap_or_else(|e| usage_error(e))).collect();
     if config.preset == Preset::Soak && faults.is_empty() {
@@ -147,15 +178,19 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
         return Ok(());
     }
     let installed = build::build_one(&resolved, None, flags.profile, false, build::jobs(None))?;
-    let dir = cluster_dir(&installed, config.mode);
+    let target = if remote.is_empty() {
+        Target::local(&installed, config.mode)
+    } else {
+        Target::remote(&installed, remote)
+    };
     match action {
         Action::Init => {
-            init(&installed, &dir, &config, flags.force)?;
+            init(&target, &config, flags.force)?;
             Ok(())
         }
         Action::Run => {
             let (code, _) =
-                run(&installed, &dir, &config, &faults, latency.as_ref(), flags.label.clone(), flags.quiet)?;
+                run(&target, &config, &faults, latency.as_ref(), flags.label.clone(), flags.quiet)?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -174,8 +209,7 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
                     "{}sweep-{rate}",
                     flags.label.as_deref().map(|l| format!("{l}-")).unwrap_or_default()
                 );
-                let (code, run_dir) =
-                    run(&installed, &dir, &c, &faults, latency.as_ref(), Some(label), flags.quiet)?;
+                let (code, run_dir) = run(&target, &c, &faults, latency.as_ref(), Some(label), flags.quiet)?;
                 worst = worst.max(code);
                 let result: Value =
                     serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json"))?)?;
@@ -188,7 +222,7 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
             Ok(())
         }
         Action::Check => {
-            let (cluster, state) = load(&dir, &config)?;
+            let (cluster, state) = load(&target, &config)?;
             let checks = checks::run_all(&cluster.nodes, DB, &config, &state.ledger, None)?;
             let verdict = if checks.iter().all(Check::passed) { "PASS" } else { "FAIL" };
             for c in &checks {
@@ -206,13 +240,67 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
     }
 }
 
-/// Where the cluster of each mode lives, so that one mode's run leaves the
-/// others' clusters alone.
-fn cluster_dir(installed: &Installed, mode: Mode) -> PathBuf {
-    installed.dirs.scratch().join(match mode {
-        Mode::Spock => "spockbench".to_string(),
-        other => format!("spockbench-{}", other.name()),
-    })
+/// The nodes a command works on, and where their state lives.
+struct Target<'a> {
+    /// The build whose servers run the local cluster, and whose psql and
+    /// pgbench reach the nodes either way.
+    installed: &'a Installed,
+    /// The local cluster with its state file, or (`--node`) the state file
+    /// of the servers elsewhere.
+    dir: PathBuf,
+    /// `--node name=DSN`, in order: servers elsewhere, node k being the
+    /// k-th. Empty: the local cluster in `dir`.
+    remote: Vec<(String, String)>,
+}
+
+impl<'a> Target<'a> {
+    /// The local cluster of a mode, which lives apart from the others' so
+    /// that one mode's run leaves the others alone.
+    fn local(installed: &'a Installed, mode: Mode) -> Target<'a> {
+        let dir = installed.dirs.scratch().join(match mode {
+            Mode::Spock => "spockbench".to_string(),
+            other => format!("spockbench-{}", other.name()),
+        });
+        Target { installed, dir, remote: Vec::new() }
+    }
+
+    /// Servers elsewhere. Their state (the ledger of committed
+    /// transactions) is kept per set of nodes, under a digest of the names
+    /// and connection strings, so no password lands in a file name.
+    fn remote(installed: &'a Installed, remote: Vec<(String, String)>) -> Target<'a> {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for (name, dsn) in &remote {
+            digest.update(format!("{name}={dsn}\n"));
+        }
+        let tag = hex::encode(digest.finalize());
+        let dir = installed.dirs.scratch().join(format!("spockbench-dsn-{}", &tag[..16]));
+        Target { installed, dir, remote }
+    }
+
+    fn is_remote(&self) -> bool {
+        !self.remote.is_empty()
+    }
+
+    /// Whether `init` has run for these nodes.
+    fn initialised(&self) -> Result<bool> {
+        Ok(if self.is_remote() {
+            state_path(&self.dir).exists()
+        } else {
+            Cluster::load(&self.dir)?.is_some()
+        })
+    }
+
+    /// The servers elsewhere as a cluster value (nothing of it is started
+    /// or stopped).
+    fn remote_cluster(&self) -> Cluster {
+        Cluster {
+            dir: self.dir.clone(),
+            installed: self.installed.clone(),
+            socket_dir: PathBuf::new(),
+            nodes: self.remote.iter().map(|(name, dsn)| Node::remote(name, dsn, self.installed)).collect(),
+        }
+    }
 }
 
 /// The node settings of local mode (spockbench.md §2, §9, §10): the
@@ -251,9 +339,17 @@ fn save_state(dir: &Path, state: &State) -> Result<()> {
 
 /// The initialised cluster, started, and its state; an error says how to
 /// make one when there is none or it was made with other values.
-fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
-    let Some(cluster) = Cluster::load(dir)? else {
-        bail!("no spockbench cluster in {}; `cargo xtask bench init` makes one", dir.display());
+fn load(target: &Target, config: &Config) -> Result<(Cluster, State)> {
+    let dir = &target.dir;
+    let cluster = if target.is_remote() {
+        if !state_path(dir).exists() {
+            bail!("spockbench has not initialised these --node servers; `spockbench init --node ...` does");
+        }
+        target.remote_cluster()
+    } else {
+        Cluster::load(dir)?.with_context(|| {
+            format!("no spockbench cluster in {}; `cargo xtask bench init` makes one", dir.display())
+        })?
     };
     let path = state_path(dir);
     let state: State =
@@ -274,7 +370,7 @@ fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
     if (state.nodes, state.scale, state.delta_apply) != (config.nodes, config.scale, config.delta_apply) {
         usage_error(format!(
             "the spockbench cluster in {} was initialised with {} nodes, scale {}, delta apply {}; this run asks for {} \
-             nodes, scale {}, delta apply {}: run `cargo xtask bench init --force` with the new values",
+             nodes, scale {}, delta apply {}: run `init --force` (`cargo xtask bench` or `spockbench`) with the new values",
             dir.display(),
             state.nodes,
             state.scale,
@@ -293,13 +389,20 @@ fn load(dir: &Path, config: &Config) -> Result<(Cluster, State)> {
             if config.stock_settings { "for" } else { "not for" },
         ));
     }
-    cluster.start()?;
-    restart_if_library_replaced(&cluster)?;
+    if !target.is_remote() {
+        cluster.start()?;
+        restart_if_library_replaced(&cluster)?;
+    }
     Ok((cluster, state))
 }
 
 /// Schema preparation and wiring (spockbench.md §3).
-fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Result<Cluster> {
+fn init(target: &Target, config: &Config, force: bool) -> Result<Cluster> {
+    let dir = &target.dir;
+    let installed = target.installed;
+    if target.is_remote() {
+        return init_remote(target, config, force);
+    }
     if let Some(old) = Cluster::load(dir)? {
         if !force {
             bail!(
@@ -349,6 +452,102 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
     }
     cluster.start()?;
     step.done(&format!("in {}", dir.display()));
+    prepare(&cluster, dir, config, namespaces)?;
+    Ok(cluster)
+}
+
+/// `init` against the servers of `--node name=DSN`: checks their settings,
+/// clears what an earlier init left (only with `--force`), then prepares
+/// them like a local cluster. The database of each connection string must
+/// exist; spockbench's tables are made in it.
+fn init_remote(target: &Target, config: &Config, force: bool) -> Result<Cluster> {
+    let cluster = target.remote_cluster();
+    let step =
+        ui::Step::start(format!("Checking the settings of the {} servers given by --node", config.nodes));
+    let mut used = Vec::new();
+    for node in &cluster.nodes {
+        let settings: Vec<(String, String)> = node
+            .safe_psql(
+                DB,
+                "SELECT name, setting FROM pg_settings
+                  WHERE name IN ('wal_level', 'track_commit_timestamp', 'shared_preload_libraries',
+                                 'output_plugin_libraries', 'max_worker_processes', 'max_replication_slots',
+                                 'max_wal_senders', 'max_active_replication_origins',
+                                 'spock.conflict_resolution', 'spock.save_resolutions',
+                                 'spock.exception_behaviour')
+                 UNION ALL SELECT 'is_superuser', current_setting('is_superuser')",
+            )
+            .with_context(|| format!("cannot reach node {} through its connection string", node.name))?
+            .lines()
+            .filter_map(|l| l.split_once('|').map(|(n, v)| (n.to_string(), v.to_string())))
+            .collect();
+        let problems = config::server_problems(&settings, config.nodes);
+        if !problems.is_empty() {
+            bail!(
+                "node {} is not ready for spockbench (spockbench.md §2):\n  {}\nchange what is named (settings \
+                 in its configuration, then a restart), then run init again",
+                node.name,
+                problems.join("\n  ")
+            );
+        }
+        let leftovers = node.safe_psql(
+            DB,
+            "SELECT concat_ws(', ',
+                    CASE WHEN EXISTS (SELECT FROM pg_extension WHERE extname = 'spock') THEN 'the spock extension' END,
+                    CASE WHEN to_regclass('pgbench_accounts') IS NOT NULL THEN 'pgbench tables' END)",
+        )?;
+        if !leftovers.is_empty() {
+            used.push(format!("{} has {leftovers}", node.name));
+        }
+    }
+    if !used.is_empty() && !force {
+        bail!(
+            "{} in the database of its connection string; `init --force` drops them (every spock subscription and \
+             node of that database, and the four pgbench tables) and starts over",
+            used.join("; ")
+        );
+    }
+    step.done("");
+    if !used.is_empty() {
+        let step = ui::Step::start("Dropping what an earlier init left (--force)");
+        // Subscriptions first, everywhere, so that each drops its slot on
+        // a provider that still has the extension.
+        for node in &cluster.nodes {
+            node.safe_psql(
+                DB,
+                "DO $$ BEGIN
+                   IF EXISTS (SELECT FROM pg_extension WHERE extname = 'spock') THEN
+                     PERFORM spock.sub_drop(sub_name) FROM spock.subscription;
+                   END IF;
+                 END $$",
+            )?;
+        }
+        for node in &cluster.nodes {
+            node.safe_psql(
+                DB,
+                &format!("DROP EXTENSION IF EXISTS spock CASCADE; DROP TABLE IF EXISTS {TABLES} CASCADE"),
+            )?;
+        }
+        step.done("");
+    }
+    fsutil::remove_dir_all_if_exists(&target.dir)?;
+    std::fs::create_dir_all(&target.dir)
+        .with_context(|| format!("cannot create {}", target.dir.display()))?;
+    prepare(&cluster, &target.dir, config, false)?;
+    Ok(cluster)
+}
+
+/// Steps 1-5 of spockbench.md §3 on started nodes: the schema on every
+/// node (or on n1 and the initial sync), the mesh, the check that the nodes
+/// start identical, and the state file in `dir`.
+fn prepare(cluster: &Cluster, dir: &Path, config: &Config, namespaces: bool) -> Result<()> {
+    // The databases of servers elsewhere are their connection strings'.
+    let create_db = |node: &Node| -> Result<()> {
+        if node.dsn.is_none() {
+            node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+        }
+        Ok(())
+    };
     let synced = |k: usize| config.init_mode == InitMode::Sync && k > 1;
     for (i, node) in cluster.nodes.iter().enumerate() {
         let k = i + 1;
@@ -359,7 +558,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
                 "{}: an empty database, filled from n1 by the initial sync",
                 node.name
             ));
-            node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+            create_db(node)?;
             node.safe_psql(
                 DB,
                 &format!(
@@ -375,7 +574,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             "{}: pgbench -i -s {} and the spockbench columns",
             node.name, config.scale
         ));
-        node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+        create_db(node)?;
         node.pgbench(DB, &["-i", "-s", &config.scale.to_string(), "-I", "dtgvp"])?;
         node.safe_psql(DB, &schema_sql(config, k))?;
         if config.delta_apply {
@@ -421,7 +620,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             "n2..n{}: the structure and rows of n1 through the extension's initial sync",
             config.nodes
         ));
-        initial_sync(&cluster, config, namespaces)?;
+        initial_sync(cluster, config, namespaces)?;
         step.done("");
     }
     if config.mode != Mode::Single {
@@ -429,7 +628,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             "Wiring the full mesh ({} subscriptions)",
             config.nodes * (config.nodes - 1)
         ));
-        wire(&cluster, config.mode, namespaces)?;
+        wire(cluster, config.mode, namespaces)?;
         step.done("all replicating");
     }
     let step = ui::Step::start(if config.delta_apply {
@@ -460,8 +659,7 @@ fn init(installed: &Installed, dir: &Path, config: &Config, force: bool) -> Resu
             stock_settings: config.stock_settings,
             init_mode: config.init_mode,
         },
-    )?;
-    Ok(cluster)
+    )
 }
 
 /// The four tables, in the order of a publication or a replication set.
@@ -1063,7 +1261,7 @@ fn git_revision() -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn environment(node: &Node, installed: &Installed) -> Result<Value> {
+fn environment(node: &Node) -> Result<Value> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
@@ -1102,13 +1300,16 @@ fn environment(node: &Node, installed: &Installed) -> Result<Value> {
         "postgresql": node.safe_psql(DB, "SHOW server_version")?,
         "extension": if spock { json!(node.safe_psql(DB, "SELECT spock.spock_version()")?) } else { Value::Null },
         "core_patches": patches,
-        "output_plugin_libraries": installed.core.output_plugin_libraries,
+        "output_plugin_libraries": node.safe_psql(
+            DB,
+            "SELECT count(*) = 1 FROM pg_settings WHERE name = 'output_plugin_libraries'"
+        )? == "t",
     }))
 }
 
 /// Pre-flight checks (spockbench.md §2): converged, replicating, the
 /// output plugin allowed, the delta options present.
-fn preflight(cluster: &Cluster, installed: &Installed, config: &Config, ledger: &Ledger) -> Result<()> {
+fn preflight(cluster: &Cluster, config: &Config, ledger: &Ledger) -> Result<()> {
     let checks = checks::run_all(&cluster.nodes, DB, config, ledger, None)?;
     if let Some(c) = checks.iter().find(|c| (c.id == "C2" || c.id == "C5") && !c.passed()) {
         bail!(
@@ -1120,8 +1321,11 @@ fn preflight(cluster: &Cluster, installed: &Installed, config: &Config, ledger: 
         );
     }
     for node in &cluster.nodes {
-        if installed.core.output_plugin_libraries && config.mode == Mode::Spock {
-            let libs = node.safe_psql(DB, "SHOW output_plugin_libraries")?;
+        if config.mode == Mode::Spock {
+            let libs = node.safe_psql(
+                DB,
+                "SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'), 'spock_output')",
+            )?;
             if !libs.contains("spock_output") {
                 bail!(
                     "pre-flight: node {}: output_plugin_libraries = '{libs}' omits spock_output",
@@ -1138,21 +1342,19 @@ fn preflight(cluster: &Cluster, installed: &Installed, config: &Config, ledger: 
 
 /// A measured run; returns its exit code and its run directory.
 fn run(
-    installed: &Installed,
-    dir: &Path,
+    target: &Target,
     config: &Config,
     faults: &[Fault],
     latency: Option<&netns::Delays>,
     label: Option<String>,
     quiet: bool,
 ) -> Result<(i32, PathBuf)> {
-    let (cluster, mut state) = if Cluster::load(dir)?.is_none() {
-        init(installed, dir, config, false)?;
-        load(dir, config)?
-    } else {
-        load(dir, config)?
-    };
-    preflight(&cluster, installed, config, &state.ledger)?;
+    let dir = &target.dir;
+    if !target.initialised()? {
+        init(target, config, false)?;
+    }
+    let (cluster, mut state) = load(target, config)?;
+    preflight(&cluster, config, &state.ledger)?;
     // The links' delay is this run's (none unless --latency): netem on the
     // links, or the relay where the kernel has no netem.
     let mut delay_method = Value::Null;
@@ -1181,7 +1383,13 @@ fn run(
     effective["faults"] = json!(faults.iter().map(Fault::label).collect::<Vec<_>>());
     effective["latency"] = latency.map_or(Value::Null, netns::Delays::to_json);
     effective["init_mode"] = json!(state.init_mode);
-    effective["network"] = json!(if state.namespaces { "namespaces" } else { "loopback" });
+    effective["network"] = json!(if target.is_remote() {
+        "remote"
+    } else if state.namespaces {
+        "namespaces"
+    } else {
+        "loopback"
+    });
     effective["latency_method"] = delay_method;
     std::fs::write(run_dir.join("config.json"), serde_json::to_string_pretty(&effective)?)?;
     ui::note(format!("spockbench run {run_id}: files in {}", run_dir.display()));
@@ -1259,7 +1467,6 @@ fn run(
 
     let result = assemble(
         &cluster,
-        installed,
         config,
         &p,
         &samples,
@@ -1284,7 +1491,7 @@ fn run(
         for r in runs {
             let offset = r.started.map_or(0.0, |s| s.saturating_duration_since(t0).as_secs_f64());
             for (t, tps, lat) in &r.progress {
-                progress.push((offset + t, format!("n{}", k + 1), *tps, *lat));
+                progress.push((offset + t, driver_name(&cluster, config, k), *tps, *lat));
             }
         }
     }
@@ -1326,7 +1533,8 @@ fn run(
 /// another must end PASS; the `--no-delta` negative control at scale 1 must
 /// end FAIL with C3 naming keys while C2 (convergence) passes.
 pub fn ci_check(installed: &Installed) -> Result<String> {
-    let dir = installed.dirs.scratch().join("spockbench");
+    let target = Target::local(installed, Mode::Spock);
+    let dir = target.dir.clone();
     let mut flags = Spockbench::ci_short();
     let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
     let mut wanted = vec!["kill9:n2@10s", "kill-apply:n1@22s", "restart:n3@30s"];
@@ -1335,21 +1543,21 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     }
     let faults: Vec<Fault> =
         wanted.iter().map(|f| Fault::parse(f).map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
-    init(installed, &dir, &config, true)?;
-    let (code, run_dir) = run(installed, &dir, &config, &faults, None, Some("ci".into()), true)?;
+    init(&target, &config, true)?;
+    let (code, run_dir) = run(&target, &config, &faults, None, Some("ci".into()), true)?;
     if code != 0 {
         bail!(
             "the short spockbench run did not end PASS (exit {code}); see {}",
             run_dir.join("summary.txt").display()
         );
     }
-    self_test(&dir, &config)?;
+    self_test(&target, &config)?;
     flags.no_delta = true;
     flags.scale = Some(1);
     flags.duration = Some(15);
     let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
-    init(installed, &dir, &config, true)?;
-    let (code, control_dir) = run(installed, &dir, &config, &[], None, Some("ci-no-delta".into()), true)?;
+    init(&target, &config, true)?;
+    let (code, control_dir) = run(&target, &config, &[], None, Some("ci-no-delta".into()), true)?;
     let result: Value = serde_json::from_str(&std::fs::read_to_string(control_dir.join("result.json"))?)?;
     let status = |id: &str| {
         result["consistency"]["checks"]
@@ -1378,6 +1586,28 @@ pub fn ci_check(installed: &Installed) -> Result<String> {
     ))
 }
 
+/// Where results say a node is: its socket directory and port, or for a
+/// server elsewhere the address and port the connection reached (from the
+/// server, so that nothing of the connection string, which may hold a
+/// password, is written).
+fn address(node: &Node) -> Result<(String, u16)> {
+    if node.dsn.is_none() {
+        return Ok((node.socket_dir.display().to_string(), node.port));
+    }
+    let row = node.safe_psql(
+        DB,
+        "SELECT coalesce(host(inet_server_addr()), 'unix socket') || '|' || current_setting('port')",
+    )?;
+    let (host, port) = row.split_once('|').unwrap_or((&row, "0"));
+    Ok((host.to_string(), port.parse().unwrap_or(0)))
+}
+
+/// The name results give driver `k` (0-based): its node's, or `n<k+1>`
+/// for the drivers that share single mode's one server.
+fn driver_name(cluster: &Cluster, config: &Config, k: usize) -> String {
+    if cluster.nodes.len() == config.nodes { cluster.nodes[k].name.clone() } else { format!("n{}", k + 1) }
+}
+
 fn add_to_ledger(ledger: &mut Ledger, p: &Phase) {
     for (k, runs) in p.runs.iter().enumerate() {
         ledger.committed[k] += committed(runs);
@@ -1388,7 +1618,6 @@ fn add_to_ledger(ledger: &mut Ledger, p: &Phase) {
 #[allow(clippy::too_many_arguments)]
 fn assemble(
     cluster: &Cluster,
-    installed: &Installed,
     config: &Config,
     p: &Phase,
     samples: &[Sample],
@@ -1400,7 +1629,7 @@ fn assemble(
     let n = config.nodes;
     // The server of driver k: in single mode all drivers share one.
     let server = |k: usize| &cluster.nodes[k.min(cluster.nodes.len() - 1)];
-    let name = |k: usize| format!("n{}", k + 1);
+    let name = |k: usize| driver_name(cluster, config, k);
     let secs = |i: Instant| i.saturating_duration_since(t0).as_secs_f64();
     let starts: Vec<f64> =
         p.runs.iter().map(|r| r.first().and_then(|x| x.started).map_or(0.0, secs)).collect();
@@ -1465,14 +1694,19 @@ fn assemble(
     // Single mode has no links.
     for k in (0..n).filter(|_| config.mode != Mode::Single) {
         for j in (0..n).filter(|j| *j != k) {
-            let applied = p.applied[k].get(j).copied().flatten();
-            if applied.is_none() {
+            // When node j applied node k's end-of-run sync event.
+            let reached = p.applied[k].get(j).copied().flatten();
+            if reached.is_none() {
                 timed_out = true;
             }
-            let catch_up = applied.map(|a| (secs(a) - ends[k]).max(0.0));
-            if let Some(a) = applied {
+            let catch_up = reached.map(|a| (secs(a) - ends[k]).max(0.0));
+            if let Some(a) = reached {
                 max_applied = max_applied.max(secs(a));
             }
+            // The link's mean apply rate: every transaction k committed in
+            // the run was applied on j between k's start (j had applied all
+            // before it, at the warm-up's barrier) and that moment.
+            let apply_tps = reached.map(|a| committed(&p.runs[k]) as f64 / (secs(a) - starts[k]).max(1e-9));
             node_catch_up[k] = node_catch_up[k].max(catch_up.unwrap_or(config.barrier_timeout_s as f64));
             let (origin, target) = (&name(k), &name(j));
             let series: Vec<&Sample> =
@@ -1500,7 +1734,7 @@ fn assemble(
                 "lag_bytes": {"max": bmax as i64, "p95": bp95 as i64, "final": bfin as i64},
                 "backlog_slope_bytes_per_s": sampler::slope(&backlog),
                 "catch_up_s": catch_up,
-                "apply_tps": Value::Null,
+                "apply_tps": apply_tps,
                 "applied_rows": applied.map(|a| a.0),
                 "delta_apply": applied.map(|a| a.1),
             }));
@@ -1578,10 +1812,11 @@ fn assemble(
     let nodes: Vec<Value> = (0..n)
         .map(|i| {
             let node = server(i);
-            json!({"name": name(i), "host": node.socket_dir.display().to_string(), "port": node.port,
-                   "home_branches": config.home_branches(i + 1), "clock_offset_s": Value::Null})
+            let (host, port) = address(node)?;
+            Ok(json!({"name": name(i), "host": host, "port": port,
+                   "home_branches": config.home_branches(i + 1), "clock_offset_s": Value::Null}))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut cfg = serde_json::to_value(config)?;
     cfg["faults"] =
         json!(p.faults.iter().filter_map(|f| f["fault"].as_str().map(str::to_string)).collect::<Vec<_>>());
@@ -1601,7 +1836,7 @@ fn assemble(
         "preset": config.preset,
         "started_at": started_at,
         "ended_at": ended_at,
-        "environment": environment(&cluster.nodes[0], installed)?,
+        "environment": environment(&cluster.nodes[0])?,
         "config": cfg,
         "nodes": nodes,
         "load": {
@@ -1642,8 +1877,8 @@ fn assemble(
 /// On n2, with a replication origin set up so that nothing is sent on, one
 /// account is changed and one history row of n1 is deleted; C2 must name
 /// that account and the history table, C4 the missing row of origin n1.
-fn self_test(dir: &Path, config: &Config) -> Result<()> {
-    let (cluster, state) = load(dir, config)?;
+fn self_test(target: &Target, config: &Config) -> Result<()> {
+    let (cluster, state) = load(target, config)?;
     let n2 = &cluster.nodes[1];
     n2.safe_psql(
         DB,

@@ -165,18 +165,19 @@ pub fn summary_text(r: &Value) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:<12} {:>10} {:>14} {:>11} {:>13} {:>7}",
-        "link", "max lag s", "max lag bytes", "catch-up s", "applied rows", "deltas"
+        "\n{:<12} {:>10} {:>14} {:>11} {:>10} {:>13} {:>7}",
+        "link", "max lag s", "max lag bytes", "catch-up s", "apply tps", "applied rows", "deltas"
     );
     let count = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     for l in r["replication"]["links"].as_array().cloned().unwrap_or_default() {
         let _ = writeln!(
             s,
-            "{:<12} {:>10.2} {:>14} {:>11} {:>13} {:>7}",
+            "{:<12} {:>10.2} {:>14} {:>11} {:>10} {:>13} {:>7}",
             format!("{}->{}", l["origin"].as_str().unwrap_or("?"), l["target"].as_str().unwrap_or("?")),
             l["lag_s"]["max"].as_f64().unwrap_or(0.0),
             l["lag_bytes"]["max"].to_string(),
             l["catch_up_s"].as_f64().map_or("-".to_string(), |v| format!("{v:.2}")),
+            l["apply_tps"].as_f64().map_or("-".to_string(), |v| format!("{v:.1}")),
             count(&l["applied_rows"]),
             count(&l["delta_apply"]),
         );
