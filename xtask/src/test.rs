@@ -84,6 +84,11 @@ impl Test {
                 if major == NEGATIVE_CONTROL_MAJOR {
                     let stock = build::build_stock(&resolved, jobs)?;
                     patch_tests::negative_control(&stock)?;
+                    let step = ui::Step::start(
+                        "spockbench on stock servers: init names the missing patch, --no-delta proceeds",
+                    );
+                    let remark = crate::bench::spockbench::unpatched_check(&stock)?;
+                    step.done(&remark);
                     let step = ui::Step::start(format!(
                         "ABI of the patched server against stock PostgreSQL {version} (symbols, magic block, headers)"
                     ));

@@ -1602,6 +1602,52 @@ fn address(node: &Node) -> Result<(String, u16)> {
     Ok((host.to_string(), port.parse().unwrap_or(0)))
 }
 
+/// spockbench.md §11.6 on a stock build (`cargo xtask test`, after the
+/// negative control): two stock servers with the extension, given as
+/// `--node` servers; `init` must stop with an error naming patch 020, and
+/// `init --no-delta --force` must then prepare and wire them.
+pub fn unpatched_check(stock: &Installed) -> Result<String> {
+    let dir = stock.dirs.scratch().join("spockbench-unpatched");
+    if let Some(old) = Cluster::load(&dir)? {
+        old.destroy()?;
+    }
+    fsutil::remove_dir_all_if_exists(&dir)?;
+    let conf = format!(
+        "fsync = off\n{}",
+        server_conf(&Config::from_flags(&Spockbench::ci_short()).map_err(anyhow::Error::msg)?)
+    );
+    let cluster = Cluster::create(&dir, stock, 2, &RunAs::detect()?, &conf)?;
+    cluster.start()?;
+    let outcome = (|| -> Result<String> {
+        let mut remote = Vec::new();
+        for node in &cluster.nodes {
+            node.safe_psql("postgres", &format!("CREATE DATABASE {DB}"))?;
+            remote.push((format!("s{}", remote.len() + 1), node.connstr(DB)));
+        }
+        let target = Target::remote(stock, remote);
+        let mut flags = Spockbench::ci_short();
+        flags.nodes = Some(2);
+        flags.scale = Some(1);
+        let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
+        let refused = match init(&target, &config, false) {
+            Ok(_) => bail!("spockbench init with the delta options went ahead on a stock server"),
+            Err(e) => format!("{e:#}"),
+        };
+        let patch = format!("pg{}-020-column-options.diff", stock.dirs.major);
+        if !refused.contains(&patch) || !refused.contains("--no-delta") {
+            bail!("spockbench init on a stock server did not name patch 020 and --no-delta: {refused}");
+        }
+        flags.no_delta = true;
+        let config = Config::from_flags(&flags).map_err(anyhow::Error::msg)?;
+        init(&target, &config, true).context("spockbench init --no-delta on stock servers")?;
+        Ok("init named patch 020; --no-delta prepared and wired the nodes".to_string())
+    })();
+    if outcome.is_ok() {
+        cluster.destroy()?;
+    }
+    outcome
+}
+
 /// The name results give driver `k` (0-based): its node's, or `n<k+1>`
 /// for the drivers that share single mode's one server.
 fn driver_name(cluster: &Cluster, config: &Config, k: usize) -> String {
