@@ -120,25 +120,41 @@ fn uri_component(s: &str) -> String {
     out
 }
 
-/// `text` (a connection string, or SQL that holds some) as an error or a
-/// log may show it: the value of every `password=` and the password of
-/// every `scheme://user:password@` replaced by `***`.
+/// `text` (a connection string, SQL or a client's error that holds some)
+/// as an error or a log may show it: the value of every `password` (and
+/// `sslpassword`) key, spaces around `=` allowed, quoted or not, and the
+/// password of every `scheme://user:password@` replaced by `***`.
 pub fn redact_passwords(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("password=") {
-        let value = at + "password=".len();
-        out.push_str(&rest[..value]);
-        out.push_str("***");
-        rest = &rest[value..];
-        let end = rest.find([' ', '\'', '\n']).unwrap_or(rest.len());
-        rest = &rest[end..];
+    const KEY: &str = "password";
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let skip_spaces = |mut j: usize| {
+        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        j
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if lower[i..].starts_with(KEY) {
+            let eq = skip_spaces(i + KEY.len());
+            if bytes.get(eq) == Some(&b'=') {
+                let start = skip_spaces(eq + 1);
+                out.push_str(&text[i..start]);
+                out.push_str("***");
+                i = value_end(text, start);
+                continue;
+            }
+        }
+        let c = text[i..].chars().next().expect("i is on a character boundary");
+        out.push(c);
+        i += c.len_utf8();
     }
-    out.push_str(rest);
     let mut from = 0;
-    while let Some(i) = out[from..].find("://") {
-        let auth = from + i + 3;
-        let end = out[auth..].find(['@', '/', ' ', '\'']).map(|e| auth + e);
+    while let Some(k) = out[from..].find("://") {
+        let auth = from + k + 3;
+        let end = out[auth..].find(['@', '/', ' ', '\'', '?']).map(|e| auth + e);
         if let Some(end) = end.filter(|e| out.as_bytes()[*e] == b'@')
             && let Some(colon) = out[auth..end].find(':')
         {
@@ -147,6 +163,30 @@ pub fn redact_passwords(text: &str) -> String {
         from = auth;
     }
     out
+}
+
+/// Where a connection-string value that starts at `start` ends: after its
+/// closing quote when quoted (`'...'` with `\` escapes, or `''...''` as it
+/// reads inside an SQL literal), otherwise at the first space, quote or
+/// `&` (the next parameter of a URI's query).
+fn value_end(text: &str, start: usize) -> usize {
+    let rest = &text[start..];
+    if let Some(inner) = rest.strip_prefix("''") {
+        return inner.find("''").map_or(text.len(), |e| start + 2 + e + 2);
+    }
+    if let Some(inner) = rest.strip_prefix('\'') {
+        let mut escaped = false;
+        for (k, c) in inner.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '\'' if !escaped => return start + 1 + k + 1,
+                _ => escaped = false,
+            }
+        }
+        return text.len();
+    }
+    rest.find(|c: char| c.is_ascii_whitespace() || c == '\'' || c == '"' || c == '&')
+        .map_or(text.len(), |e| start + e)
 }
 
 /// Asks the kernel for a free TCP port on the loopback interface.
@@ -527,7 +567,12 @@ impl Node {
         let text =
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
-            bail!("pgbench {} on node {} failed:\n{}", args.join(" "), self.name, text.trim());
+            bail!(
+                "pgbench {} on node {} failed:\n{}",
+                args.join(" "),
+                self.name,
+                redact_passwords(text.trim())
+            );
         }
         Ok(text)
     }
@@ -590,7 +635,7 @@ impl Node {
                 self.name,
                 if self.dsn.is_some() { "the database of its connection string" } else { db },
                 redact_passwords(sql.trim()),
-                String::from_utf8_lossy(&out.stderr).trim()
+                redact_passwords(String::from_utf8_lossy(&out.stderr).trim())
             );
         }
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -701,6 +746,21 @@ mod tests {
             redact_passwords("SELECT f(dsn := 'host=a password=s3cret'), g('postgres://u:p2@h/d')"),
             "SELECT f(dsn := 'host=a password=***'), g('postgres://u:***@h/d')"
         );
+        // Quoted values, spaces around '=', other keys that hold secrets.
+        assert_eq!(redact_passwords("host=a password = 'two words' user=b"), "host=a password = *** user=b");
+        assert_eq!(redact_passwords(r"password='it\'s' port=5"), "password=*** port=5");
+        assert_eq!(
+            redact_passwords("SELECT f('host=a password=''two words'' user=b')"),
+            "SELECT f('host=a password=*** user=b')"
+        );
+        assert_eq!(redact_passwords("sslpassword=k1 PASSWORD=k2"), "sslpassword=*** PASSWORD=***");
+        assert_eq!(
+            redact_passwords("postgresql://u:pw@h/db?sslmode=require&password=q2&x=1"),
+            "postgresql://u:***@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(redact_passwords("passfile=/x/pgpass"), "passfile=/x/pgpass");
+        assert_eq!(redact_passwords("the password is wrong"), "the password is wrong");
+        assert_eq!(redact_passwords("é password=ü"), "é password=***");
     }
 
     #[test]

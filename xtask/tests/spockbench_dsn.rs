@@ -111,6 +111,7 @@ fn spockbench_runs_against_servers_given_by_connection_strings() {
 
     // Faults need servers the program controls.
     let out = spockbench(&with("run", &["--fault", "kill9:beta@5s"]));
+    said.push_str(&text(&out));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("cannot stop, kill or cut servers elsewhere"), "{}", text(&out));
 
@@ -123,6 +124,7 @@ fn spockbench_runs_against_servers_given_by_connection_strings() {
     said.push_str(&text(&out));
     assert!(out.status.success(), "init --force failed:\n{}", text(&out));
     let out = spockbench(&with("check", &[]));
+    said.push_str(&text(&out));
     assert!(out.status.success(), "check after init --force:\n{}", text(&out));
     for node in &cluster.nodes {
         // One slot per peer: none left behind by the dropped subscriptions.
@@ -130,8 +132,41 @@ fn spockbench_runs_against_servers_given_by_connection_strings() {
         assert_eq!(slots, "2", "replication slots on {}", node.name);
     }
 
-    // The password is in no output and no file of the run.
+    // A role that is not a superuser, with a quoted password that has
+    // spaces: init refuses (exit 3) naming the role on every node.
+    const PLAIN: &str = "not a s3cret";
+    let mut plain_args: Vec<String> =
+        vec!["init".into(), "--pg".into(), major.clone(), "--profile".into(), "dev".into()];
+    for (name, node) in NAMES.iter().zip(&cluster.nodes) {
+        sql(node, &format!("CREATE ROLE plain LOGIN PASSWORD '{PLAIN}'"));
+        plain_args.push("--node".into());
+        plain_args.push(format!(
+            "{name}=host=127.0.0.1 port={} dbname=bench user=plain password='{PLAIN}'",
+            node.port
+        ));
+    }
+    let out = spockbench(&plain_args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(text(&out).matches("is not a superuser").count(), 3, "{}", text(&out));
+    assert!(!text(&out).contains("s3cret"), "the password was printed:\n{}", text(&out));
+
+    // The password is in no output, no file of the run and no state file.
     assert!(!said.contains(&password), "the password was printed:\n{said}");
+    let scratch = common::installed().dirs.scratch();
+    for entry in std::fs::read_dir(&scratch).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.file_name().unwrap().to_string_lossy().starts_with("spockbench-dsn-") {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let path = file.unwrap().path();
+                let content = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&content).contains(&password),
+                    "{} holds the password",
+                    path.display()
+                );
+            }
+        }
+    }
     for entry in std::fs::read_dir(&run_dir).unwrap() {
         let path = entry.unwrap().path();
         let content = std::fs::read(&path).unwrap();

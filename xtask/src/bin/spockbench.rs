@@ -8,8 +8,20 @@ use clap::Parser;
 use xtask::flags::SpockbenchProgram;
 use xtask::ui;
 
+/// spockbench.md §8: a usage error exits with 3 (clap's own code, 2, is
+/// spockbench's INVALID).
+const EXIT_USAGE: u8 = 3;
+
 fn main() -> ExitCode {
-    match SpockbenchProgram::parse().cmd.run() {
+    let program = match SpockbenchProgram::try_parse() {
+        Ok(program) => program,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    match program.cmd.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             ui::error(&err);

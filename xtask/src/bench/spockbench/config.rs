@@ -470,12 +470,11 @@ pub fn soak_faults(nodes: usize, duration_s: u64, partitions: bool) -> Vec<Fault
 /// names, so they are lower-case identifiers.
 pub fn parse_node_options(options: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut nodes: Vec<(String, String)> = Vec::new();
-    for option in options {
+    for (i, option) in options.iter().enumerate() {
+        // Nothing of a malformed option is shown: it may hold a password.
+        let which = format!("--node option {} of {}", i + 1, options.len());
         let Some((name, dsn)) = option.split_once('=') else {
-            return Err(format!(
-                "--node {}: expected NAME=DSN, for example --node n1='host=db1 dbname=bench'",
-                crate::node::redact_passwords(option)
-            ));
+            return Err(format!("{which}: expected NAME=DSN, for example --node n1='host=db1 dbname=bench'"));
         };
         let name = name.trim();
         let valid = name.len() <= 20
@@ -483,8 +482,9 @@ pub fn parse_node_options(options: &[String]) -> Result<Vec<(String, String)>, S
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             return Err(format!(
-                "--node {name}=...: a node name is a lower-case letter then up to 19 lower-case letters, digits \
-                 or underscores (n1, paris, dc2_a)"
+                "{which}: the text before the first '=' is not a node name: a node name is a lower-case letter \
+                 then up to 19 lower-case letters, digits or underscores (n1, paris, dc2_a), as in \
+                 --node n1='host=db1 dbname=bench'"
             ));
         }
         if dsn.trim().is_empty() {
@@ -492,6 +492,11 @@ pub fn parse_node_options(options: &[String]) -> Result<Vec<(String, String)>, S
         }
         if nodes.iter().any(|(n, _)| n == name) {
             return Err(format!("--node {name} is given twice"));
+        }
+        if let Some((other, _)) = nodes.iter().find(|(_, d)| d == dsn.trim()) {
+            return Err(format!(
+                "--node {name} has the connection string of --node {other}: one server, two nodes"
+            ));
         }
         nodes.push((name.to_string(), dsn.trim().to_string()));
     }
@@ -571,11 +576,14 @@ mod tests {
         assert!(opts(&["N1=host=a"]).unwrap_err().contains("lower-case"));
         assert!(opts(&["n1="]).unwrap_err().contains("empty"));
         assert!(opts(&["n1=host=a", "n1=host=b"]).unwrap_err().contains("twice"));
+        assert!(opts(&["n1=host=a", "n2=host=a"]).unwrap_err().contains("of --node n1"));
         // A malformed option with a password does not echo it.
         let err = opts(&["N1=host=a password=hunter2"]).unwrap_err();
         assert!(err.contains("lower-case") && !err.contains("hunter2"), "{err}");
         let err = opts(&["postgresql://u:hunter2@h/db"]).unwrap_err();
         assert!(err.contains("NAME=DSN") && !err.contains("hunter2"), "{err}");
+        let err = opts(&["postgresql://u:hunter2@h/db?sslmode=require"]).unwrap_err();
+        assert!(err.contains("option 1 of 1") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]

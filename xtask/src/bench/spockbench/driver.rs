@@ -118,7 +118,12 @@ pub fn run(
     let (ok, output) = match result {
         Ok(out) => (
             out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            // A client error may quote the connection string.
+            crate::node::redact_passwords(&format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
         ),
         Err(e) => (false, format!("cannot run pgbench: {e}")),
     };

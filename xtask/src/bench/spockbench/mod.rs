@@ -85,12 +85,33 @@ const EXIT_FAIL: i32 = 1;
 const EXIT_INVALID: i32 = 2;
 const EXIT_USAGE: i32 = 3;
 
+/// A usage or configuration error found after the options were read (a
+/// server not set up for spockbench, a database in use): exit code 3.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 fn usage_error(message: impl std::fmt::Display) -> ! {
     eprintln!("error: {message}");
     std::process::exit(EXIT_USAGE)
 }
 
 pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
+    let outcome = main_inner(action, flags);
+    if let Some(e) = outcome.as_ref().err().and_then(|e| e.downcast_ref::<UsageError>()) {
+        usage_error(e);
+    }
+    outcome
+}
+
+fn main_inner(action: Action, flags: &Spockbench) -> Result<()> {
     let mut config = Config::from_flags(flags).unwrap_or_else(|e| usage_error(e));
     let remote = config::parse_node_options(&flags.node).unwrap_or_else(|e| usage_error(e));
     if !remote.is_empty() {
@@ -116,10 +137,10 @@ pub fn main(action: Action, flags: &Spockbench) -> Result<()> {
                 config.mode.name()
             ));
         }
-        if !flags.faults.is_empty() || flags.latency.is_some() {
+        if !flags.faults.is_empty() || flags.latency.is_some() || config.preset == Preset::Soak {
             usage_error(
-                "--fault and --latency need servers spockbench starts and network namespaces it owns; with --node \
-                 it cannot stop, kill or cut servers elsewhere",
+                "--fault, --latency and the soak preset's faults need servers spockbench starts and network \
+                 namespaces it owns; with --node it cannot stop, kill or cut servers elsewhere",
             );
         }
     }
@@ -271,7 +292,9 @@ impl<'a> Target<'a> {
         use sha2::Digest;
         let mut digest = sha2::Sha256::new();
         for (name, dsn) in &remote {
-            digest.update(format!("{name}={dsn}\n"));
+            // Without the password: the state stays when it changes, and
+            // the directory name says nothing about it.
+            digest.update(format!("{name}={}\n", crate::node::redact_passwords(dsn)));
         }
         let tag = hex::encode(digest.finalize());
         let dir = installed.dirs.scratch().join(format!("spockbench-dsn-{}", &tag[..16]));
@@ -465,6 +488,7 @@ fn init_remote(target: &Target, config: &Config, force: bool) -> Result<Cluster>
     let step =
         ui::Step::start(format!("Checking the settings of the {} servers given by --node", config.nodes));
     let mut used = Vec::new();
+    let mut unready = Vec::new();
     for node in &cluster.nodes {
         let settings: Vec<(String, String)> = node
             .safe_psql(
@@ -483,12 +507,7 @@ fn init_remote(target: &Target, config: &Config, force: bool) -> Result<Cluster>
             .collect();
         let problems = config::server_problems(&settings, config.nodes);
         if !problems.is_empty() {
-            bail!(
-                "node {} is not ready for spockbench (spockbench.md §2):\n  {}\nchange what is named (settings \
-                 in its configuration, then a restart), then run init again",
-                node.name,
-                problems.join("\n  ")
-            );
+            unready.push(format!("node {}:\n    {}", node.name, problems.join("\n    ")));
         }
         let leftovers = node.safe_psql(
             DB,
@@ -500,12 +519,21 @@ fn init_remote(target: &Target, config: &Config, force: bool) -> Result<Cluster>
             used.push(format!("{} has {leftovers}", node.name));
         }
     }
+    if !unready.is_empty() {
+        return Err(UsageError(format!(
+            "the servers are not ready for spockbench (spockbench.md §2):\n  {}\nchange what is named (settings \
+             in their configuration, then a restart), then run init again",
+            unready.join("\n  ")
+        ))
+        .into());
+    }
     if !used.is_empty() && !force {
-        bail!(
+        return Err(UsageError(format!(
             "{} in the database of its connection string; `init --force` drops them (every spock subscription and \
              node of that database, and the four pgbench tables) and starts over",
             used.join("; ")
-        );
+        ))
+        .into());
     }
     step.done("");
     if !used.is_empty() {
@@ -1429,6 +1457,9 @@ fn run(
             format!(", faults {}", faults.iter().map(Fault::label).collect::<Vec<_>>().join(" "))
         }
     ));
+    // Which link each slot serves, from the subscribers' catalogs (long
+    // node names make hashed slot names).
+    let slots = sampler::slot_targets(&cluster.nodes, DB);
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let fault_count = AtomicUsize::new(0);
@@ -1441,9 +1472,12 @@ fn run(
             let stop = stop.clone();
             let nodes = cluster.nodes.clone();
             let fault_count = &fault_count;
+            let slots = &slots;
             scope.spawn(move || {
                 let every = Duration::from_secs(config.sample_s);
-                sampler::sample_until(&nodes, DB, every, t0, stop, fault_count, config.history_stride, quiet)
+                let sampling =
+                    sampler::Sampling { db: DB, every, t0, stride: config.history_stride, quiet, slots };
+                sampler::sample_until(&nodes, &sampling, stop, fault_count)
             })
         };
         let p = phase(&cluster, config, config.duration_s, &run_dir, "run", faults, &fault_count, t0);
@@ -1625,6 +1659,7 @@ pub fn unpatched_check(stock: &Installed) -> Result<String> {
             remote.push((format!("s{}", remote.len() + 1), node.connstr(DB)));
         }
         let target = Target::remote(stock, remote);
+        let _state = scopeguard_dir(&target.dir);
         let mut flags = Spockbench::ci_short();
         flags.nodes = Some(2);
         flags.scale = Some(1);
@@ -1642,10 +1677,22 @@ pub fn unpatched_check(stock: &Installed) -> Result<String> {
         init(&target, &config, true).context("spockbench init --no-delta on stock servers")?;
         Ok("init named patch 020; --no-delta prepared and wired the nodes".to_string())
     })();
-    if outcome.is_ok() {
-        cluster.destroy()?;
-    }
+    // The servers go either way: the error says what failed.
+    cluster.destroy()?;
     outcome
+}
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scopeguard_dir(dir: &Path) -> RemoveOnDrop {
+    RemoveOnDrop(dir.to_path_buf())
 }
 
 /// The name results give driver `k` (0-based): its node's, or `n<k+1>`

@@ -30,22 +30,49 @@ pub fn slot_target(slot: &str, origin: &str) -> Option<String> {
     Some(sub.strip_suffix(&format!("_{origin}"))?.to_string())
 }
 
+/// Every spock slot of the mesh and the node it serves, from each
+/// subscriber's `spock.subscription` (a slot's name holds its
+/// subscription's only while the names are short; longer parts are
+/// hashed). Empty without the extension (native mode: `slot_target`).
+pub fn slot_targets(nodes: &[Node], db: &str) -> BTreeMap<String, String> {
+    let mut slots = BTreeMap::new();
+    for node in nodes {
+        let Ok(text) = node.safe_psql(db, "SELECT sub_slot_name FROM spock.subscription") else {
+            continue;
+        };
+        for slot in text.lines().filter(|l| !l.is_empty()) {
+            slots.insert(slot.to_string(), node.name.clone());
+        }
+    }
+    slots
+}
+
+/// What the sampler needs besides the nodes.
+pub struct Sampling<'a> {
+    pub db: &'a str,
+    /// Time between samples.
+    pub every: Duration,
+    /// The run's clock.
+    pub t0: Instant,
+    /// How far each local transaction moves a node's history sequence.
+    pub stride: u32,
+    pub quiet: bool,
+    /// `slot_targets`.
+    pub slots: &'a BTreeMap<String, String>,
+}
+
 /// Samples until `stop` is set; `t0` is the run's clock. A node that does
 /// not answer (being killed or restarted) gives no sample for that moment.
 /// Unless `quiet`, prints a status line per sample: elapsed time, each
 /// node's rate (from its history sequence, which each local transaction
 /// moves by `stride`), the largest lag, and the faults so far.
-#[allow(clippy::too_many_arguments)]
 pub fn sample_until(
     nodes: &[Node],
-    db: &str,
-    every: Duration,
-    t0: Instant,
+    sampling: &Sampling,
     stop: Arc<AtomicBool>,
     faults: &AtomicUsize,
-    stride: u32,
-    quiet: bool,
 ) -> Vec<Sample> {
+    let &Sampling { db, every, t0, stride, quiet, slots } = sampling;
     let mut out = Vec::new();
     let mut next = Instant::now();
     let mut last_seq: Vec<Option<(f64, i64)>> = vec![None; nodes.len()];
@@ -102,7 +129,10 @@ pub fn sample_until(
             ) {
                 for line in text.lines() {
                     let Some((slot, backlog)) = line.split_once('|') else { continue };
-                    let Some(target) = slot_target(slot, &node.name) else { continue };
+                    let Some(target) = slots.get(slot).cloned().or_else(|| slot_target(slot, &node.name))
+                    else {
+                        continue;
+                    };
                     let s = links.entry((node.name.clone(), target)).or_default();
                     s.backlog_bytes = backlog.parse::<f64>().ok().map(|b| b as i64);
                 }
