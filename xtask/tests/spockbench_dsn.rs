@@ -100,6 +100,9 @@ fn spockbench_runs_against_servers_given_by_connection_strings() {
     assert_eq!(names(&result["load"]["per_node"], "node"), NAMES);
     for n in result["nodes"].as_array().unwrap() {
         assert_eq!(n["host"], "127.0.0.1", "{result:#}");
+        // Measured, as for servers elsewhere; here they share the runner's clock.
+        let offset = n["clock_offset_s"].as_f64().unwrap_or_else(|| panic!("no clock offset: {result:#}"));
+        assert!(offset.abs() < 0.5, "clock offset {offset} s on one host: {result:#}");
     }
     for n in result["load"]["per_node"].as_array().unwrap() {
         assert!(n["committed"].as_u64().unwrap() > 0, "{result:#}");

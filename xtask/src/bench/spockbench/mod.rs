@@ -941,6 +941,9 @@ struct Baseline {
     wal: Vec<u64>,
     /// The extension's statistics (spock mode only).
     counters: Vec<Option<counters::Snapshot>>,
+    /// Each node's clock against the runner's, in seconds (servers elsewhere
+    /// only: the local ones share the runner's clock).
+    clock_offsets: Vec<Option<f64>>,
 }
 
 impl Baseline {
@@ -951,8 +954,32 @@ impl Baseline {
             resolutions: nodes.iter().map(|n| resolutions(n, mode)).collect::<Result<_>>()?,
             wal: nodes.iter().map(wal_position).collect::<Result<_>>()?,
             counters: settled_statistics(cluster, mode)?,
+            clock_offsets: nodes.iter().map(clock_offset).collect::<Result<_>>()?,
         })
     }
+}
+
+/// How far a server elsewhere's clock is ahead of the runner's (spockbench.md
+/// §7): in one psql session, the runner's time, the server's, the runner's
+/// again; the server's against the middle of the two (an RTT/2
+/// correction). `None` for a local node.
+fn clock_offset(node: &Node) -> Result<Option<f64>> {
+    if node.dsn.is_none() {
+        return Ok(None);
+    }
+    let out = node.safe_psql(
+        DB,
+        "\\! date +R%s.%N\nSELECT 'S' || extract(epoch FROM clock_timestamp());\n\\! date +R%s.%N\n",
+    )?;
+    // The shell's lines and psql's may reach the pipe in either order:
+    // each says whose it is.
+    let mut runner: Vec<f64> = out.lines().filter_map(|l| l.strip_prefix('R')?.trim().parse().ok()).collect();
+    let server: Option<f64> = out.lines().find_map(|l| l.strip_prefix('S')?.trim().parse().ok());
+    runner.sort_by(f64::total_cmp);
+    Ok(match (runner.as_slice(), server) {
+        ([before, after], Some(server)) => Some(server - (before + after) / 2.0),
+        _ => None,
+    })
 }
 
 /// The replication statistics of a node: the extension's in spock mode,
@@ -1907,7 +1934,8 @@ fn assemble(
             let node = server(i);
             let (host, port) = address(node)?;
             Ok(json!({"name": name(i), "host": host, "port": port,
-                   "home_branches": config.home_branches(i + 1), "clock_offset_s": Value::Null}))
+                   "home_branches": config.home_branches(i + 1),
+                   "clock_offset_s": baseline.clock_offsets.get(i).copied().flatten()}))
         })
         .collect::<Result<_>>()?;
     let mut cfg = serde_json::to_value(config)?;
