@@ -8,7 +8,10 @@
 //! The cluster lives in the build's scratch directory (`spockbench/`),
 //! with the runner's ledger of committed transactions next to it
 //! (`spockbench-state.json`); each run writes its files into
-//! `target/bench/<UTC time>-<label>/`.
+//! `target/bench/<UTC time>-<label>/`. With `--node name=DSN` the nodes are
+//! servers elsewhere (`Target`), prepared by `init_remote` and never
+//! started, stopped or reconfigured; their ledger lives in
+//! `spockbench-dsn-<digest>/`.
 
 mod checks;
 mod config;
