@@ -155,29 +155,24 @@ fn spockbench_runs_against_servers_given_by_connection_strings() {
 
     // The password is in no output, no file of the run and no state file.
     assert!(!said.contains(&password), "the password was printed:\n{said}");
+    let assert_no_password_in = |dir: &std::path::Path| {
+        for file in std::fs::read_dir(dir).unwrap() {
+            let path = file.unwrap().path();
+            let content = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&content).contains(&password),
+                "{} holds the password",
+                path.display()
+            );
+        }
+    };
     let scratch = common::installed().dirs.scratch();
     for entry in std::fs::read_dir(&scratch).unwrap() {
         let dir = entry.unwrap().path();
         if dir.file_name().unwrap().to_string_lossy().starts_with("spockbench-dsn-") {
-            for file in std::fs::read_dir(&dir).unwrap() {
-                let path = file.unwrap().path();
-                let content = std::fs::read(&path).unwrap();
-                assert!(
-                    !String::from_utf8_lossy(&content).contains(&password),
-                    "{} holds the password",
-                    path.display()
-                );
-            }
+            assert_no_password_in(&dir);
         }
     }
-    for entry in std::fs::read_dir(&run_dir).unwrap() {
-        let path = entry.unwrap().path();
-        let content = std::fs::read(&path).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&content).contains(&password),
-            "{} holds the password",
-            path.display()
-        );
-    }
+    assert_no_password_in(&run_dir);
     cluster.destroy().unwrap();
 }
